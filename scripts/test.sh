@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The test suite: lint, then pytest (hydra's pytest plugin, pulled in by fairseq, is disabled).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+.venv/bin/ruff check spkit tests bench
+exec .venv/bin/python -m pytest -p no:hydra_pytest -q "$@" tests

@@ -1,0 +1,3 @@
+from spkit.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,175 @@
+"""The main job, ``spkit run``: synthesize the embedded corpora, then execute the notebook sequence
+``notebooks/NN_*.ipynb`` in order with papermill into a run folder.
+
+Each stage leaves a marker ``RUN/.stages/<stage>.json`` holding the parameters it ran with; a rerun
+with the same parameters skips completed stages (resume), and a stage whose parameters changed runs
+again, as do all stages after it. A failing notebook stops the run with a non-zero exit and leaves
+the executed notebook, traceback included, in ``RUN/notebooks/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spkit.io import read_json, write_json
+
+PRESETS = ("smoke", "default", "paper")
+CORPUS_KINDS = ("kws", "intent", "lid", "asr")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def notebooks_dir() -> Path:
+    """The folder of the notebook sequence (``SPKIT_NOTEBOOKS`` overrides, e.g. for tests)."""
+    return Path(os.environ.get("SPKIT_NOTEBOOKS", REPO_ROOT / "notebooks"))
+
+
+def default_data_root() -> Path:
+    """Where synthesized corpora live, shared between runs (``SPKIT_DATA`` overrides)."""
+    return Path(os.environ.get("SPKIT_DATA", REPO_ROOT / "data" / "corpora"))
+
+
+@dataclass
+class Stage:
+    """One step of the main job: a name, the parameters that identify its result, and a runner."""
+
+    name: str
+    params: dict[str, Any]
+    run: Callable[[], None]
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps({"name": self.name, "params": self.params}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class StageFailed(RuntimeError):
+    """A stage of the main job failed; the message says which and where its output is."""
+
+
+def corpus_dir(data_root: Path, kind: str, preset: str, seed: int) -> Path:
+    """The folder of one synthesized corpus: ``<data_root>/<preset>-seed<seed>/<kind>``."""
+    return data_root / f"{preset}-seed{seed}" / kind
+
+
+def synth_stage(kind: str, out: Path, preset: str, seed: int) -> Stage:
+    def run() -> None:
+        from spkit.synth import synthesize_corpus
+
+        synthesize_corpus(kind, out, preset=preset, seed=seed)
+
+    return Stage(f"synth_{kind}", {"kind": kind, "out": str(out), "preset": preset, "seed": seed}, run)
+
+
+def notebook_stage(nb: Path, run_dir: Path, params: dict[str, Any], timeout_s: int | None) -> Stage:
+    def run() -> None:
+        import papermill as pm
+
+        out_nb = run_dir / "notebooks" / nb.name
+        out_nb.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            pm.execute_notebook(str(nb), str(out_nb), parameters=params, kernel_name="python3",
+                                cwd=str(run_dir), progress_bar=False, execution_timeout=timeout_s,
+                                log_output=False)
+        except Exception as e:  # papermill raises PapermillExecutionError with the cell's traceback
+            raise StageFailed(f"notebook {nb.name} failed; the executed notebook with the traceback "
+                              f"is {out_nb}\n{type(e).__name__}: {e}") from e
+
+    return Stage(nb.stem, {"notebook": nb.name, "sha": _file_sha(nb), **params}, run)
+
+
+def _file_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def plan(preset: str, run_dir: Path, *, seed: int = 0, data_root: Path | None = None,
+         kinds: tuple[str, ...] = CORPUS_KINDS, timeout_s: int | None = None) -> list[Stage]:
+    """The stages of the main job for ``preset``, in order."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS}")
+    data_root = (data_root or default_data_root()).resolve()
+    run_dir = run_dir.resolve()
+    stages: list[Stage] = []
+    corpora: dict[str, str] = {}
+    if preset != "paper":  # the paper preset reads real data sets named in its notebooks' params
+        for kind in kinds:
+            out = corpus_dir(data_root, kind, preset, seed)
+            corpora[kind] = str(out)
+            stages.append(synth_stage(kind, out, preset, seed))
+    nb_params = {"preset": preset, "run_dir": str(run_dir), "seed": seed, "corpora": corpora}
+    for nb in sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb")):
+        stages.append(notebook_stage(nb, run_dir, nb_params, timeout_s))
+    return stages
+
+
+def execute(stages: list[Stage], run_dir: Path, *, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run ``stages`` in order, skipping those already complete with the same parameters.
+
+    Returns a summary ``{stage: {"status": "done"|"skipped", "seconds": float}}``; raises
+    :class:`StageFailed` at the first failure (later stages do not run).
+    """
+    marks = run_dir / ".stages"
+    marks.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {}
+    invalidated = False  # once a stage reruns, every later stage reruns too
+    for stage in stages:
+        mark = marks / f"{stage.name}.json"
+        if not invalidated and mark.exists() and read_json(mark).get("key") == stage.key:
+            log(f"[spkit run] {stage.name}: already complete, skipped")
+            summary[stage.name] = {"status": "skipped", "seconds": 0.0}
+            continue
+        invalidated = True
+        mark.unlink(missing_ok=True)
+        log(f"[spkit run] {stage.name}: running")
+        t0 = time.perf_counter()
+        stage.run()
+        dt = time.perf_counter() - t0
+        write_json(mark, {"key": stage.key, "params": stage.params, "seconds": round(dt, 2)})
+        summary[stage.name] = {"status": "done", "seconds": round(dt, 2)}
+        log(f"[spkit run] {stage.name}: done in {dt:.1f} s")
+    return summary
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", choices=PRESETS, default="default",
+                   help="smoke: seconds, for tests; default: the main job; paper: real data (GPU)")
+    p.add_argument("--out", type=Path, required=True, help="run folder (created; resumed if present)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthesized corpora")
+    p.add_argument("--data-root", type=Path, default=None,
+                   help=f"where corpora are synthesized (default {default_data_root()})")
+    p.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+
+
+def main(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    stages = plan(args.preset, args.out, seed=args.seed, data_root=args.data_root, timeout_s=args.timeout)
+    try:
+        summary = execute(stages, args.out.resolve())
+    except StageFailed as e:
+        print(f"[spkit run] FAILED: {e}", file=sys.stderr)
+        return 1
+    total = time.perf_counter() - t0
+    write_json(args.out / "run_summary.json",
+               {"preset": args.preset, "seed": args.seed, "stages": summary, "seconds": round(total, 1)})
+    print(f"[spkit run] complete in {total:.1f} s -> {args.out}")
+    _print_corpora_summary(stages)
+    return 0
+
+
+def _print_corpora_summary(stages: list[Stage]) -> None:
+    for stage in stages:
+        if not stage.name.startswith("synth_"):
+            continue
+        info = Path(stage.params["out"]) / "spkit" / "corpus.json"
+        if info.exists():
+            meta = read_json(info)
+            counts = meta.get("counts", {})
+            print(f"  {stage.params['kind']:<7} {stage.params['out']}  {json.dumps(counts)}")
