@@ -15,8 +15,16 @@ fi
 
 echo "[setup] creating/updating $VENV with $PY ($($PY --version))"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-pip=("$VENV/bin/python" -m pip install --disable-pip-version-check -q -c constraints.txt)
-"$VENV/bin/python" -m pip install --disable-pip-version-check -q --upgrade pip
+# pip's warnings about this machine's unused local index folders are noise: filter them out.
+pipq() {
+  set +o pipefail
+  "$VENV/bin/python" -m pip "$@" 2>&1 | { grep -v "^WARNING: Location 'file://" || true; }
+  local rc=${PIPESTATUS[0]}
+  set -o pipefail
+  return "$rc"
+}
+pip=(pipq install --disable-pip-version-check -q -c constraints.txt)
+pipq install --disable-pip-version-check -q --upgrade pip
 # 1. torch first: everything else must see this exact build.
 "${pip[@]}" torch==2.14.1 torchaudio==2.11.0
 # 2. fairseq compiles C/Cython extensions against the venv's numpy and torch (no build isolation).
@@ -24,7 +32,7 @@ pip=("$VENV/bin/python" -m pip install --disable-pip-version-check -q -c constra
 "${pip[@]}" --no-build-isolation fairseq-fixed==0.12.3.1
 # 3. the rest, then spkit itself (editable, so notebooks and the CLI use this checkout).
 "${pip[@]}" -r requirements.txt
-"$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+pipq install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 "$VENV/bin/python" -c "import torch, torchaudio, fairseq, papermill, spkit" 2>/dev/null \
   || { echo "[setup] import check failed" >&2; exit 1; }
 rm -f "$VENV"/.spkit-setup-*

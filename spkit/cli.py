@@ -11,11 +11,16 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("spkit.synth.cli", "synthesize an embedded spoken corpus in a real data set's layout"),
     "run": ("spkit.pipeline", "run the main job (the notebook sequence) with papermill"),
+    "pretrain-hubert": ("spkit.features.cli", "pre-train the tiny log-mel HuBERT (HuBERT iterations 1-2)"),
+    "fit-kmeans": ("spkit.units.cli", "fit k-means (GSLM km.bin) on a corpus's features"),
+    "quantize": ("spkit.units.cli", "quantize a corpus to discrete units (GSLM name|units files)"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spkit", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="spkit",
+        description="spkit: prompting generative spoken language models (SpeechPrompt on GSLM units)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)

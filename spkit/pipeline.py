@@ -170,6 +170,7 @@ def _print_corpora_summary(stages: list[Stage]) -> None:
             continue
         info = Path(stage.params["out"]) / "spkit" / "corpus.json"
         if info.exists():
-            meta = read_json(info)
-            counts = meta.get("counts", {})
-            print(f"  {stage.params['kind']:<7} {stage.params['out']}  {json.dumps(counts)}")
+            splits = read_json(info).get("splits", {})
+            counts = ", ".join(f"{s} {v.get('clips')} clips/{v.get('speakers')} speakers"
+                               for s, v in splits.items())
+            print(f"  {stage.params['kind']:<7} {counts}  ({stage.params['out']})")

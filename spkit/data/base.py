@@ -29,6 +29,6 @@ class Utterance:
     path: Path
     split: str
     speaker: str
-    label: Any = None
+    label: Any = field(default=None, hash=False)  # may be a dict (intent slots)
     text: str | None = None
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)

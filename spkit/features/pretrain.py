@@ -1,0 +1,342 @@
+"""Pre-train a :class:`~spkit.features.tiny_hubert.TinyHubert` with HuBERT's recipe, on the CPU.
+
+Iteration 1 predicts k-means clusters of 39-dim MFCC features (13 + deltas + delta-deltas, CMVN per
+utterance) on masked frames; iteration 2 trains a fresh model on clusters of a middle layer of the
+iteration-1 model (``PretrainConfig.target_layer``). Loss: cross-entropy on masked frames, plus
+``unmasked_weight`` times the cross-entropy on unmasked frames (HuBERT: 0).
+
+Training: random frame-aligned crops of ``crop_seconds`` (whole clip when shorter), AdamW with
+linear warmup then linear decay to zero at ``max_steps``, gradient clipping. The budget is
+``max_steps`` and optionally ``max_seconds`` of wall clock: a time-limited run stops early with a
+checkpoint, and calling :func:`pretrain` again resumes it. Checkpoints are written atomically every
+``save_every`` steps and at the end. Same seed -> same weights, including across a resume: batch
+order, crops, masks and dropout are drawn from generators seeded by ``(seed, step)``, never from
+state that an interruption would lose.
+
+The k-means fit lives in :func:`fit_kmeans` only (sklearn MiniBatchKMeans; ``spkit.units`` may
+replace it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from spkit.features.base import HOP, num_frames
+from spkit.features.tiny_hubert import (
+    FORMAT,
+    VERSION,
+    TinyHubert,
+    TinyHubertConfig,
+    TinyHubertExtractor,
+    load_tiny_hubert,
+    span_mask,
+)
+from spkit.io import torch_save
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PretrainConfig:
+    """Training settings (saved in the checkpoint; a resume must use the same ones)."""
+
+    iteration: int = 1              # 1: MFCC k-means targets; 2+: k-means of the teacher's layer
+    num_clusters: int = 100         # HuBERT: 100 (iteration 1), 500 (iteration 2)
+    target_layer: int | None = None  # teacher layer for iteration >= 2; None = middle layer
+    crop_seconds: float = 2.0
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    max_steps: int = 2000
+    max_seconds: float | None = None
+    unmasked_weight: float = 0.0
+    grad_clip: float = 10.0
+    save_every: int = 200
+    seed: int = 0
+    kmeans_max_frames: int = 100_000  # frames sampled to fit k-means
+    kmeans_n_init: int = 3            # GSLM uses 20 (785 s for 20k x 768 here); 3 is enough on CPU
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PretrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# --------------------------------------------------------------------------- targets
+def fit_kmeans(frames: np.ndarray, num_clusters: int, seed: int, n_init: int = 3) -> np.ndarray:
+    """Fit k-means on ``(frames, dim)`` features; returns centres ``(num_clusters, dim)`` float32.
+
+    GSLM's MiniBatchKMeans settings (k-means++, batch 10000, tol 0, max_no_improvement 100,
+    reassignment_ratio 0.5) except ``n_init``.
+    """
+    from sklearn.cluster import MiniBatchKMeans
+
+    if frames.shape[0] < num_clusters:
+        raise ValueError(f"k-means needs at least {num_clusters} frames, got {frames.shape[0]}")
+    km = MiniBatchKMeans(n_clusters=num_clusters, init="k-means++", max_iter=150, batch_size=10000,
+                         tol=0.0, max_no_improvement=100, n_init=n_init, reassignment_ratio=0.5,
+                         random_state=seed)
+    km.fit(frames)
+    return km.cluster_centers_.astype(np.float32)
+
+
+def assign(feats: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """Nearest centre per frame: ``(frames, dim)``, ``(K, dim)`` -> ``(frames,)`` int64."""
+    d = (feats * feats).sum(1, keepdim=True) - 2 * feats @ centers.T + (centers * centers).sum(1)[None]
+    return d.argmin(dim=1)
+
+
+def _target_features(waves: Sequence[torch.Tensor], config: PretrainConfig,
+                     teacher: TinyHubertExtractor | None, progress: bool = True) -> list[torch.Tensor]:
+    from tqdm import tqdm
+
+    if config.iteration == 1:
+        from spkit.features.spectral import MFCCExtractor
+
+        extractor: Any = MFCCExtractor(cmvn=True)
+    else:
+        if teacher is None:
+            raise ValueError(f"iteration {config.iteration} needs a teacher checkpoint (iteration-1 model)")
+        extractor = teacher
+    return [extractor.extract(w) for w in tqdm(waves, desc=f"targets ({extractor.name})", leave=False,
+                                           disable=not progress)]
+
+
+def make_targets(waves: Sequence[torch.Tensor], config: PretrainConfig,
+                 teacher: TinyHubertExtractor | None = None,
+                 centers: torch.Tensor | None = None, progress: bool = True
+                 ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Frame targets per clip ``[(num_frames(N_i),)]`` and the k-means centres ``(K, dim)``.
+
+    Fits k-means on up to ``kmeans_max_frames`` frames unless ``centers`` are given (a resume).
+    """
+    feats = _target_features(waves, config, teacher, progress)
+    if centers is None:
+        allf = torch.cat(feats).numpy()
+        rng = np.random.default_rng(config.seed)
+        if allf.shape[0] > config.kmeans_max_frames:
+            allf = allf[np.sort(rng.choice(allf.shape[0], config.kmeans_max_frames, replace=False))]
+        centers = torch.from_numpy(fit_kmeans(allf, config.num_clusters, config.seed, config.kmeans_n_init))
+    return [assign(f, centers) for f in feats], centers
+
+
+# --------------------------------------------------------------------------- batches
+def _seed(*keys: int) -> int:
+    seed = 0
+    for k in keys:
+        seed = (seed * 1_000_003 + int(k)) % (2**63 - 1)
+    return seed
+
+
+def _generator(*keys: int) -> torch.Generator:
+    # One independent stream per (seed, purpose, step): nothing depends on earlier steps.
+    return torch.Generator().manual_seed(_seed(*keys))
+
+
+def make_batch(waves: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], config: PretrainConfig,
+               step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The batch of ``step``: ``(waves (B, samples), lengths (B,), targets (B, frames))``.
+
+    Clips are visited in a per-epoch permutation; each is cropped at a random frame boundary to
+    ``crop_seconds``, so crop frame ``j`` is clip frame ``start + j`` and its target stays aligned.
+    Targets past a clip's frames are -100 (ignored).
+    """
+    n, bs = len(waves), min(config.batch_size, len(waves))
+    per_epoch = n // bs
+    epoch, pos = divmod(step, per_epoch)
+    order = torch.randperm(n, generator=_generator(config.seed, 1, epoch))[pos * bs:(pos + 1) * bs]
+    g = _generator(config.seed, 2, step)
+    crop_frames = max(1, int(config.crop_seconds * 50))
+    crops, lens, tgts = [], [], []
+    for i in order.tolist():
+        w, y = waves[i], labels[i]
+        nf = y.shape[0]
+        start = int(torch.randint(0, max(1, nf - crop_frames + 1), (1,), generator=g))
+        take = min(crop_frames, nf - start)
+        samples = (take - 1) * HOP + 400
+        crops.append(w[start * HOP: start * HOP + samples])
+        tgts.append(y[start: start + take])
+        lens.append(samples)
+    L = max(lens)
+    out = torch.zeros(len(crops), L)
+    tg = torch.full((len(crops), num_frames(L)), -100, dtype=torch.long)
+    for b, (c, t) in enumerate(zip(crops, tgts)):
+        out[b, : c.shape[0]] = c
+        tg[b, : t.shape[0]] = t
+    return out, torch.tensor(lens), tg
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warmup over ``warmup`` steps, then linear decay to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def loss_fn(model: TinyHubert, waves: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
+            mask: torch.Tensor, unmasked_weight: float) -> tuple[torch.Tensor, float]:
+    """Masked-prediction loss and masked-frame accuracy for one batch.
+
+    ``waves`` ``(B, samples)``, ``lengths`` ``(B,)``, ``targets`` ``(B, frames)`` (-100 = padding),
+    ``mask`` ``(B, frames)`` bool.
+    """
+    outs, _ = model.encode(waves, lengths, mask=mask)
+    logits = model.logits(outs[-1])
+    valid = targets >= 0
+    m, u = mask & valid, ~mask & valid
+    loss = F.cross_entropy(logits[m], targets[m])
+    if unmasked_weight > 0 and bool(u.any()):
+        loss = loss + unmasked_weight * F.cross_entropy(logits[u], targets[u])
+    acc = (logits[m].argmax(-1) == targets[m]).float().mean().item()
+    return loss, acc
+
+
+# --------------------------------------------------------------------------- training
+def _normalization(waves: Sequence[torch.Tensor], model: TinyHubert) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.no_grad():
+        mels = torch.cat([model.logmel(w[None])[0] for w in waves[:2000]])
+    return mels.mean(0), mels.std(0)
+
+
+def pretrain(waves: Sequence[torch.Tensor], out: str | os.PathLike,
+             config: PretrainConfig | None = None, model_config: TinyHubertConfig | None = None,
+             teacher: str | os.PathLike | None = None, until_step: int | None = None,
+             progress: bool = True, on_step: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    """Train (or resume) a tiny HuBERT on ``waves`` and write its checkpoint to ``out``.
+
+    Args:
+        waves: training clips, each ``(samples,)`` float32 at 16 kHz (at least 400 samples).
+        out: checkpoint path; if it exists, training resumes from it (configs must match).
+        config: training settings; ``model_config``: architecture (``num_classes`` is set to
+            ``config.num_clusters``).
+        teacher: iteration-1 checkpoint whose ``target_layer`` is clustered (iteration >= 2).
+        until_step: stop after this global step (a chunk of a longer run), checkpointing.
+        progress: show a tqdm bar; ``on_step(step, loss)`` is called after every step.
+
+    Returns:
+        A summary: ``{"step", "loss", "acc", "seconds", "audio_seconds", "finished", "path"}``.
+    """
+    from tqdm import tqdm
+
+    config = config or PretrainConfig()
+    model_config = dataclasses.replace(model_config or TinyHubertConfig(), num_classes=config.num_clusters)
+    out = Path(out)
+    if not waves:
+        raise ValueError("no training clips")
+    short = [i for i, w in enumerate(waves) if w.ndim != 1 or w.shape[0] < 400]
+    if short:
+        raise ValueError(f"clips {short[:5]} are not mono or shorter than 400 samples (25 ms)")
+
+    teacher_ext = None
+    if config.iteration >= 2:
+        if teacher is None:
+            raise ValueError(f"iteration {config.iteration} needs a teacher checkpoint")
+        teacher_ext = TinyHubertExtractor.from_checkpoint(teacher)
+        teacher_ext = teacher_ext.with_layer(config.target_layer or teacher_ext.layer)
+
+    with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed only
+        torch.manual_seed(_seed(config.seed, 0))
+        model = TinyHubert(model_config)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, config.warmup_steps, config.max_steps))
+    step, seconds, audio_seconds, history, centers = 0, 0.0, 0.0, [], None
+    if out.exists():
+        _, ckpt = load_tiny_hubert(out)
+        saved = PretrainConfig.from_dict(ckpt["train"])
+        for key in ("iteration", "num_clusters", "target_layer", "seed", "batch_size", "crop_seconds",
+                    "lr", "warmup_steps", "max_steps"):
+            if getattr(saved, key) != getattr(config, key):
+                raise ValueError(f"{out}: cannot resume: {key}={getattr(saved, key)!r} in the checkpoint, "
+                                 f"{getattr(config, key)!r} now")
+        if TinyHubertConfig.from_dict(ckpt["config"]) != model_config:
+            raise ValueError(f"{out}: cannot resume: the model config differs from the checkpoint's")
+        model.load_state_dict(ckpt["model"], strict=True)
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        step, seconds, audio_seconds = ckpt["step"], ckpt["seconds"], ckpt["audio_seconds"]
+        history, centers = ckpt["history"], ckpt["targets"]["centers"]
+        log.info("%s: resuming at step %d", out, step)
+    else:
+        model.set_normalization(*_normalization(waves, model))
+
+    labels, centers = make_targets(waves, config, teacher_ext, centers, progress)
+    target_info = {"kind": "mfcc" if config.iteration == 1 else "tiny_hubert",
+                   "num_clusters": config.num_clusters, "centers": centers,
+                   "teacher": None if teacher is None else str(teacher),
+                   "teacher_layer": None if teacher_ext is None else teacher_ext.layer}
+
+    def save() -> None:
+        torch_save({"format": FORMAT, "version": VERSION, "config": dataclasses.asdict(model_config),
+                    "model": model.state_dict(), "train": dataclasses.asdict(config), "targets": target_info,
+                    "step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "history": history, "seconds": seconds, "audio_seconds": audio_seconds}, out)
+
+    stop = min(config.max_steps, until_step if until_step is not None else config.max_steps)
+    started = time.monotonic()
+    loss_v, acc = math.nan, math.nan
+    bar = tqdm(total=stop, initial=step, desc=f"tiny HuBERT it{config.iteration}", disable=not progress)
+    model.train()
+    while step < stop:
+        if config.max_seconds is not None and time.monotonic() - started >= config.max_seconds:
+            break
+        t0 = time.monotonic()
+        batch, lengths, targets = make_batch(waves, labels, config, step)
+        mask = span_mask(torch.tensor([t.ge(0).sum() for t in targets]), targets.shape[1],
+                         model_config.mask_prob, model_config.mask_length, _generator(config.seed, 3, step))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_seed(config.seed, 4, step))  # dropout of this step
+            loss, acc = loss_fn(model, batch, lengths, targets, mask, config.unmasked_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            opt.step()
+            sched.step()
+        step += 1
+        loss_v = float(loss.detach())
+        seconds += time.monotonic() - t0
+        audio_seconds += float(lengths.sum()) / 16000
+        history.append([step, loss_v, acc])
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_v:.3f}", acc=f"{acc:.2f}")
+        if on_step is not None:
+            on_step(step, loss_v)
+        if step % config.save_every == 0:
+            save()
+    bar.close()
+    save()
+    return {"step": step, "loss": loss_v, "acc": acc, "seconds": seconds, "audio_seconds": audio_seconds,
+            "finished": step >= config.max_steps, "path": str(out)}
+
+
+def pretrain_iterations(waves: Sequence[torch.Tensor], out_dir: str | os.PathLike, iterations: int = 2,
+                        config: PretrainConfig | None = None, model_config: TinyHubertConfig | None = None,
+                        progress: bool = True) -> list[dict[str, Any]]:
+    """HuBERT's iterations: ``out_dir/iter1.pt`` on MFCC targets, then ``iter{i}.pt`` on the previous one.
+
+    Each finished iteration is reused (resumed to completion) when the call is repeated.
+    """
+    out_dir = Path(out_dir)
+    config = config or PretrainConfig()
+    results, teacher = [], None
+    for it in range(1, iterations + 1):
+        cfg = dataclasses.replace(config, iteration=it)
+        res = pretrain(waves, out_dir / f"iter{it}.pt", cfg, model_config, teacher, progress=progress)
+        results.append(res)
+        if not res["finished"]:
+            break  # time budget spent: the next call resumes this iteration
+        teacher = out_dir / f"iter{it}.pt"
+    return results

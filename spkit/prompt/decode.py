@@ -1,0 +1,293 @@
+"""Scoring and decoding with a prompted uLM.
+
+* :func:`score_labels` (classification, default): the next tokens are constrained to the verbalizer's
+  label sequences. Each label's score is the total log-probability of its token sequence after
+  ``[</s>, units, <sep>]`` (log-softmax over the whole vocabulary, summed over its tokens, computed on the
+  KV cache of the shared prefix); a softmax over those scores gives one probability per label (rows sum
+  to 1). With the learnable verbalizer the probabilities are the softmax of its class scores.
+* :func:`greedy_labels`: SpeechPrompt's scoring: unconstrained greedy generation of the label's token
+  count; a prediction counts only when it is exactly a label's sequence (else it is ``None``: wrong).
+* :func:`beam_search`: generic beam search over a step function (used on the KV cache for ASR, constrained
+  to the character tokens and ``</s>``); ranks finished hypotheses by summed log-probability divided by
+  ``length ** length_penalty`` (length counts the ``</s>``). With ``beam=1`` it is exactly greedy decoding.
+* :func:`evaluate`: the task metric (accuracy, or CER with WER beside it), the predictions and the
+  per-class probabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from spkit.prompt.model import PromptedULM
+from spkit.prompt.tasks import EOS_IDX, Collator, PromptBatch, TaskExample, TaskSpec
+from spkit.ulm.model import KVCache
+
+MODES: tuple[str, ...] = ("constrained", "greedy", "beam")
+
+
+def reorder_cache(cache: KVCache, index: Tensor) -> KVCache:
+    """The cache rows ``index`` (N,) (repeat rows to expand a batch, or follow beams)."""
+    index = index.to(cache.key_mask.device)
+    return KVCache([k.index_select(0, index) for k in cache.keys], [v.index_select(0, index) for v in cache.values],
+                   cache.key_mask.index_select(0, index), cache.next_position.index_select(0, index))
+
+
+def _prefix_run(model: PromptedULM, batch: PromptBatch) -> tuple[Tensor, KVCache]:
+    """Run ``[</s>, units, <sep>]``: log-probabilities (B, V) of the token after ``<sep>`` and the cache."""
+    tokens, mask = batch.prefixes()
+    out = model(tokens, mask, use_cache=True)
+    rows = torch.arange(tokens.shape[0], device=tokens.device)
+    assert out.cache is not None
+    return out.logits[rows, batch.sep_pos].float().log_softmax(-1), out.cache
+
+
+@torch.no_grad()
+def label_log_probs(model: PromptedULM, batch: PromptBatch, max_rows: int = 1024) -> Tensor:
+    """(B, C) total log-probability of each class' token sequence (token verbalizers), or the
+    log-softmax of the learnable verbalizer's class scores."""
+    if model.verbalizer.head is not None:
+        tokens, mask = batch.prefixes()
+        out = model(tokens, mask)
+        return model.class_logits(out.logits, batch.sep_pos).float().log_softmax(-1)
+    seqs = model.verbalizer.label_sequences(model.spec).to(batch.tokens.device)  # (C, k)
+    first, cache = _prefix_run(model, batch)
+    scores = first[:, seqs[:, 0]]  # (B, C)
+    C, k = seqs.shape
+    if k == 1:
+        return scores
+    B = scores.shape[0]
+    chunk = max(1, max_rows // B)  # classes per pass, so B * chunk rows fit
+    rest = []
+    for c0 in range(0, C, chunk):
+        part = seqs[c0:c0 + chunk]  # (c, k)
+        c = part.shape[0]
+        rows = torch.arange(B, device=seqs.device).repeat_interleave(c)
+        feed = part[:, :-1].repeat(B, 1)  # (B*c, k-1): teacher-forced label tokens
+        out = model.lm(feed, cache=reorder_cache(cache, rows))
+        lp = out.logits.float().log_softmax(-1).gather(-1, part[:, 1:].repeat(B, 1)[..., None])[..., 0]
+        rest.append(lp.sum(-1).view(B, c))
+    return scores + torch.cat(rest, dim=1)
+
+
+@torch.no_grad()
+def score_labels(model: PromptedULM, batch: PromptBatch) -> Tensor:
+    """(B, C) probability of each class (constrained scoring; rows sum to 1)."""
+    return label_log_probs(model, batch).softmax(-1)
+
+
+@torch.no_grad()
+def greedy_tokens(model: PromptedULM, batch: PromptBatch, max_new_tokens: int) -> Tensor:
+    """(B, max_new_tokens) unconstrained greedy continuation after ``<sep>`` (pads after ``</s>``)."""
+    tokens, mask = batch.prefixes()
+    return model.lm.generate(tokens, max_new_tokens, padding_mask=mask, greedy=True, stop_at_eos=True,
+                             token_embeds=model.embed(tokens), **model.prompt.hook_kwargs())
+
+
+@torch.no_grad()
+def greedy_labels(model: PromptedULM, batch: PromptBatch) -> list[str | None]:
+    """SpeechPrompt's exact-match scoring: the greedy tokens must equal a label's sequence, else None."""
+    if model.verbalizer.head is not None:
+        raise ValueError("greedy exact-match needs a token verbalizer (frequency or random), not learnable")
+    seqs = model.verbalizer.label_sequences(model.spec)
+    by_seq = {tuple(s.tolist()): lb for s, lb in zip(seqs, model.spec.labels)}
+    gen = greedy_tokens(model, batch, seqs.shape[1]).cpu()
+    return [by_seq.get(tuple(row.tolist())) for row in gen]
+
+
+def beam_search(first_log_probs: Tensor, state: Any, step: Callable[[Tensor, Any], tuple[Tensor, Any]],
+                reorder: Callable[[Any, Tensor], Any], *, beam: int, max_len: int,
+                allowed: Tensor | None = None, eos: int = EOS_IDX, length_penalty: float = 1.0
+                ) -> list[tuple[list[int], float]]:
+    """Beam search over any incremental scorer.
+
+    Args:
+        first_log_probs: (B, V) log-probabilities of the first output token.
+        state: decoder state for B rows (e.g. a :class:`KVCache`); ``reorder(state, index (N,))`` selects
+            rows; it is first expanded to B*beam rows (row b*beam + j is hypothesis j of input b).
+        step: ``step(tokens (B*beam,), state) -> (log_probs (B*beam, V), new state)``.
+        beam: hypotheses kept per input (1 = greedy).
+        max_len: most output tokens (``</s>`` included); hypotheses alive then count as finished.
+        allowed: (V,) bool, tokens that may be emitted (``eos`` is always allowed).
+        length_penalty: finished hypotheses rank by ``sum log p / length ** length_penalty``.
+    Returns:
+        per input, the best hypothesis' tokens (without ``</s>``) and its normalised score.
+    """
+    B, V = first_log_probs.shape
+    K = int(beam)
+    if K < 1 or max_len < 1:
+        raise ValueError(f"beam_search: beam {beam} and max_len {max_len} must be >= 1")
+    device = first_log_probs.device
+    block = torch.zeros(V, dtype=torch.bool, device=device)
+    if allowed is not None:
+        block = ~allowed.to(device)
+        block[eos] = False
+    state = reorder(state, torch.arange(B, device=device).repeat_interleave(K))
+    log_probs = first_log_probs.float().repeat_interleave(K, dim=0)
+    scores = torch.full((B, K), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # one live hypothesis per input at the start (no duplicate beams)
+    history = torch.zeros(B, K, 0, dtype=torch.long, device=device)
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
+    for t in range(max_len):
+        lp = log_probs.masked_fill(block, float("-inf")).view(B, K, V)
+        cand = (scores[..., None] + lp).view(B, K * V)
+        top, idx = cand.topk(K, dim=1)
+        src, tok = idx // V, idx % V
+        history = torch.cat([history.gather(1, src[..., None].expand(-1, -1, history.shape[2])), tok[..., None]],
+                            dim=2)
+        scores = top.clone()
+        norm = float(t + 1) ** length_penalty
+        last = t == max_len - 1
+        top_l, tok_l, hist_l = top.tolist(), tok.tolist(), history.tolist()
+        for b in range(B):
+            for j in range(K):
+                if top_l[b][j] == float("-inf"):
+                    continue
+                if tok_l[b][j] == eos or last:
+                    seq = hist_l[b][j][:-1] if tok_l[b][j] == eos else hist_l[b][j]
+                    finished[b].append((top_l[b][j] / norm, seq))
+                    scores[b, j] = float("-inf")
+            if len(finished[b]) >= K:
+                scores[b] = float("-inf")
+        if last or bool(torch.isinf(scores).all()):
+            break
+        flat_src = (torch.arange(B, device=device)[:, None] * K + src).view(-1)
+        state = reorder(state, flat_src)
+        log_probs, state = step(tok.view(-1), state)
+        log_probs = log_probs.float()
+    out = []
+    for b in range(B):
+        if finished[b]:
+            score, seq = max(finished[b], key=lambda x: x[0])
+            out.append((seq, score))
+        else:
+            out.append(([], float("-inf")))
+    return out
+
+
+@torch.no_grad()
+def beam_decode(model: PromptedULM, batch: PromptBatch, *, beam: int = 5, max_len: int = 200,
+                length_penalty: float = 1.0, constrained: bool = True) -> list[list[int]]:
+    """Beam search after ``<sep>`` on the KV cache; constrained to the verbalizer's tokens + ``</s>``.
+    Returns per row the output tokens without ``</s>``."""
+    first, cache = _prefix_run(model, batch)
+    allowed = None
+    if constrained:
+        allowed = torch.zeros(first.shape[1], dtype=torch.bool)
+        allowed[model.verbalizer.allowed_tokens()] = True
+
+    def step(tokens: Tensor, c: KVCache) -> tuple[Tensor, KVCache]:
+        out = model.step(tokens[:, None], c)
+        assert out.cache is not None
+        return out.logits[:, -1].float().log_softmax(-1), out.cache
+
+    hyps = beam_search(first, cache, step, reorder_cache, beam=beam, max_len=max_len, allowed=allowed,
+                       length_penalty=length_penalty)
+    return [h for h, _ in hyps]
+
+
+# ------------------------------------------------------------------------------------------------
+# Metrics
+# ------------------------------------------------------------------------------------------------
+
+def edit_distance(ref: Sequence[Any], hyp: Sequence[Any]) -> int:
+    """Levenshtein distance (substitutions, insertions, deletions all cost 1)."""
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1]
+
+
+def error_rate(refs: Sequence[Sequence[Any]], hyps: Sequence[Sequence[Any]]) -> float:
+    """Total edit distance over total reference length (CER on strings, WER on word lists)."""
+    total = sum(len(r) for r in refs)
+    if total == 0:
+        raise ValueError("error rate: the references are empty")
+    return sum(edit_distance(r, h) for r, h in zip(refs, hyps)) / total
+
+
+def _batches(examples: Sequence[TaskExample], batch_size: int) -> list[Sequence[TaskExample]]:
+    return [examples[i:i + batch_size] for i in range(0, len(examples), batch_size)]
+
+
+@torch.no_grad()
+def evaluate(model: PromptedULM, examples: Sequence[TaskExample], collator: Collator, *, batch_size: int = 32,
+             mode: str | None = None, beam: int = 5, max_len: int | None = None, length_penalty: float = 1.0,
+             progress: bool = False) -> dict[str, Any]:
+    """Score ``examples`` with the task's metric.
+
+    Args:
+        mode: classification: ``constrained`` (default) or ``greedy`` (exact match); sequence: ``beam``
+            (default; ``beam=1`` is constrained greedy) or ``greedy`` (unconstrained).
+        max_len: sequence tasks: most output tokens (default: 2 x the longest reference's token count + 10,
+            capped by the uLM's max_positions room).
+    Returns:
+        ``{"metric", "value", "lower_is_better", "mode", "predictions": [{"uid", "label", "prediction"}],
+        "labels"}`` plus, for classification, ``"probs"`` ((N, C) nested lists; constrained mode) and
+        ``"per_class_accuracy"``; for intent ``"slot_accuracy"``; for ASR ``"cer"`` and ``"wer"``.
+    """
+    from tqdm.auto import tqdm
+
+    spec: TaskSpec = model.spec
+    if not examples:
+        raise ValueError("evaluate: no examples")
+    mode = mode or ("constrained" if spec.kind == "classification" else "beam")
+    ok_modes = ("constrained", "greedy") if spec.kind == "classification" else ("beam", "greedy")
+    if mode not in ok_modes:
+        raise ValueError(f"evaluate: mode {mode!r} is not one of {ok_modes} for task {spec.name!r}")
+    was_training = model.training
+    model.eval()
+    device = next(model.lm.parameters()).device
+    preds: list[str | None] = []
+    probs: list[list[float]] = []
+    for chunk in tqdm(_batches(examples, batch_size), desc=f"eval {spec.name}", disable=not progress):
+        batch = collator(chunk).to(device)
+        if spec.kind == "classification":
+            if mode == "constrained":
+                p = score_labels(model, batch).cpu()
+                probs.extend(p.tolist())
+                preds.extend(spec.labels[i] for i in p.argmax(-1).tolist())
+            else:
+                preds.extend(greedy_labels(model, batch))
+        else:
+            longest = max(len(collator.label_tokens(e.label)) for e in chunk)
+            n = max_len or 2 * longest + 10
+            if mode == "beam":
+                outs = beam_decode(model, batch, beam=beam, max_len=n, length_penalty=length_penalty)
+            else:
+                outs = [row[row != 1].tolist() for row in greedy_tokens(model, batch, n).cpu()]
+            preds.extend(spec.label_from_atoms(model.verbalizer.decode_tokens(o)) for o in outs)
+    model.train(was_training)
+    refs = [e.label for e in examples]
+    result: dict[str, Any] = {"metric": spec.metric, "lower_is_better": spec.lower_is_better, "mode": mode,
+                              "labels": list(spec.labels),
+                              "predictions": [{"uid": e.uid, "label": e.label, "prediction": p}
+                                              for e, p in zip(examples, preds)]}
+    if spec.kind == "classification":
+        correct = [p == r for p, r in zip(preds, refs)]
+        result["value"] = sum(correct) / len(correct)
+        per_class = {}
+        for lb in spec.labels:
+            idx = [i for i, r in enumerate(refs) if r == lb]
+            if idx:
+                per_class[lb] = sum(correct[i] for i in idx) / len(idx)
+        result["per_class_accuracy"] = per_class
+        if probs:
+            result["probs"] = probs
+        if spec.name == "intent":
+            slots = ("action", "object", "location")
+            result["slot_accuracy"] = {
+                s: sum(p is not None and p.split("|")[i] == r.split("|")[i] for p, r in zip(preds, refs)) / len(refs)
+                for i, s in enumerate(slots)}
+    else:
+        hyps = [p or "" for p in preds]
+        result["cer"] = error_rate(refs, hyps)
+        result["wer"] = error_rate([r.split() for r in refs], [h.split() for h in hyps])
+        result["value"] = result["cer"]
+    return result

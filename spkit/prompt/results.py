@@ -1,0 +1,302 @@
+"""The results table of a run: ``results.json`` (machine-readable) and ``results.md`` (the paper's table).
+
+Every training run (one task, one method, one seed) produces a :class:`RunResult`; :func:`update_results`
+merges runs into ``RUN/results.json`` (read-modify-write under a lock file, written atomically), so
+notebooks for different tasks or methods may add their rows in any order, even at the same time, and a
+rerun of the same ``(task, method, seed)`` replaces its earlier value. The layout of ``results.json``::
+
+    {"format": "spkit.results", "version": 1,
+     "std": "sample standard deviation over seeds (ddof=1); null with a single seed",
+     "tasks": {
+       "kws": {"metric": "accuracy", "lower_is_better": false,
+               "methods": {
+                 "deep_prompt": {"mean": 0.71, "std": 0.012, "n_seeds": 3,
+                                 "seeds": [0.70, 0.72, 0.71],        # per-seed values, in seed order
+                                 "seed_ids": [0, 1, 2],
+                                 "trainable_params": 123456,
+                                 "peak_mem_mb": 812.0,                # mean over seeds
+                                 "train_s": 301.5,                    # mean over seeds
+                                 "runs": [{"seed": 0, "value": 0.70, "trainable_params": ...,
+                                           "peak_mem_mb": ..., "train_s": ..., "extra": {...}}, ...]}}}}}
+
+Metric values are fractions in [0, 1]; a metric where lower is better says so in its name
+(``"wer (lower is better)"``) and in ``lower_is_better``. ``results.md`` shows one combined table in the
+shape of the paper's (``Method | Params | KWS | IC | LID | ASR``, ``mean ± std`` in percent) followed by
+one detailed table per task (params, per-seed values, peak memory, training time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import math
+import os
+import statistics
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spkit.io import read_json, write_json, write_text
+
+FORMAT = "spkit.results"
+VERSION = 1
+STD_NOTE = "sample standard deviation over seeds (ddof=1); null with a single seed"
+
+# Column order and headers of the combined table (the paper's Table: KWS | IC | LID | ASR).
+TASK_COLUMNS: dict[str, str] = {"kws": "KWS", "intent": "IC", "lid": "LID", "asr": "ASR"}
+# Row order: prompt methods first, then their control, then the baselines.
+METHOD_ORDER: tuple[str, ...] = ("input_prompt", "deep_prompt", "deep_prompt_random_lm", "downstream",
+                                 "finetune")
+LOWER_IS_BETTER_MARK = "(lower is better)"
+
+
+class ResultsError(ValueError):
+    """A results file or run record that cannot be merged; the message names the file and the problem."""
+
+
+@dataclass
+class RunResult:
+    """One training run's outcome: the row a trainer (prompt, downstream, fine-tuning) reports.
+
+    Attributes:
+        task: task name (``kws``, ``intent``, ``lid``, ``asr`` or any other).
+        method: ``input_prompt``, ``deep_prompt``, ``downstream``, ``finetune``, or a named variant.
+        seed: the training seed.
+        value: the test metric as a fraction in [0, 1].
+        metric: the metric's name; end it with ``(lower is better)`` when lower is better (WER).
+        trainable_params: parameters updated by the optimizer.
+        peak_mem_mb: peak memory of the run in MiB (GPU allocated, or process RSS on the CPU).
+        train_s: training wall-clock seconds.
+        extra: anything else worth keeping per run (e.g. CER beside WER, best epoch).
+    """
+
+    task: str
+    method: str
+    seed: int
+    value: float
+    metric: str
+    trainable_params: int
+    peak_mem_mb: float
+    train_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        where = f"run {self.task}/{self.method}/seed{self.seed}"
+        for name in ("task", "method", "metric"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ResultsError(f"{where}: {name} must be a non-empty string")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ResultsError(f"{where}: seed must be an int, got {self.seed!r}")
+        v = float(self.value)
+        if not math.isfinite(v) or not 0.0 <= v <= 1.0:
+            # WER can exceed 1 (many insertions); every other metric here is a fraction.
+            if not (self.lower_is_better and math.isfinite(v) and v >= 0.0):
+                raise ResultsError(f"{where}: metric value {self.value!r} is not a fraction in [0, 1]")
+        self.value = v
+        self.trainable_params = int(self.trainable_params)
+        self.peak_mem_mb = float(self.peak_mem_mb)
+        self.train_s = float(self.train_s)
+
+    @property
+    def lower_is_better(self) -> bool:
+        return LOWER_IS_BETTER_MARK in self.metric
+
+    def as_run(self) -> dict[str, Any]:
+        """The per-seed entry stored under ``methods.<method>.runs``."""
+        return {"seed": self.seed, "value": self.value, "trainable_params": self.trainable_params,
+                "peak_mem_mb": self.peak_mem_mb, "train_s": self.train_s, "extra": dict(self.extra)}
+
+
+def run_result(task: str, method: str, seed: int, value: float, metric: str, report: Any,
+               extra: Mapping[str, Any] | None = None) -> RunResult:
+    """A :class:`RunResult` from a trainer's report: :class:`spkit.prompt.train.TrainResult` (prompts, full
+    fine-tuning) or :class:`spkit.prompt.baselines.BaselineResult` (downstream), which share the fields
+    ``num_trainable``, ``peak_memory_bytes``, ``memory_method`` and ``wall_seconds``.
+
+    ``value`` is the test metric (e.g. ``evaluate(...)["value"]``); ``metric`` its results.json name
+    (:func:`metric_name`). The memory method and best epoch go into ``extra``.
+    """
+    return RunResult(task=task, method=method, seed=seed, value=value, metric=metric,
+                     trainable_params=report.num_trainable, peak_mem_mb=report.peak_memory_bytes / 2 ** 20,
+                     train_s=report.wall_seconds,
+                     extra={"memory_method": report.memory_method, "best_epoch": report.best_epoch,
+                            **(extra or {})})
+
+
+def metric_name(metric: str, lower_is_better: bool) -> str:
+    """The metric as results.json names it: ``"cer"``, True -> ``"cer (lower is better)"``."""
+    metric = metric.replace(LOWER_IS_BETTER_MARK, "").strip()
+    return f"{metric} {LOWER_IS_BETTER_MARK}" if lower_is_better else metric
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and *sample* standard deviation (ddof=1) of ``values``; std is None for a single value."""
+    if not values:
+        raise ValueError("mean_std: no values")
+    vals = [float(v) for v in values]
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else None)
+
+
+def empty_results() -> dict[str, Any]:
+    return {"format": FORMAT, "version": VERSION, "std": STD_NOTE, "tasks": {}}
+
+
+def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A method's summary from its per-seed runs (sorted by seed)."""
+    runs = sorted(runs, key=lambda r: r["seed"])
+    values = [r["value"] for r in runs]
+    mean, std = mean_std(values)
+    params = sorted({r["trainable_params"] for r in runs})
+    return {
+        "mean": mean, "std": std, "n_seeds": len(runs), "seeds": values,
+        "seed_ids": [r["seed"] for r in runs],
+        # The same method on the same task trains the same parameters whatever the seed; if not (a
+        # config changed between reruns) the largest is reported and all are listed in the runs.
+        "trainable_params": params[-1],
+        "peak_mem_mb": statistics.fmean(r["peak_mem_mb"] for r in runs),
+        "train_s": statistics.fmean(r["train_s"] for r in runs),
+        "runs": runs,
+    }
+
+
+def _check(results: Any, source: str) -> dict[str, Any]:
+    if not isinstance(results, dict) or results.get("format") != FORMAT:
+        raise ResultsError(f"{source}: not an spkit results file (format {FORMAT!r} expected)")
+    if results.get("version") != VERSION:
+        raise ResultsError(f"{source}: results version {results.get('version')!r} not supported "
+                           f"(need {VERSION})")
+    if not isinstance(results.get("tasks"), dict):
+        raise ResultsError(f"{source}: 'tasks' must be an object")
+    return results
+
+
+def merge_runs(results: Mapping[str, Any], runs: Iterable[RunResult], source: str = "<results>"
+               ) -> dict[str, Any]:
+    """A new results dict: ``results`` with ``runs`` added (same task/method/seed replaces), re-aggregated.
+
+    Raises :class:`ResultsError` when a run's metric differs from the one the task already uses.
+    """
+    out = _check(dict(results), source)
+    tasks = {k: {**v, "methods": dict(v.get("methods", {}))} for k, v in out["tasks"].items()}
+    touched: set[tuple[str, str]] = set()
+    for run in runs:
+        task = tasks.setdefault(run.task, {"metric": run.metric, "lower_is_better": run.lower_is_better,
+                                           "methods": {}})
+        if task["metric"] != run.metric:
+            raise ResultsError(f"{source}: task {run.task!r} reports metric {task['metric']!r}, but run "
+                               f"{run.method}/seed{run.seed} reports {run.metric!r}")
+        method = task["methods"].get(run.method, {"runs": []})
+        kept = [r for r in method["runs"] if r["seed"] != run.seed]
+        task["methods"][run.method] = {**method, "runs": [*kept, run.as_run()]}
+        touched.add((run.task, run.method))
+    for task_name, method_name in touched:
+        m = tasks[task_name]["methods"]
+        m[method_name] = _aggregate(m[method_name]["runs"])
+    out["tasks"] = tasks
+    return out
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path.lock`` for a read-modify-write of ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(path.name + ".lock")
+    with lock.open("a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def load_results(path: str | os.PathLike) -> dict[str, Any]:
+    """Read ``results.json`` (an empty table when the file does not exist yet)."""
+    path = Path(path)
+    if not path.exists():
+        return empty_results()
+    return _check(read_json(path), str(path))
+
+
+def update_results(path: str | os.PathLike, runs: Iterable[RunResult],
+                   md_path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Merge ``runs`` into the ``results.json`` at ``path`` and rewrite it (and ``results.md``) atomically.
+
+    ``md_path`` defaults to ``results.md`` beside ``path``. Safe against concurrent writers on one machine
+    (a lock file serialises the read-modify-write). Returns the merged results.
+    """
+    path = Path(path)
+    md_path = Path(md_path) if md_path is not None else path.with_name("results.md")
+    runs = list(runs)
+    with _locked(path):
+        merged = merge_runs(load_results(path), runs, str(path))
+        write_json(path, merged)
+        write_text(md_path, render_markdown(merged))
+    return merged
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown
+# --------------------------------------------------------------------------------------------
+
+def _pct(value: float) -> str:
+    return f"{100.0 * value:.1f}"
+
+
+def format_cell(entry: Mapping[str, Any]) -> str:
+    """``mean ± std`` in percent (``mean`` alone with one seed)."""
+    if entry.get("std") is None:
+        return f"{_pct(entry['mean'])} (1 seed)"
+    return f"{_pct(entry['mean'])} ± {_pct(entry['std'])}"
+
+
+def format_params(n: int) -> str:
+    """Human-readable parameter count: 151.2M, 24.6K, 980."""
+    if n >= 1_000_000:
+        return f"{n / 1e6:.1f}M"
+    if n >= 1_000:
+        return f"{n / 1e3:.1f}K"
+    return str(n)
+
+
+def _ordered(names: Iterable[str], order: Sequence[str]) -> list[str]:
+    names = list(names)
+    return [n for n in order if n in names] + sorted(n for n in names if n not in order)
+
+
+def _column_header(task: str, info: Mapping[str, Any]) -> str:
+    arrow = "↓" if info.get("lower_is_better") else "↑"
+    metric = str(info["metric"]).replace(LOWER_IS_BETTER_MARK, "").strip()
+    return f"{TASK_COLUMNS.get(task, task.upper())} {metric} % {arrow}"
+
+
+def render_markdown(results: Mapping[str, Any]) -> str:
+    """``results.md``: the combined table (paper's shape) and one detailed table per task."""
+    tasks = results["tasks"]
+    task_names = _ordered(tasks, tuple(TASK_COLUMNS))
+    methods = _ordered({m for t in tasks.values() for m in t["methods"]}, METHOD_ORDER)
+    lines = ["# Results", "",
+             f"Test metrics in percent, mean ± {STD_NOTE}. ↑: higher is better, ↓: lower is better. "
+             "Params: trainable parameters (a range when they differ between tasks).", ""]
+    if not task_names:
+        return "\n".join([*lines, "No results yet.", ""])
+    lines.append("| Method | Params | " + " | ".join(_column_header(t, tasks[t]) for t in task_names) + " |")
+    lines.append("|---|---:|" + "---:|" * len(task_names))
+    for m in methods:
+        params = sorted({tasks[t]["methods"][m]["trainable_params"] for t in task_names
+                         if m in tasks[t]["methods"]})
+        p = format_params(params[0]) if len(params) == 1 else \
+            f"{format_params(params[0])}–{format_params(params[-1])}"
+        cells = [format_cell(tasks[t]["methods"][m]) if m in tasks[t]["methods"] else "–" for t in task_names]
+        lines.append(f"| {m} | {p} | " + " | ".join(cells) + " |")
+    for t in task_names:
+        info = tasks[t]
+        lines += ["", f"## {TASK_COLUMNS.get(t, t.upper())} ({t}): {info['metric']}", "",
+                  "| Method | Params | mean ± std (%) | per seed (%) | peak mem (MiB) | train (s) |",
+                  "|---|---:|---:|---|---:|---:|"]
+        for m in _ordered(info["methods"], METHOD_ORDER):
+            e = info["methods"][m]
+            per_seed = ", ".join(f"{s}: {_pct(v)}" for s, v in zip(e["seed_ids"], e["seeds"]))
+            lines.append(f"| {m} | {format_params(e['trainable_params'])} | {format_cell(e)} | {per_seed} | "
+                         f"{e['peak_mem_mb']:.0f} | {e['train_s']:.1f} |")
+    return "\n".join(lines) + "\n"

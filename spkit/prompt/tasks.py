@@ -1,0 +1,446 @@
+"""Speech tasks rewritten as unit-to-unit generation (SpeechPrompt's formulation).
+
+Every example becomes one token sequence for the frozen uLM::
+
+    [</s>, u_1 .. u_n, <sep>, l_1 .. l_k, </s>]
+
+* ``</s>`` (index 2) is the BOS, as in fairseq LM training; ``u_i`` are the token indices of the
+  (deduplicated) input units (:class:`spkit.ulm.UnitDictionary` maps unit ids to indices);
+* ``<sep>`` is token index 0 (``<s>``), whose embedding the prompted model replaces by a trainable vector
+  initialised from the frozen ``<s>`` embedding (:class:`spkit.prompt.model.PromptedULM`);
+* ``l_1 .. l_k`` are the verbalizer's tokens for the label (:mod:`spkit.prompt.verbalizer`);
+* the loss covers only the positions that *predict* label tokens (the ``<sep>`` position predicts
+  ``l_1``, ...); for sequence tasks (ASR) the final ``</s>`` is a target too, so decoding learns to stop.
+  With the learnable verbalizer the label tokens are not fed at all: the class scores come from the
+  next-token logits at the ``<sep>`` position.
+
+Tasks (the unit files' records carry the labels, so the embedded corpora and the real data sets run
+through the same code):
+
+=========  ==============  ===================================================  ============
+task       kind            label string                                         metric
+=========  ==============  ===================================================  ============
+``kws``    classification  the keyword class (12 SUPERB classes, or all words)  accuracy
+``intent`` classification  ``"action|object|location"`` (all three must match)  accuracy
+``lid``    classification  the language                                         accuracy
+``asr``    sequence        the transcript (characters; ``|`` = word boundary)   cer (+ wer)
+=========  ==============  ===================================================  ============
+
+A label is split into *atoms*, the units a verbalizer maps to token sequences: the whole label (kws,
+lid, intent with ``intent_mode="flat"``), one atom per slot value (intent, default ``"slots"``:
+``action=activate``, ``object=lights``, ``location=kitchen``, prefixed because FSC uses ``none`` in two
+slots), or one atom per character (asr, spaces written as ``|``).
+
+Truncation: inputs longer than the room left by the uLM's ``max_positions`` (or ``max_units``) lose units
+from the *right* by default (``truncate="right"`` keeps the beginning of the clip); ``truncate="left"``
+keeps the end instead. Label tokens are never truncated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from spkit.data.base import DataError
+
+if TYPE_CHECKING:  # import cycles: the verbalizer imports this module
+    from spkit.prompt.verbalizer import Verbalizer
+    from spkit.ulm.dictionary import UnitDictionary
+
+TASKS: tuple[str, ...] = ("kws", "intent", "lid", "asr")
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+SEP_IDX = 0  # <s>: the separator token (trainable embedding)
+BOS_IDX = 2  # </s> doubles as BOS in fairseq LMs
+EOS_IDX = 2
+PAD_IDX = 1
+WORD_BOUNDARY = "|"
+INTENT_SLOTS: tuple[str, ...] = ("action", "object", "location")
+KWS12: tuple[str, ...] = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go",
+                          "_unknown_", "_silence_")
+
+
+class TaskError(ValueError):
+    """An unknown task, or labels that do not fit the task or its verbalizer."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a task predicts and how it is scored.
+
+    Attributes:
+        name: ``kws``, ``intent``, ``lid`` or ``asr``.
+        kind: ``classification`` (pick one of ``labels``) or ``sequence`` (generate atoms freely).
+        labels: classification: the classes, in index order (probabilities and class ids follow it);
+            sequence: the character set (``|`` first when the transcripts have spaces).
+        metric: ``accuracy`` or ``cer`` (ASR also reports ``wer``).
+        lower_is_better: True for error rates.
+        atom_mode: ``label`` (one atom per label), ``slots`` (intent: one per slot) or ``chars`` (ASR).
+    """
+
+    name: str
+    kind: str
+    labels: tuple[str, ...]
+    metric: str
+    lower_is_better: bool
+    atom_mode: str = "label"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("classification", "sequence"):
+            raise TaskError(f"TaskSpec {self.name!r}: kind {self.kind!r} is not classification|sequence")
+        if self.atom_mode not in ("label", "slots", "chars"):
+            raise TaskError(f"TaskSpec {self.name!r}: atom_mode {self.atom_mode!r} is not label|slots|chars")
+        if not self.labels:
+            raise TaskError(f"TaskSpec {self.name!r}: no labels")
+        if len(set(self.labels)) != len(self.labels):
+            raise TaskError(f"TaskSpec {self.name!r}: duplicate labels")
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (classification) or characters (sequence)."""
+        return len(self.labels)
+
+    @property
+    def eos_in_loss(self) -> bool:
+        """Sequence tasks learn to emit ``</s>`` after the label; classification labels have a fixed
+        token length, so their loss stops at the last label token (prototype finding)."""
+        return self.kind == "sequence"
+
+    def atoms(self, label: str) -> list[str]:
+        """Split a label string into verbalizer atoms (see the module docstring)."""
+        if self.atom_mode == "label":
+            return [label]
+        if self.atom_mode == "slots":
+            parts = label.split("|")
+            if len(parts) != len(INTENT_SLOTS):
+                raise TaskError(f"intent label {label!r} is not 'action|object|location'")
+            return [f"{s}={v}" for s, v in zip(INTENT_SLOTS, parts)]
+        return [WORD_BOUNDARY if c == " " else c for c in label]
+
+    def label_from_atoms(self, atoms: Sequence[str]) -> str:
+        """Inverse of :meth:`atoms` (ASR: ``|`` back to spaces)."""
+        if self.atom_mode == "label":
+            return atoms[0] if len(atoms) == 1 else "".join(atoms)
+        if self.atom_mode == "slots":
+            return "|".join(a.split("=", 1)[1] if "=" in a else a for a in atoms)
+        return "".join(" " if a == WORD_BOUNDARY else a for a in atoms)
+
+    def all_atoms(self) -> list[str]:
+        """Every atom the verbalizer must encode, in a fixed order."""
+        if self.atom_mode == "slots":
+            seen: dict[str, None] = {}
+            for slot_i in range(len(INTENT_SLOTS)):
+                for label in self.labels:
+                    seen.setdefault(self.atoms(label)[slot_i], None)
+            return list(seen)
+        return list(self.labels)
+
+    def class_index(self, label: str) -> int:
+        """Index of a classification label; TaskError if it is not one of ``labels``."""
+        try:
+            return self.labels.index(label)
+        except ValueError:
+            raise TaskError(f"task {self.name!r}: label {label!r} is not among its {len(self.labels)} "
+                            f"classes") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "labels": list(self.labels), "metric": self.metric,
+                "lower_is_better": self.lower_is_better, "atom_mode": self.atom_mode}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TaskSpec:
+        return cls(name=d["name"], kind=d["kind"], labels=tuple(d["labels"]), metric=d["metric"],
+                   lower_is_better=bool(d["lower_is_better"]), atom_mode=d.get("atom_mode", "label"))
+
+
+@dataclass(frozen=True)
+class TaskExample:
+    """One utterance of a task.
+
+    Attributes:
+        uid, path, split, speaker: as in the unit records.
+        units: the deduplicated unit ids (k-means cluster ids, not token indices).
+        label: kws/lid: the class; intent: ``"action|object|location"``; asr: the transcript.
+    """
+
+    uid: str
+    path: str
+    split: str
+    speaker: str
+    units: list[int] = field(compare=False)
+    label: str
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise TaskError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+
+
+def _record_label(task: str, rec: Mapping[str, Any], where: str) -> str:
+    """The label string of a unit record for ``task``; DataError naming ``where`` if it has none."""
+    if task == "asr":
+        text = rec.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{where}: no transcript ('text'); ASR needs one for every clip")
+        return " ".join(text.split())
+    label = rec.get("label")
+    if task == "intent":
+        if isinstance(label, Mapping):
+            missing = [s for s in INTENT_SLOTS if not label.get(s)]
+            if missing:
+                raise DataError(f"{where}: intent label {label!r} lacks slots {missing}")
+            return "|".join(str(label[s]) for s in INTENT_SLOTS)
+        if isinstance(label, str) and len(label.split("|")) == len(INTENT_SLOTS):
+            return label
+        raise DataError(f"{where}: label {label!r} is not an intent (a dict with slots "
+                        f"{list(INTENT_SLOTS)} or 'action|object|location')")
+    if not isinstance(label, str) or not label:
+        raise DataError(f"{where}: label {label!r} is not a class name (task {task!r})")
+    if "|" in label:
+        raise DataError(f"{where}: class label {label!r} contains '|'")
+    return label
+
+
+def read_examples(task: str, path: str | os.PathLike, split: str | None = None) -> list[TaskExample]:
+    """Read one ``<split>.jsonl`` unit-record file (see :mod:`spkit.units.quantize`) as examples."""
+    _check_task(task)
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such unit-record file (run the quantize stage for this split)")
+    out: list[TaskExample] = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{where}: not valid JSON ({e})") from None
+            units = rec.get("units")
+            if not isinstance(units, list) or not all(isinstance(u, int) for u in units):
+                raise DataError(f"{where}: 'units' must be a list of integer unit ids")
+            if "uid" not in rec:
+                raise DataError(f"{where}: record has no 'uid'")
+            out.append(TaskExample(uid=str(rec["uid"]), path=str(rec.get("path", "")),
+                                   split=str(rec.get("split") or split or path.stem),
+                                   speaker=str(rec.get("speaker", "")), units=units,
+                                   label=_record_label(task, rec, f"{where} (uid {rec['uid']})")))
+    if not out:
+        raise DataError(f"{path}: no records")
+    return out
+
+
+def load_task(task: str, units_dir: str | os.PathLike, splits: Sequence[str] = SPLITS,
+              spec: TaskSpec | None = None) -> dict[str, list[TaskExample]]:
+    """Load ``units_dir/<split>.jsonl`` for each split as task examples.
+
+    Args:
+        task: one of :data:`TASKS`.
+        units_dir: a corpus' unit folder (``RunLayout.unit_dir(corpus)``).
+        splits: the splits to read; every one must exist.
+        spec: when given, every label must fit it (:func:`check_labels`).
+    Raises:
+        TaskError for an unknown task or labels outside ``spec``; DataError naming the file for a
+        missing or malformed unit file.
+    """
+    _check_task(task)
+    units_dir = Path(units_dir)
+    if not units_dir.is_dir():
+        raise DataError(f"{units_dir}: no such unit folder")
+    data = {s: read_examples(task, units_dir / f"{s}.jsonl", s) for s in splits}
+    if spec is not None:
+        check_labels(spec, data, units_dir)
+    return data
+
+
+def build_spec(task: str, data: Mapping[str, Sequence[TaskExample]] | Sequence[TaskExample],
+               intent_mode: str = "slots") -> TaskSpec:
+    """The :class:`TaskSpec` of ``task``, its labels taken from the training examples.
+
+    ``data``: ``{split: examples}`` (its ``train`` split is used) or the training examples themselves.
+    kws: the 12 SUPERB classes in SUPERB's order when every label is one of them, else the sorted words;
+    lid and intent: the sorted labels seen in training; asr: the sorted characters, ``|`` first.
+    ``intent_mode``: ``slots`` (one verbalizer atom per slot) or ``flat`` (one per intent).
+    """
+    _check_task(task)
+    if isinstance(data, Mapping):
+        if "train" not in data:
+            raise TaskError(f"build_spec({task!r}): no 'train' split to take the labels from")
+        train = data["train"]
+    else:
+        train = data
+    if not train:
+        raise TaskError(f"build_spec({task!r}): no training examples")
+    labels = {e.label for e in train}
+    if task == "kws":
+        ordered = tuple(lb for lb in KWS12 if lb in labels) if labels <= set(KWS12) else tuple(sorted(labels))
+        return TaskSpec("kws", "classification", ordered, "accuracy", False)
+    if task == "lid":
+        return TaskSpec("lid", "classification", tuple(sorted(labels)), "accuracy", False)
+    if task == "intent":
+        if intent_mode not in ("slots", "flat"):
+            raise TaskError(f"intent_mode {intent_mode!r} is not 'slots' or 'flat'")
+        return TaskSpec("intent", "classification", tuple(sorted(labels)), "accuracy", False,
+                        "slots" if intent_mode == "slots" else "label")
+    chars = {c for e in train for c in e.label}
+    if WORD_BOUNDARY in chars:
+        raise TaskError(f"a transcript contains the word-boundary character {WORD_BOUNDARY!r}")
+    has_space = " " in chars
+    chars.discard(" ")
+    return TaskSpec("asr", "sequence", tuple(([WORD_BOUNDARY] if has_space else []) + sorted(chars)),
+                    "cer", True, "chars")
+
+
+def check_labels(spec: TaskSpec, data: Mapping[str, Sequence[TaskExample]],
+                 where: str | os.PathLike = "") -> None:
+    """Raise TaskError if any example's label cannot be expressed by ``spec``.
+
+    Classification: the label must be one of ``spec.labels`` (a class unseen in training cannot be
+    predicted); ASR: every character must be in the character set. The message names the split file,
+    the uid and the offending label, and how many examples are affected.
+    """
+    allowed = set(spec.labels)
+    for split, examples in data.items():
+        bad = []
+        for e in examples:
+            if spec.kind == "classification":
+                ok = e.label in allowed
+            else:
+                ok = all(a in allowed for a in spec.atoms(e.label))
+            if not ok:
+                bad.append(e)
+        if bad:
+            src = f"{Path(where) / f'{split}.jsonl'}" if where else f"split {split!r}"
+            e = bad[0]
+            what = ("classes" if spec.kind == "classification" else "characters")
+            raise TaskError(f"{src}: {len(bad)} example(s) have labels outside the task's {what}, e.g. uid "
+                            f"{e.uid!r} label {e.label!r}; task {spec.name!r} knows {list(spec.labels)[:20]}"
+                            f"{' ...' if len(spec.labels) > 20 else ''}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Batching
+# ------------------------------------------------------------------------------------------------
+
+@dataclass
+class PromptBatch:
+    """A right-padded batch of task sequences.
+
+    Attributes:
+        tokens: (B, T) long, ``[</s>, units.., <sep>, label tokens.., (</s>)]`` then pad_idx.
+        padding_mask: (B, T) bool, True at pads.
+        sep_pos: (B,) long, position of ``<sep>`` (its logits predict the first label token).
+        targets: (B, T) long, the next token at positions that predict label tokens (and the final
+            ``</s>`` for sequence tasks), pad_idx elsewhere: feed to ``lm_loss(logits, targets)``.
+        label_mask: (B, T) bool, ``targets != pad_idx``.
+        class_ids: (B,) long, index into ``spec.labels`` (classification) or -1 (sequence).
+        input_lengths: (B,) long, number of unit tokens kept after truncation.
+        uids: the examples' uids, in batch order.
+        labels: the examples' label strings.
+    """
+
+    tokens: Tensor
+    padding_mask: Tensor
+    sep_pos: Tensor
+    targets: Tensor
+    label_mask: Tensor
+    class_ids: Tensor
+    input_lengths: Tensor
+    uids: list[str]
+    labels: list[str]
+
+    def to(self, device: torch.device | str) -> PromptBatch:
+        """The same batch with every tensor on ``device``."""
+        return PromptBatch(*(getattr(self, f).to(device) for f in
+                             ("tokens", "padding_mask", "sep_pos", "targets", "label_mask", "class_ids",
+                              "input_lengths")), self.uids, self.labels)
+
+    def prefixes(self) -> tuple[Tensor, Tensor]:
+        """The ``[</s>, units.., <sep>]`` part only: tokens (B, S) and padding mask (B, S), right-padded,
+        S = max(sep_pos) + 1 (what constrained scoring and decoding start from)."""
+        S = int(self.sep_pos.max()) + 1
+        tokens = self.tokens[:, :S].clone()
+        mask = torch.arange(S, device=tokens.device)[None, :] > self.sep_pos[:, None]
+        tokens[mask] = PAD_IDX
+        return tokens, mask
+
+
+@dataclass
+class Collator:
+    """Builds :class:`PromptBatch` es from :class:`TaskExample` s (picklable, for DataLoader workers).
+
+    Attributes:
+        spec: the task.
+        verbalizer: maps label atoms to token sequences (``learnable``: no label tokens are fed).
+        dictionary: unit id -> token index; unknown units map to ``<unk>`` (3).
+        max_len: longest whole sequence (usually the uLM's ``max_positions``); units are truncated to fit.
+        max_units: optional cap on the number of input units (after deduplication).
+        truncate: ``right`` drops units at the end (default), ``left`` drops them at the start.
+        with_labels: False builds prefixes only (inference on unlabelled inputs).
+    """
+
+    spec: TaskSpec
+    verbalizer: Verbalizer
+    dictionary: UnitDictionary
+    max_len: int | None = None
+    max_units: int | None = None
+    truncate: str = "right"
+    with_labels: bool = True
+
+    def __post_init__(self) -> None:
+        if self.truncate not in ("left", "right"):
+            raise ValueError(f"truncate must be 'left' or 'right', got {self.truncate!r}")
+
+    def label_tokens(self, label: str) -> list[int]:
+        """The label's token sequence (plus ``</s>`` for sequence tasks); empty for learnable verbalizers."""
+        if self.verbalizer.kind == "learnable" or not self.with_labels:
+            return []
+        toks = self.verbalizer.encode_atoms(self.spec.atoms(label))
+        return toks + ([EOS_IDX] if self.spec.eos_in_loss else [])
+
+    def __call__(self, examples: Sequence[TaskExample]) -> PromptBatch:
+        if not examples:
+            raise ValueError("Collator: empty batch")
+        rows, seps, n_targets, n_units = [], [], [], []
+        for e in examples:
+            units = self.dictionary.encode(e.units, unk=True)
+            lab = self.label_tokens(e.label)
+            room = len(units)
+            if self.max_units is not None:
+                room = min(room, self.max_units)
+            if self.max_len is not None:
+                room = min(room, self.max_len - 2 - len(lab))
+                if room < 0:
+                    raise TaskError(f"uid {e.uid!r}: its label needs {len(lab)} tokens, more than "
+                                    f"max_len {self.max_len} allows")
+            if room < len(units):
+                units = units[:room] if self.truncate == "right" else units[len(units) - room:]
+            rows.append([BOS_IDX, *units, SEP_IDX, *lab])
+            seps.append(1 + len(units))
+            n_targets.append(len(lab))
+            n_units.append(len(units))
+        B, T = len(rows), max(len(r) for r in rows)
+        tokens = torch.full((B, T), PAD_IDX, dtype=torch.long)
+        targets = torch.full((B, T), PAD_IDX, dtype=torch.long)
+        for b, r in enumerate(rows):
+            tokens[b, :len(r)] = torch.tensor(r, dtype=torch.long)
+            s, k = seps[b], n_targets[b]
+            if k:  # positions s .. s+k-1 predict the label tokens at s+1 .. s+k
+                targets[b, s:s + k] = tokens[b, s + 1:s + 1 + k]
+        lengths = torch.tensor([len(r) for r in rows])
+        padding_mask = torch.arange(T)[None, :] >= lengths[:, None]
+        if self.spec.kind == "classification" and self.with_labels:
+            class_ids = torch.tensor([self.spec.class_index(e.label) for e in examples], dtype=torch.long)
+        else:
+            class_ids = torch.full((B,), -1, dtype=torch.long)
+        return PromptBatch(tokens=tokens, padding_mask=padding_mask, sep_pos=torch.tensor(seps),
+                           targets=targets, label_mask=targets != PAD_IDX, class_ids=class_ids,
+                           input_lengths=torch.tensor(n_units), uids=[e.uid for e in examples],
+                           labels=[e.label for e in examples])

@@ -1,0 +1,385 @@
+"""Unit discovery, end to end: what notebook 01 runs.
+
+Embedded path (presets ``smoke``/``default``): pretrain a tiny HuBERT here (iteration 1 on MFCC
+k-means targets, iteration 2 on clusters of iteration-1 features), pick the (iteration, layer) whose
+k-means units carry the most phonetic information (PNMI against the synthesizer's phone timings),
+fit k-means on frames of every corpus's training split, quantize every split of every corpus, and
+measure the units (phone/word purity and PNMI, deduplicated length) against MFCC units.
+
+Real path (preset ``paper``): a fairseq ``hubert_base_ls960.pt`` at layer 6 and GSLM's ``km.bin``
+(K=100) quantize the real corpora; nothing is trained.
+
+Everything lands in the run folder (:class:`spkit.layout.RunLayout`): ``hubert/iter*.pt``,
+``units/km.bin``, ``units/unit_model.json`` (how to rebuild the unit model: what ``spkit predict`` and
+the later notebooks load), ``units/<corpus>/<split>.{txt,jsonl}``, ``units/metrics.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from spkit.data.base import DataError, Utterance
+from spkit.io import read_json, write_json
+from spkit.layout import RunLayout
+
+log = logging.getLogger(__name__)
+
+# corpus name in a run -> loader kind (spkit.data.load_corpus)
+CORPUS_KINDS = {"kws": "speech_commands", "intent": "fluent", "lid": "tsv", "asr": "librispeech"}
+
+
+@dataclass
+class UnitDiscoveryConfig:
+    """Settings of :func:`discover_units` (a preset fills them; notebooks override single fields).
+
+    Attributes:
+        features: ``tiny_hubert`` (trained here), ``hubert`` (a real checkpoint), ``mfcc`` or ``logmel``.
+        checkpoint: the HuBERT checkpoint for ``features="hubert"`` (trusted files only).
+        kmeans_path: an existing k-means model (GSLM ``km.bin``) to use instead of fitting one.
+        layer: the transformer layer; None = choose by PNMI against phones (tiny HuBERT only).
+        n_clusters: K, the unit vocabulary size (GSLM: 100).
+        iterations: HuBERT pretraining iterations (1: MFCC targets; 2: iteration-1 targets).
+        pretrain_steps: optimizer steps per iteration.
+        pretrain_max_seconds: wall-clock cap per iteration (None: steps only).
+        pretrain_audio_s: seconds of training audio used for pretraining (sampled over the corpora).
+        model: tiny HuBERT size (dim, layers, heads, ffn_dim).
+        select_utts: utterances (KWS valid split) used to compare layers.
+        kmeans_max_frames: frames sampled to fit the final k-means.
+        mfcc_baseline: also measure MFCC k-means units on the same splits.
+        seed: seed of every random choice here.
+    """
+
+    features: str = "tiny_hubert"
+    checkpoint: str | None = None
+    kmeans_path: str | None = None
+    layer: int | None = None
+    n_clusters: int = 100
+    iterations: int = 2
+    pretrain_steps: int = 1500
+    pretrain_max_seconds: float | None = 150.0
+    pretrain_audio_s: float = 3600.0
+    model: dict[str, int] = field(default_factory=lambda: {"dim": 192, "layers": 4, "heads": 4,
+                                                           "ffn_dim": 768})
+    select_utts: int = 300
+    kmeans_max_frames: int = 100_000
+    mfcc_baseline: bool = True
+    seed: int = 0
+
+
+PRESETS: dict[str, UnitDiscoveryConfig] = {
+    "smoke": UnitDiscoveryConfig(n_clusters=20, pretrain_steps=12, pretrain_max_seconds=None,
+                                 pretrain_audio_s=60.0, select_utts=12, kmeans_max_frames=5_000,
+                                 model={"dim": 32, "layers": 2, "heads": 2, "ffn_dim": 64}),
+    "default": UnitDiscoveryConfig(),
+    "paper": UnitDiscoveryConfig(features="hubert", layer=6, n_clusters=100, iterations=0,
+                                 mfcc_baseline=False),
+}
+
+
+def preset_config(preset: str, **overrides: Any) -> UnitDiscoveryConfig:
+    """The preset's config with ``overrides`` (unknown names are an error)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    return dataclasses.replace(PRESETS[preset], **overrides)
+
+
+# ------------------------------------------------------------------------------------------ corpora
+def load_corpora(corpora: Mapping[str, str | os.PathLike | tuple[str, str | os.PathLike]]
+                 ) -> dict[str, dict[str, list[Utterance]]]:
+    """``{name: root}`` (or ``{name: (kind, root)}``) -> ``{name: {split: [Utterance]}}``.
+
+    Names ``kws``, ``intent``, ``lid``, ``asr`` imply their loader kind; a missing folder is a
+    :class:`DataError` naming it. Utterance uids are prefixed with the corpus name, so one unit cache
+    and one k-means sample can mix corpora.
+    """
+    from spkit.data import load_corpus
+
+    out: dict[str, dict[str, list[Utterance]]] = {}
+    for name, spec in corpora.items():
+        kind, root = spec if isinstance(spec, tuple) else (CORPUS_KINDS.get(name, "auto"), spec)
+        if not Path(root).exists():
+            raise DataError(f"{root}: corpus folder for {name!r} does not exist")
+        splits = load_corpus(kind, root)
+        out[name] = {s: [dataclasses.replace(u, uid=f"{name}/{u.uid}") for u in utts]
+                     for s, utts in splits.items()}
+        if not any(out[name].values()):
+            raise DataError(f"{root}: corpus {name!r} has no utterances")
+    return out
+
+
+def _sample(utts: Sequence[Utterance], n: int, seed: int) -> list[Utterance]:
+    if len(utts) <= n:
+        return list(utts)
+    idx = np.random.default_rng(seed).choice(len(utts), size=n, replace=False)
+    return [utts[i] for i in sorted(idx)]
+
+
+def _load_waves(utts: Sequence[Utterance], budget_s: float, seed: int) -> list[torch.Tensor]:
+    """Waveforms of a seeded random subset of ``utts`` totalling about ``budget_s`` seconds."""
+    from tqdm.auto import tqdm
+
+    from spkit.audio import AudioError
+    from spkit.data.corpus import load_utterance
+
+    order = np.random.default_rng(seed).permutation(len(utts))
+    waves: list[torch.Tensor] = []
+    total = 0.0
+    for i in tqdm(order, desc="loading audio", unit="clip", leave=False):
+        try:
+            w = load_utterance(utts[i])
+        except AudioError as e:
+            log.warning("skipping %s", e)
+            continue
+        waves.append(w)
+        total += w.numel() / 16_000
+        if total >= budget_s:
+            break
+    return waves
+
+
+# ------------------------------------------------------------------------------- layer selection
+def _frame_units(feats: Sequence[torch.Tensor], n_clusters: int, seed: int) -> list[np.ndarray]:
+    from spkit.units.kmeans import fit_kmeans
+
+    km = fit_kmeans(torch.cat(list(feats)).numpy(), n_clusters, seed=seed)
+    return [km.predict(f).numpy() for f in feats]
+
+
+def compare_layers(extractors: Mapping[str, Any], utts: Sequence[Utterance], n_clusters: int,
+                   seed: int = 0) -> list[dict[str, Any]]:
+    """Unit quality of each candidate on ``utts`` (which carry phone alignments).
+
+    ``extractors``: ``{name: extractor}``; an extractor with ``extract_layers`` is scored at every
+    layer. For each (candidate, layer), k-means with ``n_clusters`` is fitted on the frames of
+    ``utts`` and the units are scored against phones and words (:func:`spkit.units.metrics.unit_report`).
+    Returns one row per (candidate, layer), best phone PNMI first.
+    """
+    from tqdm.auto import tqdm
+
+    from spkit.data.corpus import load_utterance
+    from spkit.units.metrics import alignments_by_uid, unit_report
+
+    alignments = alignments_by_uid(utts)
+    if not alignments:
+        raise DataError("compare_layers: the utterances carry no phone alignments "
+                        "(spkit/alignments.jsonl); give a layer explicitly")
+    utts = [u for u in utts if u.uid in alignments]
+    waves = [load_utterance(u) for u in utts]
+    rows: list[dict[str, Any]] = []
+    for name, ex in extractors.items():
+        with torch.inference_mode():
+            if hasattr(ex, "extract_layers"):
+                per = [ex.extract_layers(w) for w in tqdm(waves, desc=f"features {name}", leave=False)]
+                layers = {i + 1: [p[i] for p in per] for i in range(per[0].shape[0])}
+            else:
+                layers = {0: [ex.extract(w) for w in waves]}
+        for layer, feats in layers.items():
+            units = _frame_units(feats, n_clusters, seed)
+            rep = unit_report({u.uid: x.tolist() for u, x in zip(utts, units)}, alignments)
+            rows.append({"candidate": name, "layer": layer,
+                         "phone_pnmi": rep["phones"]["pnmi"], "phone_purity": rep["phones"]["purity"],
+                         "cluster_purity": rep["phones"]["cluster_purity"],
+                         "word_pnmi": rep["words"]["pnmi"],
+                         "units_per_second": rep["sequence"]["dedup_units_per_second"]})
+    rows.sort(key=lambda r: -r["phone_pnmi"])
+    return rows
+
+
+# ------------------------------------------------------------------------------------ unit model
+def save_unit_model(layout: RunLayout, features: str, checkpoint: str | None, layer: int | None,
+                    kmeans: Any, extractor: Any) -> Path:
+    """Record how to rebuild the unit model (``units/unit_model.json``); paths relative to the run."""
+    def rel(p: str | None) -> str | None:
+        if p is None:
+            return None
+        p = Path(p).resolve()
+        return str(p.relative_to(layout.root)) if p.is_relative_to(layout.root) else str(p)
+
+    return write_json(layout.units / "unit_model.json", {
+        "features": features, "checkpoint": rel(checkpoint), "layer": layer,
+        "kmeans": rel(str(layout.kmeans)), "n_clusters": kmeans.n_clusters, "dim": kmeans.dim,
+        "extractor_fingerprint": extractor.fingerprint, "kmeans_fingerprint": kmeans.fingerprint})
+
+
+def load_unit_model(run_dir: str | os.PathLike, device: str = "cpu") -> tuple[Any, Any, dict[str, Any]]:
+    """``(extractor, kmeans, record)`` of a run's unit model, from ``units/unit_model.json``."""
+    from spkit.features import load_extractor
+    from spkit.units.kmeans import KMeansModel
+
+    layout = RunLayout.at(run_dir)
+    path = layout.units / "unit_model.json"
+    if not path.exists():
+        raise DataError(f"{path}: no unit model in this run (run notebook 01 / unit discovery first)")
+    rec = read_json(path)
+
+    def absolute(p: str | None) -> str | None:
+        return None if p is None else str(p if Path(p).is_absolute() else layout.root / p)
+
+    layer = rec["layer"] if rec["features"] in ("hubert", "tiny_hubert") else None
+    extractor = load_extractor(rec["features"], checkpoint=absolute(rec["checkpoint"]), layer=layer,
+                               device=device)
+    kmeans = KMeansModel.load(absolute(rec["kmeans"]))
+    kmeans.check_dim(extractor.dim, f"features of {rec['features']}")
+    if extractor.fingerprint != rec["extractor_fingerprint"]:
+        raise DataError(f"{path}: the extractor's weights changed since the units were made "
+                        f"({extractor.fingerprint} != {rec['extractor_fingerprint']})")
+    return extractor, kmeans, rec
+
+
+# ---------------------------------------------------------------------------------------- driver
+def discover_units(corpora: Mapping[str, Any], run_dir: str | os.PathLike, config: UnitDiscoveryConfig,
+                   progress: bool = True) -> dict[str, Any]:
+    """Run unit discovery (see the module docstring); returns the report also written to
+    ``units/metrics.json``. Rerunning reuses finished checkpoints, k-means and cached units."""
+    from spkit.features import load_extractor
+    from spkit.units.kmeans import KMeansModel, fit_kmeans_on_corpus
+    from spkit.units.metrics import alignments_by_uid, unit_report
+    from spkit.units.quantize import quantize_corpus, read_units
+
+    t_start = time.perf_counter()
+    layout = RunLayout.at(run_dir)
+    layout.units.mkdir(parents=True, exist_ok=True)
+    data = load_corpora(corpora)
+    train_all = [u for c in data.values() for u in c.get("train", [])]
+    if not train_all:
+        raise DataError(f"no training utterances in corpora {sorted(corpora)}")
+    report: dict[str, Any] = {"config": dataclasses.asdict(config), "corpora": {
+        n: {s: len(v) for s, v in c.items()} for n, c in data.items()}}
+    timings: dict[str, float] = {}
+
+    # 1. the dense model
+    checkpoint = config.checkpoint
+    layer = config.layer
+    if config.features == "tiny_hubert" and checkpoint is None:
+        from spkit.features.pretrain import PretrainConfig, pretrain_iterations
+        from spkit.features.tiny_hubert import TinyHubertConfig
+
+        t0 = time.perf_counter()
+        waves = _load_waves(train_all, config.pretrain_audio_s, config.seed)
+        pcfg = PretrainConfig(num_clusters=config.n_clusters, max_steps=config.pretrain_steps,
+                              max_seconds=config.pretrain_max_seconds, seed=config.seed,
+                              warmup_steps=min(100, max(1, config.pretrain_steps // 10)),
+                              kmeans_max_frames=config.kmeans_max_frames)
+        mcfg = TinyHubertConfig(**{**dataclasses.asdict(TinyHubertConfig()), **config.model,
+                                   "num_classes": config.n_clusters})
+        results = pretrain_iterations(waves, layout.hubert, config.iterations, pcfg, mcfg, progress=progress)
+        del waves
+        report["pretrain"] = results
+        timings["pretrain_s"] = time.perf_counter() - t0
+        candidates = {f"iter{i + 1}": load_extractor("tiny_hubert", checkpoint=r["path"])
+                      for i, r in enumerate(results)}
+        if layer is None:
+            t0 = time.perf_counter()
+            sel_utts = _sample(data.get("kws", next(iter(data.values()))).get("valid", train_all),
+                               config.select_utts, config.seed)
+            rows = compare_layers(candidates, sel_utts, config.n_clusters, config.seed)
+            report["layer_selection"] = rows
+            best = rows[0]
+            checkpoint, layer = results[int(best["candidate"][4:]) - 1]["path"], best["layer"]
+            timings["select_s"] = time.perf_counter() - t0
+        else:
+            checkpoint = results[-1]["path"]
+    extractor = load_extractor(config.features, checkpoint=checkpoint,
+                               layer=layer if config.features in ("hubert", "tiny_hubert") else None)
+    layer = getattr(extractor, "layer", None)
+    report["unit_model"] = {"features": config.features, "checkpoint": checkpoint, "layer": layer}
+
+    # 2. k-means
+    t0 = time.perf_counter()
+    if config.kmeans_path is not None:
+        kmeans = KMeansModel.load(config.kmeans_path)
+        kmeans.check_dim(extractor.dim, f"features of {config.features}")
+        kmeans.save(layout.kmeans)
+    elif layout.kmeans.exists() and _same_unit_model(layout, extractor):
+        kmeans = KMeansModel.load(layout.kmeans)
+    else:
+        kmeans = fit_kmeans_on_corpus(_sample(train_all, 4000, config.seed), extractor, config.n_clusters,
+                                      max_frames=config.kmeans_max_frames, seed=config.seed,
+                                      progress=progress)
+        kmeans.save(layout.kmeans)
+    save_unit_model(layout, config.features, checkpoint, layer, kmeans, extractor)
+    timings["kmeans_s"] = time.perf_counter() - t0
+
+    # 3. quantize every split of every corpus
+    t0 = time.perf_counter()
+    cache = layout.units / "cache"
+    metrics: dict[str, Any] = {}
+    for name, splits in data.items():
+        for split, utts in splits.items():
+            if not utts:
+                continue
+            path = quantize_corpus(utts, extractor, kmeans, layout.unit_dir(name), name=split,
+                                   cache_dir=cache, progress=progress,
+                                   batch_size=16 if name == "kws" else 1)
+            if split == "test":
+                metrics[name] = unit_report(read_units(path), alignments_by_uid(utts))
+    timings["quantize_s"] = time.perf_counter() - t0
+
+    # 4. the MFCC baseline on the same test splits
+    if config.mfcc_baseline:
+        t0 = time.perf_counter()
+        mfcc = load_extractor("mfcc")
+        mfcc_train = _sample(data.get("kws", {}).get("train", train_all), 2000, config.seed)
+        km_mfcc = fit_kmeans_on_corpus(mfcc_train, mfcc, config.n_clusters, max_frames=config.kmeans_max_frames,
+                                       seed=config.seed, progress=progress)
+        report["mfcc_baseline"] = {}
+        for name, splits in data.items():
+            test = splits.get("test") or []
+            if not test:
+                continue
+            path = quantize_corpus(test, mfcc, km_mfcc, layout.units / "mfcc" / name, name="test",
+                                   cache_dir=cache, progress=progress)
+            report["mfcc_baseline"][name] = unit_report(read_units(path), alignments_by_uid(test))
+        timings["mfcc_baseline_s"] = time.perf_counter() - t0
+    report["metrics"] = metrics
+    timings["total_s"] = time.perf_counter() - t_start
+    report["timings"] = {k: round(v, 1) for k, v in timings.items()}
+    write_json(layout.units / "metrics.json", json.loads(json.dumps(report, default=str)))
+    return report
+
+
+def _same_unit_model(layout: RunLayout, extractor: Any) -> bool:
+    path = layout.units / "unit_model.json"
+    return path.exists() and read_json(path).get("extractor_fingerprint") == extractor.fingerprint
+
+
+def sweep_clusters(extractor: Any, utts: Sequence[Utterance], ks: Sequence[int], seed: int = 0
+                   ) -> list[dict[str, Any]]:
+    """Unit quality of one extractor for several K (phone PNMI/purity, word PNMI, units per second)."""
+    rows: list[dict[str, Any]] = []
+    for k in ks:
+        for r in compare_layers({"chosen": extractor}, utts, k, seed):
+            rows.append({"k": k, **{key: v for key, v in r.items() if key not in ("candidate", "layer")}})
+    return rows
+
+
+def ensure_corpora(corpora: Mapping[str, Any] | None, preset: str, seed: int = 0,
+                   kinds: Sequence[str] = ("kws", "intent", "lid", "asr"),
+                   data_root: str | os.PathLike | None = None) -> dict[str, str]:
+    """The corpora a notebook works on: ``corpora`` when given (``spkit run`` passes them), else the
+    embedded corpora of ``preset``, synthesized now if missing (a finished corpus is not redone)."""
+    if corpora:
+        return {k: str(v) for k, v in corpora.items()}
+    if preset == "paper":
+        raise DataError("the paper preset needs the real corpora: set the notebook's `corpora` parameter "
+                        "to {'kws': <speech_commands_v0.01>, 'intent': <fluent_speech_commands_dataset>}")
+    from spkit.pipeline import corpus_dir, default_data_root
+    from spkit.synth import synthesize_corpus
+
+    root = Path(data_root) if data_root else default_data_root()
+    out = {}
+    for kind in kinds:
+        folder = corpus_dir(root, kind, preset, seed)
+        out[kind] = str(synthesize_corpus(kind, folder, preset=preset, seed=seed))
+    return out

@@ -1,0 +1,34 @@
+"""The unit language model: GSLM's uLM architecture, fairseq interop, pretraining.
+
+``from spkit.ulm import UnitLM, ULMConfig, UnitDictionary`` covers the common uses; fairseq loading
+lives in :mod:`spkit.ulm.fairseq_io` (imports fairseq lazily), training in :mod:`spkit.ulm.train`.
+"""
+
+from spkit.ulm.dictionary import UnitDictionary, VocabMismatchError
+from spkit.ulm.model import (
+    CONFIGS,
+    KVCache,
+    ULMConfig,
+    ULMOutput,
+    UnitLM,
+    lm_loss,
+    transformer_lm,
+    transformer_lm_big,
+    ulm_small,
+    ulm_tiny,
+)
+
+__all__ = [
+    "CONFIGS",
+    "KVCache",
+    "ULMConfig",
+    "ULMOutput",
+    "UnitDictionary",
+    "UnitLM",
+    "VocabMismatchError",
+    "lm_loss",
+    "transformer_lm",
+    "transformer_lm_big",
+    "ulm_small",
+    "ulm_tiny",
+]

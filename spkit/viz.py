@@ -1,0 +1,162 @@
+"""Plotly figures for the notebooks, and saving them offline (HTML with plotly.js inlined once per
+folder, PNG through kaleido when a Chromium is installed). Notebooks only call these."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+FRAME_RATE = 50
+
+
+def _go():
+    import plotly.graph_objects as go
+
+    return go
+
+
+def save_figure(fig: Any, folder: str | os.PathLike, name: str, png: bool | None = None) -> list[Path]:
+    """Write ``fig`` as ``folder/name.html`` (offline: plotly.js is a sibling file, no CDN) and, when
+    a Chromium is available (or ``png=True``), ``folder/name.png``. Returns the written paths."""
+    from plotly.offline import get_plotlyjs
+
+    from spkit.io import atomic_path, write_text
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    js = folder / "plotly.min.js"
+    if not js.exists():
+        write_text(js, get_plotlyjs())
+    html = folder / f"{name}.html"
+    with atomic_path(html) as tmp:
+        fig.write_html(str(tmp), include_plotlyjs="plotly.min.js", full_html=True)
+    out = [html]
+    if png is None:
+        png = shutil.which("chromium") is not None or Path("/usr/bin/chromium").exists()
+    if png:
+        try:
+            with atomic_path(folder / f"{name}.png") as tmp:
+                fig.write_image(str(tmp), format="png", scale=1)
+            out.append(folder / f"{name}.png")
+        except Exception as e:  # kaleido needs a browser; HTML is the reference output
+            log.warning("PNG export of %s failed (%s); the HTML is written", name, e)
+    return out
+
+
+def spectrogram_db(wave: torch.Tensor, sample_rate: int = 16_000, n_mels: int = 80) -> np.ndarray:
+    """Log-mel spectrogram ``(n_mels, frames)`` in dB at 100 frames per second, for display."""
+    import torchaudio
+
+    mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=400, hop_length=160, n_mels=n_mels)(wave)
+    return (10 * torch.log10(mel + 1e-10)).numpy()
+
+
+def waveform_units_figure(wave: torch.Tensor, units: Sequence[int], title: str = "",
+                          phones: Sequence[Sequence[Any]] | None = None,
+                          sample_rate: int = 16_000) -> Any:
+    """Waveform, spectrogram and per-frame units (and phone intervals) on one time axis.
+
+    ``units``: one unit per 20 ms frame (not deduplicated); runs of a unit are drawn as labelled
+    segments, so the deduplicated sequence reads left to right.
+    """
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    t_wave = np.arange(wave.numel()) / sample_rate
+    step = max(1, wave.numel() // 4000)  # keep the figure light
+    spec = spectrogram_db(wave, sample_rate)
+    rows = 3 if phones is None else 4
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.03,
+                        row_heights=[0.25, 0.4, 0.2] + ([0.15] if phones is not None else []))
+    fig.add_trace(go.Scatter(x=t_wave[::step], y=wave.numpy()[::step], mode="lines", line={"width": 1},
+                             name="waveform"), row=1, col=1)
+    fig.add_trace(go.Heatmap(z=spec, x=np.arange(spec.shape[1]) / 100, colorscale="Viridis",
+                             showscale=False, name="log-mel"), row=2, col=1)
+    units = list(units)
+    starts = [0] + [i for i in range(1, len(units)) if units[i] != units[i - 1]]
+    for k, s in enumerate(starts):
+        e = starts[k + 1] if k + 1 < len(starts) else len(units)
+        x0, x1 = s / FRAME_RATE, e / FRAME_RATE
+        fig.add_trace(go.Scatter(x=[x0, x0, x1, x1, x0], y=[0, 1, 1, 0, 0], fill="toself", mode="lines",
+                                 line={"width": 0.5}, hoverinfo="text", showlegend=False,
+                                 text=f"unit {units[s]} ({x0:.2f}-{x1:.2f} s)",
+                                 fillcolor=f"hsl({(units[s] * 47) % 360},60%,70%)"), row=3, col=1)
+        fig.add_annotation(x=(x0 + x1) / 2, y=0.5, text=str(units[s]), showarrow=False,
+                           font={"size": 9}, row=3, col=1)
+    if phones is not None:
+        for p, a, b in phones:
+            fig.add_trace(go.Scatter(x=[a, a, b, b, a], y=[0, 1, 1, 0, 0], fill="toself", mode="lines",
+                                     line={"width": 0.5}, showlegend=False, hoverinfo="text",
+                                     text=f"{p} ({a:.2f}-{b:.2f} s)", fillcolor="rgba(200,200,200,0.5)"),
+                          row=4, col=1)
+            fig.add_annotation(x=(a + b) / 2, y=0.5, text=str(p), showarrow=False, font={"size": 9},
+                               row=4, col=1)
+    for r in range(3, rows + 1):
+        fig.update_yaxes(visible=False, row=r, col=1)
+    fig.update_xaxes(title_text="time (s)", row=rows, col=1)
+    fig.update_layout(title=title, height=200 + 120 * rows, margin={"l": 40, "r": 10, "t": 40, "b": 40})
+    return fig
+
+
+def cluster_sizes_figure(units: Mapping[str, Sequence[int]], n_clusters: int, title: str = "") -> Any:
+    """Bar chart of how many frames each unit gets, sorted by size (a flat curve = balanced units)."""
+    go = _go()
+    counts = np.bincount(np.concatenate([np.asarray(u, dtype=np.int64) for u in units.values()]),
+                         minlength=n_clusters)
+    order = np.argsort(-counts)
+    fig = go.Figure(go.Bar(x=[str(i) for i in order], y=counts[order]))
+    fig.update_layout(title=title or "frames per unit (sorted)", xaxis_title="unit",
+                      yaxis_title="frames", xaxis={"type": "category"}, height=350)
+    return fig
+
+
+def layer_selection_figure(rows: Sequence[Mapping[str, Any]], metric: str = "phone_pnmi") -> Any:
+    """One line per candidate model: ``metric`` against the layer."""
+    go = _go()
+    fig = go.Figure()
+    for cand in dict.fromkeys(r["candidate"] for r in rows):
+        pts = sorted((r["layer"], r[metric]) for r in rows if r["candidate"] == cand)
+        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
+                                 name=cand))
+    fig.update_layout(title=f"{metric} by layer", xaxis_title="layer", yaxis_title=metric, height=350)
+    return fig
+
+
+def bar_table_figure(table: Mapping[str, Mapping[str, float]], title: str, yaxis: str) -> Any:
+    """Grouped bars: ``table[group][series] = value``."""
+    go = _go()
+    groups = list(table)
+    series = list(dict.fromkeys(s for g in table.values() for s in g))
+    fig = go.Figure([go.Bar(name=s, x=groups, y=[table[g].get(s) for g in groups]) for s in series])
+    fig.update_layout(title=title, barmode="group", yaxis_title=yaxis, height=380)
+    return fig
+
+
+def curves_figure(curves: Mapping[str, Sequence[float]], title: str, xaxis: str = "epoch",
+                  yaxis: str = "loss") -> Any:
+    """One line per named curve."""
+    go = _go()
+    fig = go.Figure([go.Scatter(y=list(v), x=list(range(1, len(v) + 1)), mode="lines+markers", name=k)
+                     for k, v in curves.items()])
+    fig.update_layout(title=title, xaxis_title=xaxis, yaxis_title=yaxis, height=350)
+    return fig
+
+
+def heatmap_figure(z: np.ndarray, x: Sequence[str], y: Sequence[str], title: str,
+                   colorscale: str = "Blues", text_auto: bool = True) -> Any:
+    """A labelled heatmap (confusion matrices, attention maps)."""
+    go = _go()
+    fig = go.Figure(go.Heatmap(z=z, x=list(x), y=list(y), colorscale=colorscale,
+                               text=np.round(z, 2) if text_auto else None,
+                               texttemplate="%{text}" if text_auto else None))
+    fig.update_layout(title=title, height=max(300, 28 * len(y) + 120), yaxis={"autorange": "reversed"})
+    return fig

@@ -1,0 +1,436 @@
+"""Prompt tuning on a frozen tiny uLM with synthetic unit data (spkit.prompt)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+import torch
+
+from spkit.prompt import (
+    Collator,
+    PromptConfig,
+    PromptFileError,
+    TaskError,
+    TaskExample,
+    TrainConfig,
+    beam_search,
+    build_prompted,
+    build_spec,
+    build_verbalizer,
+    evaluate,
+    greedy_labels,
+    load_prompt,
+    load_task,
+    save_prompt,
+    score_labels,
+    train,
+)
+from spkit.prompt.decode import beam_decode, edit_distance, error_rate, label_log_probs
+from spkit.prompt.verbalizer import Verbalizer, usable_tokens
+from spkit.ulm import UnitDictionary, UnitLM, ulm_tiny
+
+WORDS = ("yes", "no", "up", "down")
+N_UNITS = 16
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def toy(n: int, seed: int, split: str, n_classes: int = 4) -> list[TaskExample]:
+    """Class c draws 60% of its units from {4c..4c+3}, the rest uniformly (noise); 8-14 units long."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        c = rng.randrange(n_classes)
+        units = [rng.randrange(4 * c, 4 * c + 4) if rng.random() < 0.6 else rng.randrange(N_UNITS)
+                 for _ in range(rng.randint(8, 14))]
+        out.append(TaskExample(f"{split}{i:04d}", f"/x/{split}{i}.wav", split, f"spk{i % 5}", units, WORDS[c]))
+    return out
+
+
+def toy_data(n_train: int = 320) -> dict[str, list[TaskExample]]:
+    return {"train": toy(n_train, 0, "train"), "valid": toy(64, 1, "valid"), "test": toy(128, 2, "test")}
+
+
+def tiny_lm(seed: int = 0, vocab: int | None = None) -> UnitLM:
+    torch.manual_seed(seed)
+    d = UnitDictionary.from_units(range(N_UNITS))
+    return UnitLM(ulm_tiny(vocab or len(d), dim=64, n_layers=2, n_heads=4, ffn_dim=128))
+
+
+def setup(method: str = "deep", verbalizer: str = "frequency", length: int = 8, reparam: int | None = None,
+          data: dict | None = None, lm_seed: int = 0, task: str = "kws", **vkw):
+    data = data or toy_data()
+    d = UnitDictionary.from_units(range(N_UNITS))
+    lm = tiny_lm(lm_seed)
+    spec = build_spec(task, data)
+    v = build_verbalizer(verbalizer, spec, d, data["train"], **vkw)
+    col = Collator(spec, v, d, max_len=lm.cfg.max_positions)
+    model = build_prompted(lm, spec, v, PromptConfig(method=method, length=length, reparam_hidden=reparam),
+                           col(data["train"][:64]), seed=0)
+    return model, col, data, d
+
+
+# ------------------------------------------------------------------------------------------------
+# Learning, frozen LM, parameter accounting
+# ------------------------------------------------------------------------------------------------
+
+def test_deep_prompts_learn_toy_task_and_lm_stays_bit_identical():
+    model, col, data, _ = setup("deep")
+    before = {k: v.clone() for k, v in model.lm.state_dict().items()}
+    untrained = evaluate(model, data["test"], col)["value"]
+    res = train(model, data, col, TrainConfig(max_epochs=30, patience=0, metric_every=10), progress=False)
+    acc = evaluate(model, data["test"], col)["value"]
+    assert acc > 0.8 > untrained + 0.2, (acc, untrained)  # chance is 0.25
+    after = model.lm.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not any(p.requires_grad for p in model.lm.parameters())
+    assert len(res.log) == 30 and res.log[-1]["valid_metric"] is not None and res.log[0]["valid_metric"] is None
+    assert res.log[-1]["train_loss"] < res.log[0]["train_loss"]
+    assert res.best_valid_loss == min(e["valid_loss"] for e in res.log)
+    assert res.peak_memory_bytes > 0 and res.memory_method and res.wall_seconds > 0
+
+
+@pytest.mark.parametrize("method,verbalizer,reparam", [
+    ("deep", "frequency", None), ("prefix", "random", None), ("input", "frequency", None),
+    ("deep", "learnable", None), ("deep", "frequency", 16), ("prefix", "frequency", 16)])
+def test_trainable_count_exact_and_every_parameter_gets_gradient(method, verbalizer, reparam):
+    L = 5
+    model, col, data, _ = setup(method, verbalizer, length=L, reparam=reparam)
+    c = model.lm.cfg
+    n_layers, d, V, C = c.n_layers, c.dim, c.vocab_size, 4
+    if reparam is None:
+        expected = {"input": L * d, "deep": n_layers * L * d, "prefix": n_layers * 2 * L * d}[method]
+    else:
+        out = n_layers * (1 if method == "deep" else 2) * d
+        expected = L * d + d * reparam + reparam + reparam * out + out
+    expected += d  # separator
+    if verbalizer == "learnable":
+        expected += V * C + C
+    assert model.num_trainable() == expected
+    model.train()
+    loss, _ = model.loss(col(data["train"][:32]))
+    loss.backward()
+    for name, p in model.named_trainable_parameters():
+        assert p.grad is not None and float(p.grad.abs().sum()) > 0, f"dead parameter {name}"
+    assert all(p.grad is None for p in model.lm.parameters())
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    cfg = TrainConfig(max_epochs=4, patience=0, metric_every=0, batch_size=16)
+    data = toy_data(96)
+    a, col, _, _ = setup(data=data)
+    ra = train(a, data, col, cfg, progress=False)
+    b, col_b, _, _ = setup(data=data)
+    train(b, data, col_b, TrainConfig(**{**cfg.to_dict(), "max_epochs": 2}), out_dir=tmp_path, progress=False)
+    b2, col_b2, _, _ = setup(data=data)  # a fresh process would rebuild the model the same way
+    rb = train(b2, data, col_b2, cfg, out_dir=tmp_path, progress=False)
+    sa, sb = a.prompt_state(), b2.prompt_state()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert [e["train_loss"] for e in ra.log] == [e["train_loss"] for e in rb.log]
+    assert [e["valid_loss"] for e in ra.log] == [e["valid_loss"] for e in rb.log]
+    # A state for another uLM is refused.
+    other = build_prompted(tiny_lm(5), b2.spec, b2.verbalizer, PromptConfig(length=8), col(data["train"][:8]))
+    with pytest.raises(ValueError, match="made for the uLM"):
+        train(other, data, col, cfg, out_dir=tmp_path, progress=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# Prompt files
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method,reparam,verbalizer", [("deep", None, "frequency"), ("prefix", 16, "learnable")])
+def test_prompt_file_small_roundtrip_and_refuses_other_ulm(tmp_path, method, reparam, verbalizer):
+    model, col, data, _ = setup(method, verbalizer, reparam=reparam)
+    with torch.no_grad():
+        for p in model.trainable_parameters():
+            p.add_(0.01 * torch.randn(p.shape))
+    path = save_prompt(tmp_path / "prompt.pt", model, {"kmeans": "km123"}, info={"lr": 0.05})
+    assert path.stat().st_size < 64 * 1024
+    batch = col(data["test"][:16])
+    loaded = load_prompt(path, model.lm, {"kmeans": "km123"})
+    assert torch.equal(loaded.separator, model.separator)
+    assert torch.allclose(score_labels(loaded, batch), score_labels(model, batch), atol=1e-6)
+    assert loaded.verbalizer.codes == model.verbalizer.codes and loaded.spec == model.spec
+    if reparam is None:
+        sa, sb = model.prompt_state(), loaded.prompt_state()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    else:  # the MLP is folded away: fewer stored parameters, same prefixes
+        assert loaded.num_trainable() < model.num_trainable()
+    other = tiny_lm(seed=1)
+    with pytest.raises(PromptFileError) as e:
+        load_prompt(path, other)
+    msg = str(e.value)
+    assert str(path) in msg and model.ulm_fingerprint() in msg and other.fingerprint() in msg
+    with pytest.raises(PromptFileError, match="kmeans"):
+        load_prompt(path, model.lm, {"kmeans": "another"})
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(PromptFileError, match="junk.pt"):
+        load_prompt(tmp_path / "junk.pt", model.lm)
+
+
+# ------------------------------------------------------------------------------------------------
+# Verbalizers
+# ------------------------------------------------------------------------------------------------
+
+def test_frequency_verbalizer_orders_by_frequency():
+    d = UnitDictionary.from_units(range(N_UNITS))
+    # unit 7 most frequent, then 3; label "no" most frequent, then "yes".
+    train_set = [TaskExample("a", "", "train", "s", [7, 7, 7, 3, 3, 1], "no"),
+                 TaskExample("b", "", "train", "s", [7, 3, 9], "no"),
+                 TaskExample("c", "", "train", "s", [7], "yes")]
+    spec = build_spec("kws", train_set)
+    assert spec.labels == ("yes", "no")  # SUPERB's order, not frequency
+    v = build_verbalizer("frequency", spec, d, train_set)
+    assert v.encode_atoms(["no"]) == [d.index(7)] and v.encode_atoms(["yes"]) == [d.index(3)]
+
+
+def test_random_verbalizer_seeded_and_collision_free():
+    d = UnitDictionary.from_units(range(N_UNITS))
+    train_set = [TaskExample(f"u{i}", "", "train", "s", [1], f"w{i:02d}") for i in range(N_UNITS)]
+    spec = build_spec("lid", train_set)
+    a = build_verbalizer("random", spec, d, train_set, seed=3)
+    b = build_verbalizer("random", spec, d, train_set, seed=3)
+    c = build_verbalizer("random", spec, d, train_set, seed=4)
+    assert a.codes == b.codes != c.codes
+    for v in (a, c):  # 16 labels on 16 units: a permutation, no two labels share a unit
+        assert len(set(v.codes)) == N_UNITS and v.code_len == 1
+    with pytest.raises(TaskError, match="share"):
+        Verbalizer("random", ["x", "y"], [[5], [5]], len(d))
+
+
+def test_multi_token_codes_when_labels_outnumber_units():
+    d = UnitDictionary.from_units(range(3))  # 3 usable unit tokens
+    assert len(usable_tokens(d)) == 3
+    train_set = [TaskExample(f"u{i}", "", "train", "s", [0, 1, 2], f"x{i}") for i in range(12)]
+    spec = build_spec("lid", train_set)
+    for kind in ("frequency", "random"):
+        v = build_verbalizer(kind, spec, d, train_set)
+        assert v.code_len == 3 and len(set(v.codes)) == 12  # 3**2 = 9 < 12 labels
+        seq = v.encode_atoms(["x0", "x9"])
+        assert len(seq) == 6 and v.decode_tokens(seq + [2, 5]) == ["x0", "x9"]
+    v = build_verbalizer("random", spec, d, train_set, tokens_per_atom=4)
+    assert v.code_len == 4
+    with pytest.raises(TaskError, match="do not fit"):
+        build_verbalizer("frequency", spec, d, train_set, tokens_per_atom=2)
+
+
+def test_learnable_verbalizer_trains_and_starts_at_frequency_choice():
+    model, col, data, _ = setup("deep", "learnable")
+    freq = build_verbalizer("frequency", model.spec, UnitDictionary.from_units(range(N_UNITS)), data["train"])
+    batch = col(data["test"][:16])
+    assert model.verbalizer.head is not None
+    with torch.no_grad():
+        out = model(*batch.prefixes())
+        at_sep = out.logits[torch.arange(16), batch.sep_pos]
+        # the initial head reads exactly the frequency verbalizer's tokens
+        expected = at_sep[:, [c[0] for c in freq.codes]]
+        assert torch.allclose(model.class_logits(out.logits, batch.sep_pos), expected, atol=1e-5)
+    w0 = model.verbalizer.head.weight.detach().clone()
+    train(model, data, col, TrainConfig(max_epochs=3, patience=0, metric_every=0), progress=False)
+    assert not torch.equal(w0, model.verbalizer.head.weight)
+    with pytest.raises(ValueError, match="learnable"):
+        greedy_labels(model, batch)
+
+
+# ------------------------------------------------------------------------------------------------
+# Scoring and decoding
+# ------------------------------------------------------------------------------------------------
+
+def _full_log_prob(model, batch, b: int, seq: list[int]) -> float:
+    """Teacher-forced log p(seq | prefix of row b), recomputed without any cache."""
+    s = int(batch.sep_pos[b])
+    tokens = torch.cat([batch.tokens[b, :s + 1], torch.tensor(seq)])[None]
+    with torch.no_grad():
+        lp = model(tokens).logits[0].float().log_softmax(-1)
+    return sum(float(lp[s + i, t]) for i, t in enumerate(seq))
+
+
+def test_constrained_scores_are_label_probabilities_multi_token():
+    data = toy_data(64)
+    model, col, _, _ = setup(data=data, tokens_per_atom=2)
+    assert model.verbalizer.code_len == 2
+    batch = col(data["test"][:6])  # right-padded: rows of different lengths
+    assert bool(batch.padding_mask.any())
+    probs = score_labels(model, batch)
+    assert probs.shape == (6, 4)
+    assert torch.allclose(probs.sum(-1), torch.ones(6), atol=1e-5)
+    lp = label_log_probs(model, batch)
+    seqs = model.verbalizer.label_sequences(model.spec)
+    for b in (0, 3, 5):
+        for c in range(4):
+            assert math.isclose(float(lp[b, c]), _full_log_prob(model, batch, b, seqs[c].tolist()), abs_tol=1e-4)
+
+
+def test_greedy_exact_match_mode():
+    data = toy_data(64)
+    model, col, _, _ = setup(data=data, verbalizer="random", seed=1)
+    batch = col(data["test"][:32])
+    preds = greedy_labels(model, batch)
+    code_of = {c[0]: a for a, c in zip(model.verbalizer.atoms, model.verbalizer.codes)}
+    with torch.no_grad():
+        out = model(*batch.prefixes())
+        argmax = out.logits[torch.arange(32), batch.sep_pos].argmax(-1).tolist()
+    assert preds == [code_of.get(t) for t in argmax]
+    # an untrained frozen LM rarely emits a label token unconstrained: those count as wrong (None)
+    res = evaluate(model, data["test"][:32], col, mode="greedy")
+    assert res["value"] == sum(p["prediction"] == p["label"] for p in res["predictions"]) / 32
+    assert "probs" not in res
+
+
+def test_beam_one_is_constrained_greedy_on_the_kv_cache():
+    data = toy_data(64)
+    model, col, _, _ = setup(data=data)
+    batch = col(data["test"][:4])
+    allowed = torch.zeros(model.lm.cfg.vocab_size, dtype=torch.bool)
+    allowed[model.verbalizer.allowed_tokens()] = True
+    allowed[2] = True
+    hyps = beam_decode(model, batch, beam=1, max_len=6)
+    for b in range(4):
+        s = int(batch.sep_pos[b])
+        seq = batch.tokens[b, :s + 1].tolist()
+        greedy = []
+        for _ in range(6):  # recompute from scratch each step: no cache
+            with torch.no_grad():
+                logits = model(torch.tensor([seq])).logits[0, -1].masked_fill(~allowed, float("-inf"))
+            t = int(logits.argmax())
+            if t == 2:
+                break
+            greedy.append(t)
+            seq.append(t)
+        assert hyps[b] == greedy
+    wide = beam_decode(model, batch, beam=4, max_len=6)
+    assert all(set(h) <= set(model.verbalizer.allowed_tokens()) for h in wide)
+
+
+def test_beam_search_finds_planted_best_sequence():
+    # Markov scorer over V=6 tokens (eos=2). Greedy takes 3 (p=.6) then faces a flat tail; the planted
+    # best path is 4 -> 5 -> </s> with p = .4 * .95 * .95 = .361 > .6 * (best tail .25 ...).
+    V = 6
+    table = torch.full((V, V), 1e-4)
+    table[3, [0, 1, 2, 4, 5]] = torch.tensor([0.25, 0.25, 0.2, 0.15, 0.15])
+    table[4, 5] = 0.95
+    table[5, 2] = 0.95
+    logt = (table / table.sum(-1, keepdim=True)).log()
+    first = torch.log(torch.tensor([[1e-4, 1e-4, 1e-4, 0.6, 0.4, 1e-4]]))
+
+    def step(tokens, state):
+        return logt[tokens], state
+
+    def reorder(state, idx):
+        return state
+
+    greedy = beam_search(first, None, step, reorder, beam=1, max_len=5, length_penalty=0.0)
+    best = beam_search(first, None, step, reorder, beam=3, max_len=5, length_penalty=0.0)
+    assert greedy[0][0][0] == 3
+    assert best[0][0] == [4, 5]
+    assert math.isclose(best[0][1], math.log(0.4) + float(logt[4, 5] + logt[5, 2]), rel_tol=1e-5)
+    allowed = torch.tensor([False, False, False, True, True, False])  # 5 forbidden: the plant is unreachable
+    constrained = beam_search(first, None, step, reorder, beam=3, max_len=5, allowed=allowed)
+    assert 5 not in constrained[0][0]
+
+
+def test_asr_task_collate_decode_and_error_rates():
+    rng = random.Random(0)
+    words = ["ab", "ba", "abc"]
+    ex = [TaskExample(f"t{i}", "", "train", "s", [rng.randrange(N_UNITS) for _ in range(6)],
+                      " ".join(rng.choice(words) for _ in range(2))) for i in range(24)]
+    data = {"train": ex[:16], "valid": ex[16:20], "test": ex[20:]}
+    spec = build_spec("asr", data)
+    assert spec.kind == "sequence" and spec.labels == ("|", "a", "b", "c") and spec.lower_is_better
+    d = UnitDictionary.from_units(range(N_UNITS))
+    lm = tiny_lm()
+    v = build_verbalizer("frequency", spec, d, data["train"])
+    col = Collator(spec, v, d, max_len=12)
+    batch = col(data["train"][:2])
+    e = data["train"][0]
+    n_lab = len(e.label) + 1  # characters + </s>
+    assert int(batch.label_mask[0].sum()) == n_lab and batch.tokens.shape[1] <= 12
+    assert int(batch.input_lengths[0]) == 12 - 2 - n_lab  # truncated from the right: beginning kept
+    kept = [d.index(u) for u in e.units[:12 - 2 - n_lab]]
+    assert batch.tokens[0, 1:1 + len(kept)].tolist() == kept
+    left = Collator(spec, v, d, max_len=12, truncate="left")(data["train"][:1])
+    assert left.tokens[0, 1:1 + len(kept)].tolist() == [d.index(u) for u in e.units[len(e.units) - len(kept):]]
+    model = build_prompted(lm, spec, v, PromptConfig(length=4), col(data["train"]), seed=0)
+    train(model, data, Collator(spec, v, d), TrainConfig(max_epochs=2, metric_every=1, batch_size=8),
+          progress=False)
+    res = evaluate(model, data["test"], Collator(spec, v, d), beam=3, max_len=12)
+    assert res["metric"] == "cer" and res["value"] == res["cer"] and 0 <= res["wer"]
+    assert edit_distance("kitten", "sitting") == 3
+    assert error_rate(["ab cd"], ["ab cd"]) == 0.0
+    assert math.isclose(error_rate([["a", "b"]], [["a"]]), 0.5)
+
+
+# ------------------------------------------------------------------------------------------------
+# Loading unit files; bad inputs
+# ------------------------------------------------------------------------------------------------
+
+def _write(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+
+def test_load_task_from_unit_records_intent_and_errors(tmp_path):
+    def rec(uid, split, label, units=(5, 6, 7)):
+        return {"uid": uid, "path": f"/a/{uid}.wav", "split": split, "speaker": "s1", "label": label,
+                "text": "turn on the lights", "units": list(units), "durations": [1] * len(units), "n_frames": 3}
+    lab1 = {"action": "activate", "object": "lights", "location": "kitchen"}
+    lab2 = {"action": "deactivate", "object": "none", "location": "none"}
+    _write(tmp_path / "train.jsonl", [rec("a", "train", lab1), rec("b", "train", lab2)])
+    _write(tmp_path / "valid.jsonl", [rec("c", "valid", lab2)])
+    _write(tmp_path / "test.jsonl", [rec("d", "test", "activate|lights|kitchen")])
+    data = load_task("intent", tmp_path)
+    assert [e.label for e in data["train"]] == ["activate|lights|kitchen", "deactivate|none|none"]
+    spec = build_spec("intent", data)
+    assert spec.atoms("deactivate|none|none") == ["action=deactivate", "object=none", "location=none"]
+    # "none" of object and of location are different atoms
+    assert spec.all_atoms() == ["action=activate", "action=deactivate", "object=lights", "object=none",
+                                "location=kitchen", "location=none"]
+    load_task("intent", tmp_path, spec=spec)
+    d = UnitDictionary.from_units(range(N_UNITS))
+    v = build_verbalizer("frequency", spec, d, data["train"])
+    assert v.label_sequences(spec).shape == (2, 3)  # one token per slot
+
+    with pytest.raises(TaskError, match="unknown task"):
+        load_task("speaker-id", tmp_path)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_task("kws", tmp_path / "nowhere")
+    _write(tmp_path / "test.jsonl", [rec("d", "test", "activate|music|bedroom")])
+    with pytest.raises(TaskError, match="test.jsonl.*'d'"):
+        load_task("intent", tmp_path, spec=spec)
+    with pytest.raises(FileNotFoundError, match="kws.*not a class name|not a class name"):
+        load_task("kws", tmp_path)  # intent dicts are no keyword labels
+    _write(tmp_path / "valid.jsonl", [{"uid": "x", "units": "5 6", "label": "yes"}])
+    with pytest.raises(FileNotFoundError, match=r"valid.jsonl:1.*integer"):
+        load_task("kws", tmp_path, splits=("valid",))
+    (tmp_path / "valid.jsonl").unlink()
+    with pytest.raises(FileNotFoundError, match="valid.jsonl"):
+        load_task("kws", tmp_path)
+
+
+def test_bad_verbalizer_and_prompt_settings():
+    data = toy_data(16)
+    d = UnitDictionary.from_units(range(N_UNITS))
+    spec = build_spec("kws", data)
+    with pytest.raises(TaskError, match="unknown verbalizer"):
+        build_verbalizer("alphabetical", spec, d, data["train"])
+    asr_spec = build_spec("asr", [TaskExample("a", "", "train", "s", [1], "ab")])
+    with pytest.raises(TaskError, match="classification"):
+        build_verbalizer("learnable", asr_spec, d, [])
+    v = build_verbalizer("frequency", spec, d, data["train"])
+    with pytest.raises(TaskError, match="does not fit"):
+        v.encode_atoms(["maybe"])
+    with pytest.raises(TaskError, match="'go' does not fit"):
+        Collator(spec, v, d)([TaskExample("z", "", "test", "s", [1], "go")])
+    with pytest.raises(ValueError, match="prompt method"):
+        PromptConfig(method="lora")
+    with pytest.raises(ValueError, match="activations"):
+        build_prompted(tiny_lm(), spec, v, PromptConfig(), None)
