@@ -151,15 +151,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     stages = plan(args.preset, args.out, seed=args.seed, data_root=args.data_root, timeout_s=args.timeout)
+    from spkit.report import finalize_run
+
     try:
         summary = execute(stages, args.out.resolve())
     except StageFailed as e:
         print(f"[spkit run] FAILED: {e}", file=sys.stderr)
         return 1
     total = time.perf_counter() - t0
-    write_json(args.out / "run_summary.json",
-               {"preset": args.preset, "seed": args.seed, "stages": summary, "seconds": round(total, 1)})
-    print(f"[spkit run] complete in {total:.1f} s -> {args.out}")
+    index = finalize_run(args.out, {"preset": args.preset, "seed": args.seed, "stages": summary,
+                                    "seconds": round(total, 1)})
+    print(f"[spkit run] complete in {total:.1f} s -> {args.out} (report: {index})")
     _print_corpora_summary(stages)
     return 0
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,13 @@ def _go():
     return go
 
 
-def save_figure(fig: Any, folder: str | os.PathLike, name: str, png: bool | None = None) -> list[Path]:
-    """Write ``fig`` as ``folder/name.html`` (offline: plotly.js is a sibling file, no CDN) and, when
-    a Chromium is available (or ``png=True``), ``folder/name.png``. Returns the written paths."""
+def save_figure(fig: Any, folder: str | os.PathLike, name: str, png: bool = False) -> list[Path]:
+    """Write ``fig`` as ``folder/name.html`` (offline: plotly.js is a sibling file, no CDN) and its
+    plotly JSON ``folder/name.plotly.json``; with ``png=True`` also ``folder/name.png`` now.
+
+    PNG export starts a headless Chromium (kaleido) per call, ~4 s each; the main job instead exports
+    every figure of a run in one batch at the end (:func:`spkit.report.export_pngs`).
+    """
     from plotly.offline import get_plotlyjs
 
     from spkit.io import atomic_path, write_text
@@ -39,16 +42,11 @@ def save_figure(fig: Any, folder: str | os.PathLike, name: str, png: bool | None
     html = folder / f"{name}.html"
     with atomic_path(html) as tmp:
         fig.write_html(str(tmp), include_plotlyjs="plotly.min.js", full_html=True)
-    out = [html]
-    if png is None:
-        png = shutil.which("chromium") is not None or Path("/usr/bin/chromium").exists()
+    out = [html, write_text(folder / f"{name}.plotly.json", fig.to_json())]
     if png:
-        try:
-            with atomic_path(folder / f"{name}.png") as tmp:
-                fig.write_image(str(tmp), format="png", scale=1)
-            out.append(folder / f"{name}.png")
-        except Exception as e:  # kaleido needs a browser; HTML is the reference output
-            log.warning("PNG export of %s failed (%s); the HTML is written", name, e)
+        with atomic_path(folder / f"{name}.png") as tmp:
+            fig.write_image(str(tmp), format="png", scale=1)
+        out.append(folder / f"{name}.png")
     return out
 
 

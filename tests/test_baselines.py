@@ -29,6 +29,7 @@ from spkit.prompt.results import (
     mean_std,
     metric_name,
     render_markdown,
+    run_result,
     update_results,
 )
 from spkit.prompt.tasks import TaskExample, TaskSpec
@@ -347,6 +348,10 @@ def test_finetune_changes_ulm_weights_prompt_training_does_not():
     assert model.lm.fingerprint() != base  # every weight trained
     assert model.ulm_fingerprint() == base  # names the uLM fine-tuning started from
     assert ft_report.num_trainable == base_params + 32  # all uLM weights + separator
+    row = run_result("kws", "finetune", 0, 0.5, "accuracy", ft_report)
+    assert row.trainable_params == ft_report.num_trainable and row.train_s == ft_report.wall_seconds
+    assert row.peak_mem_mb == pytest.approx(ft_report.peak_memory_bytes / 2 ** 20)
+    assert row.extra["memory_method"] == ft_report.memory_method
     assert all(p.requires_grad for p in model.lm.parameters())
     fresh = build_finetune(lm2, spec, verb)
     changed = [n for n, p in model.lm.named_parameters()

@@ -29,6 +29,8 @@ from spkit.prompt import (
     train,
 )
 from spkit.prompt.decode import beam_decode, edit_distance, error_rate, label_log_probs
+from spkit.prompt.model import activation_batch
+from spkit.prompt.train import prepare_task
 from spkit.prompt.verbalizer import Verbalizer, usable_tokens
 from spkit.ulm import UnitDictionary, UnitLM, ulm_tiny
 
@@ -52,7 +54,8 @@ def toy(n: int, seed: int, split: str, n_classes: int = 4) -> list[TaskExample]:
         c = rng.randrange(n_classes)
         units = [rng.randrange(4 * c, 4 * c + 4) if rng.random() < 0.6 else rng.randrange(N_UNITS)
                  for _ in range(rng.randint(8, 14))]
-        out.append(TaskExample(f"{split}{i:04d}", f"/x/{split}{i}.wav", split, f"spk{i % 5}", units, WORDS[c]))
+        out.append(TaskExample(f"{split}{i:04d}", f"/x/{split}{i}.wav", split, f"spk{i % 5}", units,
+                               WORDS[c]))
     return out
 
 
@@ -75,7 +78,7 @@ def setup(method: str = "deep", verbalizer: str = "frequency", length: int = 8, 
     v = build_verbalizer(verbalizer, spec, d, data["train"], **vkw)
     col = Collator(spec, v, d, max_len=lm.cfg.max_positions)
     model = build_prompted(lm, spec, v, PromptConfig(method=method, length=length, reparam_hidden=reparam),
-                           col(data["train"][:64]), seed=0)
+                           activation_batch(col, data["train"], 64, seed=0), seed=0)
     return model, col, data, d
 
 
@@ -94,7 +97,8 @@ def test_deep_prompts_learn_toy_task_and_lm_stays_bit_identical():
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not any(p.requires_grad for p in model.lm.parameters())
-    assert len(res.log) == 30 and res.log[-1]["valid_metric"] is not None and res.log[0]["valid_metric"] is None
+    assert len(res.log) == 30
+    assert res.log[-1]["valid_metric"] is not None and res.log[0]["valid_metric"] is None
     assert res.log[-1]["train_loss"] < res.log[0]["train_loss"]
     assert res.best_valid_loss == min(e["valid_loss"] for e in res.log)
     assert res.peak_memory_bytes > 0 and res.memory_method and res.wall_seconds > 0
@@ -148,7 +152,8 @@ def test_resume_equals_uninterrupted(tmp_path):
 # Prompt files
 # ------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("method,reparam,verbalizer", [("deep", None, "frequency"), ("prefix", 16, "learnable")])
+@pytest.mark.parametrize("method,reparam,verbalizer",
+                         [("deep", None, "frequency"), ("prefix", 16, "learnable")])
 def test_prompt_file_small_roundtrip_and_refuses_other_ulm(tmp_path, method, reparam, verbalizer):
     model, col, data, _ = setup(method, verbalizer, reparam=reparam)
     with torch.no_grad():
@@ -174,7 +179,7 @@ def test_prompt_file_small_roundtrip_and_refuses_other_ulm(tmp_path, method, rep
     with pytest.raises(PromptFileError, match="kmeans"):
         load_prompt(path, model.lm, {"kmeans": "another"})
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(PromptFileError, match="junk.pt"):
+    with pytest.raises(PromptFileError, match=r"junk\.pt"):
         load_prompt(tmp_path / "junk.pt", model.lm)
 
 
@@ -217,7 +222,7 @@ def test_multi_token_codes_when_labels_outnumber_units():
         v = build_verbalizer(kind, spec, d, train_set)
         assert v.code_len == 3 and len(set(v.codes)) == 12  # 3**2 = 9 < 12 labels
         seq = v.encode_atoms(["x0", "x9"])
-        assert len(seq) == 6 and v.decode_tokens(seq + [2, 5]) == ["x0", "x9"]
+        assert len(seq) == 6 and v.decode_tokens([*seq, 2, 5]) == ["x0", "x9"]
     v = build_verbalizer("random", spec, d, train_set, tokens_per_atom=4)
     assert v.code_len == 4
     with pytest.raises(TaskError, match="do not fit"):
@@ -268,7 +273,8 @@ def test_constrained_scores_are_label_probabilities_multi_token():
     seqs = model.verbalizer.label_sequences(model.spec)
     for b in (0, 3, 5):
         for c in range(4):
-            assert math.isclose(float(lp[b, c]), _full_log_prob(model, batch, b, seqs[c].tolist()), abs_tol=1e-4)
+            full = _full_log_prob(model, batch, b, seqs[c].tolist())
+            assert math.isclose(float(lp[b, c]), full, abs_tol=1e-4)
 
 
 def test_greedy_exact_match_mode():
@@ -359,7 +365,8 @@ def test_asr_task_collate_decode_and_error_rates():
     kept = [d.index(u) for u in e.units[:12 - 2 - n_lab]]
     assert batch.tokens[0, 1:1 + len(kept)].tolist() == kept
     left = Collator(spec, v, d, max_len=12, truncate="left")(data["train"][:1])
-    assert left.tokens[0, 1:1 + len(kept)].tolist() == [d.index(u) for u in e.units[len(e.units) - len(kept):]]
+    tail = e.units[len(e.units) - len(kept):]
+    assert left.tokens[0, 1:1 + len(kept)].tolist() == [d.index(u) for u in tail]
     model = build_prompted(lm, spec, v, PromptConfig(length=4), col(data["train"]), seed=0)
     train(model, data, Collator(spec, v, d), TrainConfig(max_epochs=2, metric_every=1, batch_size=8),
           progress=False)
@@ -381,7 +388,8 @@ def _write(path, records):
 def test_load_task_from_unit_records_intent_and_errors(tmp_path):
     def rec(uid, split, label, units=(5, 6, 7)):
         return {"uid": uid, "path": f"/a/{uid}.wav", "split": split, "speaker": "s1", "label": label,
-                "text": "turn on the lights", "units": list(units), "durations": [1] * len(units), "n_frames": 3}
+                "text": "turn on the lights", "units": list(units), "durations": [1] * len(units),
+                "n_frames": 3}
     lab1 = {"action": "activate", "object": "lights", "location": "kitchen"}
     lab2 = {"action": "deactivate", "object": "none", "location": "none"}
     _write(tmp_path / "train.jsonl", [rec("a", "train", lab1), rec("b", "train", lab2)])
@@ -403,17 +411,20 @@ def test_load_task_from_unit_records_intent_and_errors(tmp_path):
         load_task("speaker-id", tmp_path)
     with pytest.raises(FileNotFoundError, match="nowhere"):
         load_task("kws", tmp_path / "nowhere")
+    data2, col = prepare_task("intent", tmp_path, d, verbalizer="random", seed=2, max_len=64)
+    assert col.spec == spec and col.verbalizer.kind == "random" and len(data2["test"]) == 1
+    assert col(data2["test"]).tokens.shape == (1, 1 + 3 + 1 + 3)  # </s>, units, <sep>, one token per slot
     _write(tmp_path / "test.jsonl", [rec("d", "test", "activate|music|bedroom")])
-    with pytest.raises(TaskError, match="test.jsonl.*'d'"):
+    with pytest.raises(TaskError, match=r"test\.jsonl.*'d'"):
         load_task("intent", tmp_path, spec=spec)
-    with pytest.raises(FileNotFoundError, match="kws.*not a class name|not a class name"):
+    with pytest.raises(FileNotFoundError, match=r"train\.jsonl:1.*not a class name"):
         load_task("kws", tmp_path)  # intent dicts are no keyword labels
     _write(tmp_path / "valid.jsonl", [{"uid": "x", "units": "5 6", "label": "yes"}])
     with pytest.raises(FileNotFoundError, match=r"valid.jsonl:1.*integer"):
         load_task("kws", tmp_path, splits=("valid",))
     (tmp_path / "valid.jsonl").unlink()
-    with pytest.raises(FileNotFoundError, match="valid.jsonl"):
-        load_task("kws", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"valid\.jsonl"):
+        load_task("intent", tmp_path)
 
 
 def test_bad_verbalizer_and_prompt_settings():
@@ -434,3 +445,30 @@ def test_bad_verbalizer_and_prompt_settings():
         PromptConfig(method="lora")
     with pytest.raises(ValueError, match="activations"):
         build_prompted(tiny_lm(), spec, v, PromptConfig(), None)
+
+
+def test_same_seed_same_prompt_and_activation_init_uses_real_activations():
+    a, col, data, _ = setup("prefix")
+    b, _, _, _ = setup("prefix")
+    sa, sb = a.prompt_state(), b.prompt_state()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    batch = activation_batch(col, data["train"], 64, seed=0)
+    # every PEFT prefix key is one of the LM's own keys at a real position of the init batch
+    tokens, mask = batch.prefixes()
+    with torch.no_grad():
+        kv = a.lm(tokens, padding_mask=mask, return_layer_states=True).keys_values
+    keys0 = kv[0][0].permute(0, 2, 1, 3)[~mask]  # (real positions, H, dh)
+    prefix_keys = a.prompt.prefix[0, 0].permute(1, 0, 2)  # (L, H, dh)
+    assert all(any(torch.allclose(k, r) for r in keys0) for k in prefix_keys)
+    c = build_prompted(a.lm, a.spec, a.verbalizer, PromptConfig(method="prefix", length=8), batch, seed=1)
+    assert not torch.equal(c.prompt.prefix, a.prompt.prefix)
+
+
+def test_reparameterised_prefix_starts_at_the_activations_and_folds_away():
+    model, col, data, _ = setup("deep", reparam=16, length=8)
+    batch = activation_batch(col, data["train"], 64, seed=0)
+    target = model.prompt.activation_targets(model.lm, *batch.prefixes(), torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(model.prompt.prefixes(), target, atol=1e-4)
+        flat = model.prompt.materialize()
+        assert torch.equal(flat.prefix, model.prompt.prefixes()) and flat.reparam_hidden is None

@@ -250,7 +250,7 @@ def test_librispeech_layout(corpora):
 def test_espeak_synth_voices_and_events():
     synth = get_synth()
     assert synth.sample_rate == ESPEAK_RATE
-    assert len(synth.variants()) >= 100
+    assert len(synth.variants()) >= 90 and "Demonic" not in synth.variants()
     langs = {v.language for v in synth.languages()}
     assert {"en-us", "de", "fr-fr", "es", "it", "ru"} <= langs
     wave, events = synth.synth("yes stop", "en-us+m3", rate=170, pitch=40, pitch_range=60)

@@ -10,7 +10,7 @@ This package imports torch; the CLI modules import it lazily.
 
 from spkit.prompt.checkpoint import PromptFileError, load_prompt, save_prompt
 from spkit.prompt.decode import beam_decode, beam_search, evaluate, greedy_labels, score_labels
-from spkit.prompt.model import PromptConfig, PromptedULM, build_prompted
+from spkit.prompt.model import PromptConfig, PromptedULM, activation_batch, build_prompted
 from spkit.prompt.prompts import DeepPrompt, InputPrompt
 from spkit.prompt.tasks import (
     TASKS,
@@ -23,10 +23,11 @@ from spkit.prompt.tasks import (
     check_labels,
     load_task,
 )
-from spkit.prompt.train import TrainConfig, TrainResult, train
+from spkit.prompt.train import TrainConfig, TrainResult, prepare_task, train
 from spkit.prompt.verbalizer import Verbalizer, build_verbalizer
 
 __all__ = ["TASKS", "Collator", "DeepPrompt", "InputPrompt", "PromptBatch", "PromptConfig", "PromptFileError",
            "PromptedULM", "TaskError", "TaskExample", "TaskSpec", "TrainConfig", "TrainResult", "Verbalizer",
-           "beam_decode", "beam_search", "build_prompted", "build_spec", "build_verbalizer", "check_labels",
-           "evaluate", "greedy_labels", "load_prompt", "load_task", "save_prompt", "score_labels", "train"]
+           "activation_batch", "beam_decode", "beam_search", "build_prompted", "build_spec",
+           "build_verbalizer", "check_labels", "evaluate", "greedy_labels", "load_prompt", "load_task",
+           "prepare_task", "save_prompt", "score_labels", "train"]

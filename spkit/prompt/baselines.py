@@ -57,7 +57,13 @@ CTC_BLANK = 0
 # The random-uLM control
 # --------------------------------------------------------------------------------------------
 
-def random_ulm(config: ULMConfig | UnitLM, seed: int = 0, device: str | torch.device = "cpu") -> UnitLM:
+RANDOM_LM_SEED = 1234
+"""The fixed seed of the ``deep_prompt_random_lm`` control's uLM (store another in the prompt file's
+``info["random_lm_seed"]`` if a run uses one)."""
+
+
+def random_ulm(config: ULMConfig | UnitLM, seed: int = RANDOM_LM_SEED,
+               device: str | torch.device = "cpu") -> UnitLM:
     """A frozen uLM with the same configuration as ``config`` (or as the given model) and fresh weights.
 
     The initialisation is the uLM's own (fairseq's scheme, :meth:`UnitLM.reset_parameters`) drawn from

@@ -61,7 +61,8 @@ def prompt_payload(model: PromptedULM, unit_fingerprints: Mapping[str, str] | No
     }
 
 
-def save_prompt(path: str | os.PathLike, model: PromptedULM, unit_fingerprints: Mapping[str, str] | None = None,
+def save_prompt(path: str | os.PathLike, model: PromptedULM,
+                unit_fingerprints: Mapping[str, str] | None = None,
                 info: Mapping[str, Any] | None = None) -> Path:
     """Write the prompt file atomically; returns its path. ``unit_fingerprints``: e.g.
     ``{"kmeans": km.fingerprint, "extractor": ext.fingerprint}``; ``info``: plain-data extras."""
@@ -78,7 +79,8 @@ def read_prompt_file(path: str | os.PathLike) -> dict[str, Any]:
     except Exception as e:
         raise PromptFileError(f"{path}: not a readable prompt file ({type(e).__name__}: {e})") from None
     if not isinstance(d, dict) or d.get("format") != FORMAT:
-        raise PromptFileError(f"{path}: not an spkit prompt file (format {d.get('format') if isinstance(d, dict) else None!r})")
+        fmt = d.get("format") if isinstance(d, dict) else None
+        raise PromptFileError(f"{path}: not an spkit prompt file (format {fmt!r}, expected {FORMAT!r})")
     if d.get("version") != VERSION:
         raise PromptFileError(f"{path}: prompt file version {d.get('version')!r}, this spkit reads {VERSION}")
     missing = [k for k in ("task", "prompt", "separator", "verbalizer", "ulm", "units") if k not in d]

@@ -32,8 +32,9 @@ MODES: tuple[str, ...] = ("constrained", "greedy", "beam")
 def reorder_cache(cache: KVCache, index: Tensor) -> KVCache:
     """The cache rows ``index`` (N,) (repeat rows to expand a batch, or follow beams)."""
     index = index.to(cache.key_mask.device)
-    return KVCache([k.index_select(0, index) for k in cache.keys], [v.index_select(0, index) for v in cache.values],
-                   cache.key_mask.index_select(0, index), cache.next_position.index_select(0, index))
+    return KVCache([k.index_select(0, index) for k in cache.keys],
+                   [v.index_select(0, index) for v in cache.values], cache.key_mask.index_select(0, index),
+                   cache.next_position.index_select(0, index))
 
 
 def _prefix_run(model: PromptedULM, batch: PromptBatch) -> tuple[Tensor, KVCache]:
@@ -136,8 +137,8 @@ def beam_search(first_log_probs: Tensor, state: Any, step: Callable[[Tensor, Any
         cand = (scores[..., None] + lp).view(B, K * V)
         top, idx = cand.topk(K, dim=1)
         src, tok = idx // V, idx % V
-        history = torch.cat([history.gather(1, src[..., None].expand(-1, -1, history.shape[2])), tok[..., None]],
-                            dim=2)
+        kept = history.gather(1, src[..., None].expand(-1, -1, history.shape[2]))
+        history = torch.cat([kept, tok[..., None]], dim=2)
         scores = top.clone()
         norm = float(t + 1) ** length_penalty
         last = t == max_len - 1
@@ -283,8 +284,8 @@ def evaluate(model: PromptedULM, examples: Sequence[TaskExample], collator: Coll
         if spec.name == "intent":
             slots = ("action", "object", "location")
             result["slot_accuracy"] = {
-                s: sum(p is not None and p.split("|")[i] == r.split("|")[i] for p, r in zip(preds, refs)) / len(refs)
-                for i, s in enumerate(slots)}
+                s: sum(p is not None and p.split("|")[i] == r.split("|")[i] for p, r in zip(preds, refs))
+                / len(refs) for i, s in enumerate(slots)}
     else:
         hyps = [p or "" for p in preds]
         result["cer"] = error_rate(refs, hyps)

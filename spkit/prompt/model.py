@@ -13,6 +13,7 @@ receives no gradient (dead parameters); here every trainable parameter reaches t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spkit.prompt.prompts import DeepPrompt, InputPrompt
-from spkit.prompt.tasks import SEP_IDX, PromptBatch, TaskSpec
+from spkit.prompt.tasks import SEP_IDX, PromptBatch, TaskExample, TaskSpec
 from spkit.prompt.verbalizer import Verbalizer
 from spkit.ulm.model import KVCache, ULMOutput, UnitLM
 
@@ -83,11 +84,13 @@ class PromptedULM(nn.Module):
         self.lm = lm.freeze()
         self.spec, self.verbalizer, self.prompt = spec, verbalizer, prompt
         if verbalizer.vocab_size != lm.cfg.vocab_size:
-            raise ValueError(f"verbalizer built for {verbalizer.vocab_size} tokens, uLM has {lm.cfg.vocab_size}")
+            raise ValueError(f"verbalizer built for {verbalizer.vocab_size} tokens, the uLM has "
+                             f"{lm.cfg.vocab_size}")
         init = lm.embed_tokens.weight[SEP_IDX] if separator is None else separator
         self.separator = nn.Parameter(init.detach().clone().float())
         if tuple(self.separator.shape) != (lm.cfg.dim,):
-            raise ValueError(f"separator has shape {tuple(self.separator.shape)}, the uLM needs ({lm.cfg.dim},)")
+            raise ValueError(f"separator has shape {tuple(self.separator.shape)}, the uLM needs "
+                             f"({lm.cfg.dim},)")
         self._fingerprint: str | None = None
 
     def train(self, mode: bool = True) -> PromptedULM:
@@ -174,10 +177,19 @@ def init_prompt(model: PromptedULM, cfg: PromptConfig, batch: PromptBatch | None
     whose real tokens (pads excluded) are the positions sampled from). Seeded."""
     g = torch.Generator().manual_seed(seed)
     prompt = model.prompt
-    if cfg.init == "random":
+    if isinstance(prompt, DeepPrompt) and prompt.reparam_hidden is not None:
+        # The MLP keeps PyTorch's (fan-in scaled) initialisation, seeded; N(0, 1) weights would blow up.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for m in prompt.mlp:
+                if isinstance(m, nn.Linear):
+                    m.reset_parameters()
+            prompt.embedding.copy_(torch.randn(prompt.embedding.shape))
+        if cfg.init == "random":
+            return
+    elif cfg.init == "random":
         for p in prompt.parameters():
-            if p.dim() >= 1:
-                p.copy_(torch.randn(p.shape, generator=g).to(p.device))
+            p.copy_(torch.randn(p.shape, generator=g).to(p.device))
         return
     if cfg.init == "vocab":
         assert isinstance(prompt, InputPrompt)
@@ -187,14 +199,18 @@ def init_prompt(model: PromptedULM, cfg: PromptConfig, batch: PromptBatch | None
         raise ValueError("init 'activations' needs a batch of training inputs")
     dev = next(model.lm.parameters()).device
     tokens, mask = batch.prefixes()
-    if isinstance(prompt, DeepPrompt) and prompt.reparam_hidden is not None:
-        with torch.random.fork_rng(devices=[]):  # the MLP's own initialisation, seeded too
-            torch.manual_seed(seed)
-            for m in prompt.mlp:
-                if isinstance(m, nn.Linear):
-                    m.reset_parameters()
-            prompt.embedding.copy_(torch.randn(prompt.embedding.shape))
     prompt.init_from_activations(model.lm, tokens.to(dev), mask.to(dev), g)
+
+
+def activation_batch(collator: Any, examples: Sequence[TaskExample], n: int = 64,
+                     seed: int = 0) -> PromptBatch:
+    """A seeded random sample of ``n`` training examples, collated: the inputs whose activations
+    initialise the prompt (``init="activations"``)."""
+    if not examples:
+        raise ValueError("activation_batch: no examples")
+    g = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(len(examples), generator=g)[:n].tolist()
+    return collator([examples[i] for i in pick])
 
 
 def build_prompted(lm: UnitLM, spec: TaskSpec, verbalizer: Verbalizer, cfg: PromptConfig | None = None,

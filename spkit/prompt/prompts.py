@@ -97,7 +97,8 @@ class DeepPrompt(nn.Module):
             raise ValueError(f"DeepPrompt: length must be >= 1, got {length}")
         if dim % n_heads:
             raise ValueError(f"DeepPrompt: dim {dim} is not divisible by n_heads {n_heads}")
-        self.n_layers, self.length, self.dim, self.n_heads = int(n_layers), int(length), int(dim), int(n_heads)
+        self.n_layers, self.length = int(n_layers), int(length)
+        self.dim, self.n_heads = int(dim), int(n_heads)
         self.form = form
         self.reparam_hidden = reparam_hidden
         if reparam_hidden is None:
@@ -158,24 +159,25 @@ class DeepPrompt(nn.Module):
                               generator: torch.Generator | None = None) -> None:
         """Initialise the prefixes from the LM's activations (see :meth:`activation_targets`).
 
-        Reparameterised: the MLP's output bias takes the mean over positions of those activations and its
-        last weight is scaled down (x0.01), so the prefixes start near the LM's activation statistics while
-        every weight still trains.
+        Reparameterised: the MLP's last layer is solved (minimum-norm least squares on the hidden layer's
+        outputs for the current embedding) so that the MLP outputs those activations: exactly when
+        ``reparam_hidden >= L``, the best fit otherwise; its bias is their mean over positions.
         """
         target = self.activation_targets(lm, tokens, padding_mask, generator).to(self._param_device())
         if self.reparam_hidden is None:
             self.prefix.copy_(target)
             return
-        # One bias is shared by all L positions, so it takes their mean; the small last weight keeps the
-        # positions apart (they differ through the random embedding) without moving far from the mean.
         if self.form == "speechprompt":
             per_pos = target.permute(1, 0, 2).reshape(self.length, -1)
         else:
             per_pos = target.permute(3, 0, 1, 2, 4).reshape(self.length, -1)
         last = self.mlp[2]
         assert isinstance(last, nn.Linear)
-        last.bias.copy_(per_pos.mean(0))
-        last.weight.mul_(0.01)
+        mean = per_pos.mean(0)
+        hidden = self.mlp[1](self.mlp[0](self.embedding))  # (L, h)
+        # Minimum-norm least squares: the MLP reproduces the activations exactly when h >= L.
+        last.weight.copy_((torch.linalg.pinv(hidden) @ (per_pos - mean)).T)
+        last.bias.copy_(mean)
 
     def _param_device(self) -> torch.device:
         return next(self.parameters()).device

@@ -77,9 +77,9 @@ class Verbalizer(nn.Module):
         codes = [tuple(int(t) for t in c) for c in codes]
         lengths = {len(c) for c in codes}
         if len(lengths) != 1 or 0 in lengths:
-            raise TaskError(f"verbalizer: codes must all have the same non-zero length, got {sorted(lengths)}")
+            raise TaskError(f"verbalizer: codes must all have one non-zero length, got {sorted(lengths)}")
         if len(set(codes)) != len(codes):
-            dup = [c for c, k in Counter(codes).items() if k > 1][0]
+            dup = next(c for c, k in Counter(codes).items() if k > 1)
             raise TaskError(f"verbalizer: two atoms share the token sequence {dup}")
         if any(not 0 <= t < vocab_size for c in codes for t in c):
             raise TaskError(f"verbalizer: a code uses a token outside the vocabulary (size {vocab_size})")
@@ -91,7 +91,9 @@ class Verbalizer(nn.Module):
         if kind == "learnable":
             if num_classes is None:
                 raise TaskError("a learnable verbalizer needs num_classes")
-            self.head = nn.Linear(self.vocab_size, int(num_classes))
+            with torch.random.fork_rng(devices=[]):  # seeded default init (used when not single-token)
+                torch.manual_seed(seed or 0)
+                self.head = nn.Linear(self.vocab_size, int(num_classes))
             if self.code_len == 1 and len(self.codes) == num_classes:
                 with torch.no_grad():  # start from the frequency choice: class c reads its token's logit
                     self.head.weight.zero_()
@@ -141,8 +143,9 @@ class Verbalizer(nn.Module):
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (strings, ints, tensors) for the prompt file."""
-        d: dict[str, Any] = {"kind": self.kind, "atoms": list(self.atoms), "codes": [list(c) for c in self.codes],
-                             "vocab_size": self.vocab_size, "seed": self.seed}
+        d: dict[str, Any] = {"kind": self.kind, "atoms": list(self.atoms),
+                             "codes": [list(c) for c in self.codes], "vocab_size": self.vocab_size,
+                             "seed": self.seed}
         if self.head is not None:
             d["num_classes"] = self.head.out_features
             d["head"] = {k: v.detach().cpu().clone() for k, v in self.head.state_dict().items()}
@@ -176,14 +179,15 @@ def build_verbalizer(kind: str, spec: TaskSpec, dictionary: UnitDictionary,
     if kind not in KINDS:
         raise TaskError(f"unknown verbalizer {kind!r}; expected one of {', '.join(KINDS)}")
     if kind == "learnable" and spec.kind != "classification":
-        raise TaskError(f"the learnable verbalizer is for classification; task {spec.name!r} is a sequence task")
+        raise TaskError(f"the learnable verbalizer is for classification; task {spec.name!r} is a "
+                        "sequence task")
     atoms = spec.all_atoms()
     alphabet = usable_tokens(dictionary)
     need = code_length(len(atoms), len(alphabet))
     n = need if tokens_per_atom is None else int(tokens_per_atom)
     if n < need:
-        raise TaskError(f"{len(atoms)} label atoms do not fit {n}-token codes over {len(alphabet)} unit tokens "
-                        f"(need at least {need} tokens per atom)")
+        raise TaskError(f"{len(atoms)} label atoms do not fit {n}-token codes over {len(alphabet)} unit "
+                        f"tokens (need at least {need} tokens per atom)")
     if kind == "random":
         rng = random.Random(seed)
         picks = rng.sample(range(len(alphabet) ** n), len(atoms))  # distinct code numbers: no collision
@@ -201,4 +205,5 @@ def build_verbalizer(kind: str, spec: TaskSpec, dictionary: UnitDictionary,
         rank = {a: i for i, a in enumerate(by_freq)}
         codes = [_code(rank[a], n, ranked) for a in atoms]
     return Verbalizer(kind, atoms, codes, len(dictionary),
-                      spec.num_classes if kind == "learnable" else None, seed if kind == "random" else None)
+                      spec.num_classes if kind == "learnable" else None,
+                      seed if kind != "frequency" else None)

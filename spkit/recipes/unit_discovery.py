@@ -331,8 +331,9 @@ def discover_units(corpora: Mapping[str, Any], run_dir: str | os.PathLike, confi
         t0 = time.perf_counter()
         mfcc = load_extractor("mfcc")
         mfcc_train = _sample(data.get("kws", {}).get("train", train_all), 2000, config.seed)
-        km_mfcc = fit_kmeans_on_corpus(mfcc_train, mfcc, config.n_clusters, max_frames=config.kmeans_max_frames,
-                                       seed=config.seed, progress=progress)
+        km_mfcc = fit_kmeans_on_corpus(mfcc_train, mfcc, config.n_clusters,
+                                       max_frames=config.kmeans_max_frames, seed=config.seed,
+                                       progress=progress)
         report["mfcc_baseline"] = {}
         for name, splits in data.items():
             test = splits.get("test") or []

@@ -36,7 +36,7 @@ from spkit.synth import texts
 from spkit.synth.speakers import ENGLISH_ACCENTS, SPLITS, Speaker, fsc_id, hex_id, make_speakers
 
 KINDS = ("kws", "intent", "lid", "asr")
-SYNTH_VERSION = 2
+SYNTH_VERSION = 3
 """Bump when generation changes: a corpus made by another version is not silently reused."""
 SAMPLE_RATE = 16_000
 
@@ -106,11 +106,10 @@ def _rng(seed: int, kind: str, *tags: int) -> np.random.Generator:
 
 
 def _variant_pools() -> dict[str, list[str]]:
-    from spkit.synth.espeak import library_paths
+    from spkit.synth.espeak import usable_variants
     from spkit.synth.speakers import partition_variants
 
-    _, data = library_paths()
-    return partition_variants(sorted(p.name for p in (data / "voices" / "!v").iterdir() if p.is_file()))
+    return partition_variants(usable_variants())
 
 
 def _variant_gender(variant: str | None) -> str:

@@ -183,9 +183,8 @@ class EspeakSynth:
         return out
 
     def variants(self) -> list[str]:
-        """The voice variant names (files in ``espeak-ng-data/voices/!v``), sorted; 104 here."""
-        vdir = self.data_path / "voices" / "!v"
-        return sorted(p.name for p in vdir.iterdir() if p.is_file())
+        """The usable voice variant names (see :func:`usable_variants`), sorted; 94 of 104 here."""
+        return usable_variants(self.data_path)
 
     def synth(self, text: str, voice: str = "en-us", rate: int = 175, pitch: int = 50,
               pitch_range: int = 50, seed: int = 0) -> tuple[np.ndarray, list[SynthEvent]]:
@@ -219,6 +218,35 @@ class EspeakSynth:
             self._chunks, self._events = [], []
         pcm = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
         return (pcm.astype(np.float32) / 32768.0), events
+
+
+_N_INTONATION_TYPES = 8  # espeak-ng's punctuation_to_tone table has 8 rows
+
+
+def usable_variants(data_path: Path | None = None) -> list[str]:
+    """Voice variants in ``espeak-ng-data/voices/!v`` that are safe to use, sorted.
+
+    Ten variant files shipped with espeak-ng 1.52 (Demonic, anika, robosoft3...) set
+    ``intonation 10``, which indexes past espeak-ng's 8-row intonation table: synthesis with them
+    reads stray memory and crashed a worker here (segfault after ~130 clips). They are left out.
+    """
+    if data_path is None:
+        data_path = library_paths()[1]
+    out = []
+    for p in sorted((data_path / "voices" / "!v").iterdir()):
+        if not p.is_file():
+            continue
+        ok = True
+        for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "intonation":
+                try:
+                    ok = 0 <= int(parts[1]) < _N_INTONATION_TYPES
+                except ValueError:
+                    ok = False
+        if ok:
+            out.append(p.name)
+    return out
 
 
 @functools.lru_cache(maxsize=1)

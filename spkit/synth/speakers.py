@@ -1,7 +1,7 @@
 """Synthetic speakers: a voice (language/accent) + a voice variant + pitch, pitch range and rate.
 
 Splits are speaker-disjoint and, beyond that, **variant-disjoint**: the espeak-ng voice variants
-(``voices/!v``: 104 of them) are partitioned once, by a fixed shuffle that does not depend on the
+(``voices/!v``: the 94 usable of 104) are partitioned once, by a fixed shuffle that does not depend on the
 corpus seed, into train/valid/test pools. Validation and test speakers therefore use voice
 variants no training speaker used, so scores measure generalization to unseen voices.
 """

@@ -1,7 +1,7 @@
 """The unit language model: GSLM's uLM architecture, fairseq interop, pretraining.
 
-``from spkit.ulm import UnitLM, ULMConfig, UnitDictionary`` covers the common uses; fairseq loading
-lives in :mod:`spkit.ulm.fairseq_io` (imports fairseq lazily), training in :mod:`spkit.ulm.train`.
+``from spkit.ulm import UnitLM, ULMConfig, UnitDictionary, load_ulm`` covers the common uses; fairseq
+loading lives in :mod:`spkit.ulm.fairseq_io` (imports fairseq lazily), training in :mod:`spkit.ulm.train`.
 """
 
 from spkit.ulm.dictionary import UnitDictionary, VocabMismatchError
@@ -17,16 +17,20 @@ from spkit.ulm.model import (
     ulm_small,
     ulm_tiny,
 )
+from spkit.ulm.train import TrainConfig, load_ulm, train
 
 __all__ = [
     "CONFIGS",
     "KVCache",
+    "TrainConfig",
     "ULMConfig",
     "ULMOutput",
     "UnitDictionary",
     "UnitLM",
     "VocabMismatchError",
     "lm_loss",
+    "load_ulm",
+    "train",
     "transformer_lm",
     "transformer_lm_big",
     "ulm_small",

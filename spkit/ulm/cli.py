@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--eval-every", type=int, default=200)
     parser.add_argument("--save-every", type=int, default=200)
+    parser.add_argument("--cpu-bf16", action="store_true",
+                        help="bf16 autocast on CPU (~2x faster with AVX512-bf16/AMX; float32 weights)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
@@ -66,6 +69,7 @@ def main(args: argparse.Namespace) -> int:
         eval_every=args.eval_every,
         save_every=args.save_every,
         seed=args.seed,
+        cpu_bf16=args.cpu_bf16,
     )
     dictionary = UnitDictionary.from_units(range(args.num_units)) if args.num_units else None
     summary = train(
@@ -77,5 +81,6 @@ def main(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         dictionary=dictionary,
     )
-    print(json.dumps(summary, indent=2))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary
+        print(json.dumps(summary, indent=2))
     return 0

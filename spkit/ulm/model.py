@@ -28,6 +28,16 @@ Prompt hooks (all optional keyword arguments of :meth:`UnitLM.forward`, shapes d
 4. ``padding_mask`` (B, T), True at pads of right-padded batches: pads get position 1 and are never
    attended by real tokens; prefixes and input prompts are visible to every real token.
 
+Key order in every layer: [KV cache, prefix_kv, deep_prompts, input prompts, tokens]; input-prompt and
+token positions attend causally among themselves and to all prefixes. Prompts are given on the first call
+only; with ``use_cache=True`` they become part of the returned cache.
+
+Initialising deep prompts from the LM's own activations (L positions of a real utterance ``x``)::
+
+    out = lm(x, return_layer_states=True)
+    deep = [a[0, :L] for a in out.attn_inputs]                      # SpeechPrompt form, (L, d) each
+    prefix = [(k[0, :, :L], v[0, :, :L]) for k, v in out.keys_values]  # PEFT form, (H, L, d_head) each
+
 Helpers: :meth:`UnitLM.freeze`, :meth:`UnitLM.num_parameters`, :meth:`UnitLM.fingerprint`,
 :meth:`UnitLM.generate` (greedy or sampled, top-k, temperature, KV cache), and
 ``forward(..., return_layer_states=True)`` for the per-layer activations of real inputs (to initialise
@@ -245,7 +255,8 @@ class SelfAttention(nn.Module):
     ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """x (B, N, d); past_k/past_v (B, H, S, d_head) keys before x; mask (B, 1, N, S+N) bool.
 
-        Returns (output (B, N, d), k, v (B, H, N, d_head) of x, probabilities (B, H, N, S+N) or None).
+        Returns (output (B, N, d), keys and values of past + x (B, H, S+N, d_head), probabilities
+        (B, H, N, S+N) or None).
         """
         B, N, _ = x.shape
         q, k, v = self.qkv(x).split(self.dim, dim=-1)
@@ -268,7 +279,7 @@ class SelfAttention(nn.Module):
                 q, k_all, v_all, attn_mask=mask, dropout_p=p_drop, is_causal=is_causal
             )
         y = y.transpose(1, 2).reshape(B, N, self.dim)
-        return self.out(y), k, v, probs
+        return self.out(y), k_all, v_all, probs
 
 
 class Block(nn.Module):
@@ -283,6 +294,28 @@ class Block(nn.Module):
         self.fc2 = nn.Linear(cfg.ffn_dim, cfg.dim)
         self.act = F.relu if cfg.activation == "relu" else F.gelu
         self.dropout, self.activation_dropout = cfg.dropout, cfg.activation_dropout
+
+    def forward(
+        self,
+        x: Tensor,
+        past_k: Tensor | None,
+        past_v: Tensor | None,
+        mask: Tensor | None,
+        is_causal: bool,
+        capture: bool,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+        """x (B, N, d); past_k/past_v (B, H, S, d_head) keys before x (cache and prefixes); mask
+        (B, 1, N, S+N) bool or None.
+
+        Returns (output (B, N, d), attention input LN(x) (B, N, d), keys and values of all S+N positions
+        (B, H, S+N, d_head), probabilities (B, H, N, S+N) when ``capture`` else None).
+        """
+        h = self.attn_norm(x)
+        a, k_all, v_all, probs = self.attn(h, past_k, past_v, mask, is_causal, capture)
+        x = x + F.dropout(a, self.dropout, self.training)
+        f = self.act(self.fc1(self.ffn_norm(x)))
+        f = self.fc2(F.dropout(f, self.activation_dropout, self.training))
+        return x + F.dropout(f, self.dropout, self.training), h, k_all, v_all, probs
 
 
 class UnitLM(nn.Module):
@@ -490,33 +523,28 @@ class UnitLM(nn.Module):
         for i, block in enumerate(self.blocks):
             if return_hidden:
                 hidden_states.append(x[:, P:])
-            h = block.attn_norm(x)
             past_k = [cache.keys[i]] if cache is not None else []
             past_v = [cache.values[i]] if cache is not None else []
             if prefix_kv is not None:
                 pk, pv = prefix_kv[i]
-                past_k.append(_batched(pk, B, 4).to(h.dtype))
-                past_v.append(_batched(pv, B, 4).to(h.dtype))
+                past_k.append(_batched(pk, B, 4).to(x.dtype))
+                past_v.append(_batched(pv, B, 4).to(x.dtype))
             if deep_prompts is not None:
                 dp = deep_prompts[i]
-                dk, dv = block.attn.project_kv(_batched(dp, B, 3).to(h.dtype))
+                dk, dv = block.attn.project_kv(_batched(dp, B, 3).to(x.dtype))
                 past_k.append(dk)
                 past_v.append(dv)
             pk_all = torch.cat(past_k, dim=2) if past_k else None
             pv_all = torch.cat(past_v, dim=2) if past_v else None
-            a, k, v, probs = block.attn(h, pk_all, pv_all, mask, is_causal, return_attn)
+            x, h, k_all, v_all, probs = block(x, pk_all, pv_all, mask, is_causal, return_attn)
             if return_attn:
                 attentions.append(probs)
             if return_layer_states:
                 attn_inputs.append(h[:, P:])
-                keys_values.append((k[:, :, P:], v[:, :, P:]))
+                keys_values.append((k_all[:, :, -T:], v_all[:, :, -T:]))
             if use_cache:
-                new_keys.append(k if pk_all is None else torch.cat([pk_all, k], dim=2))
-                new_values.append(v if pv_all is None else torch.cat([pv_all, v], dim=2))
-            x = x + F.dropout(a, block.dropout, self.training)
-            f = block.act(block.fc1(block.ffn_norm(x)))
-            f = block.fc2(F.dropout(f, block.activation_dropout, self.training))
-            x = x + F.dropout(f, block.dropout, self.training)
+                new_keys.append(k_all)
+                new_values.append(v_all)
         x = self.final_norm(x)[:, P:]
         if return_hidden:
             hidden_states.append(x)

@@ -1,6 +1,7 @@
 """Pretrain the unit LM on GSLM-format unit files (``name|u1 u2 ...``).
 
-AdamW, linear warmup then cosine (or inverse-sqrt) decay, gradient clipping, bf16 autocast on GPU,
+AdamW, linear warmup then cosine (or inverse-sqrt) decay, gradient clipping, bf16 autocast on GPU (and
+optionally on CPUs with AVX512-bf16/AMX, ~2x faster there),
 atomic checkpoints every ``save_every`` steps (model, optimizer, RNG states, data position: a resumed run
 gives the same weights as an uninterrupted one), held-out perplexity on a validation file, a budget in
 steps and/or CPU-seconds, and DDP under ``torchrun`` (``torch.distributed`` initialised from the env).
@@ -48,7 +49,9 @@ class TrainConfig:
         deduplicate: collapse repeated units (GSLM's uLM is trained on deduplicated units).
         eval_every, save_every: steps between validations / checkpoints (also done at the end).
         valid_batch_size: sequences per validation batch.
-        bf16: bf16 autocast on CUDA (ignored on CPU).
+        bf16: bf16 autocast on CUDA.
+        cpu_bf16: bf16 autocast on CPU too (about 2x faster fwd+bwd on a CPU with AVX512-bf16; weights,
+            optimizer and loss stay float32).
         seed: seeds the init, dropout and the data order.
     """
 
@@ -70,6 +73,7 @@ class TrainConfig:
     save_every: int = 200
     valid_batch_size: int = 32
     bf16: bool = True
+    cpu_bf16: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -133,7 +137,7 @@ def evaluate(
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))  # similar lengths: less padding
     for i in range(0, len(order), batch_size):
         inputs, targets = collate([seqs[j] for j in order[i : i + batch_size]])
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(inputs.to(device)).logits
         loss, n = lm_loss(logits, targets.to(device))
         total, count = total + loss.item(), count + int(n)
@@ -271,7 +275,7 @@ def train(
 
     sampler = BatchSampler(len(train_seqs), cfg.batch_size, cfg.seed, rank, world)
     batches = sampler.iterate(position)
-    use_bf16 = cfg.bf16 and device.type == "cuda"
+    use_bf16 = cfg.bf16 if device.type == "cuda" else cfg.cpu_bf16
     cpu0, wall0, tokens_seen, start_step = time.process_time(), time.perf_counter(), 0, step
     bar = tqdm(
         total=cfg.max_steps, initial=step, desc="uLM", disable=not progress or rank != 0, dynamic_ncols=True
@@ -339,7 +343,7 @@ def train(
             dist.all_reduce(n_global)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             logits = ddp(inputs).logits
         loss_sum, _ = lm_loss(logits, targets)
         # DDP averages gradients over ranks: scale so the result is the global per-token mean.

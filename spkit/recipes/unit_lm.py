@@ -1,0 +1,196 @@
+"""The unit LM stage, end to end: what notebook 02 runs.
+
+Embedded path: pretrain spkit's uLM on the deduplicated training units of every corpus in the run
+(validation on the corpora's valid splits, i.e. unseen speakers), then export it as a fairseq/GSLM
+folder as well. Real path: load GSLM's uLM folder (``checkpoint_best.pt`` + ``dict.txt``) unchanged.
+
+Outputs (:class:`spkit.layout.RunLayout`): ``ulm/checkpoint_best.pt`` (spkit format) with
+``history.json``, ``ulm/train_units.txt`` / ``ulm/valid_units.txt`` (the GSLM-format data it saw),
+``ulm/fairseq/{checkpoint_best.pt,dict.txt}`` (the same weights for fairseq), ``ulm/report.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spkit.data.base import DataError
+from spkit.io import read_json, write_json, write_text
+from spkit.layout import RunLayout
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class UnitLMConfig:
+    """Settings of :func:`build_unit_lm`.
+
+    Attributes:
+        gslm_checkpoint: a GSLM/fairseq uLM (file or folder with ``dict.txt``) to load instead of
+            training one (trusted files only: full unpickling).
+        model: spkit config name (``tiny``, ``small``, ``transformer_lm``, ``transformer_lm_big``).
+        model_overrides: ULMConfig fields to change.
+        max_steps, max_cpu_seconds, batch_size, lr, warmup_steps, eval_every: training budget and
+            optimiser (see :class:`spkit.ulm.train.TrainConfig`).
+        corpora: which corpora's units train the LM (None: all in the run).
+        export_fairseq: also write the fairseq/GSLM folder (needs fairseq).
+        seed: init and data order.
+    """
+
+    gslm_checkpoint: str | None = None
+    model: str = "tiny"
+    model_overrides: dict[str, Any] = field(default_factory=lambda: {"dropout": 0.1})
+    max_steps: int = 3000
+    max_cpu_seconds: float | None = 600.0
+    batch_size: int = 32
+    lr: float = 2e-3
+    warmup_steps: int = 200
+    eval_every: int = 250
+    corpora: Sequence[str] | None = None
+    export_fairseq: bool = True
+    seed: int = 0
+
+
+PRESETS: dict[str, UnitLMConfig] = {
+    "smoke": UnitLMConfig(model_overrides={"dim": 32, "n_layers": 2, "n_heads": 2, "ffn_dim": 64},
+                          max_steps=30, max_cpu_seconds=None, batch_size=8, warmup_steps=5, eval_every=10),
+    "default": UnitLMConfig(),
+    "paper": UnitLMConfig(model="transformer_lm_big", export_fairseq=False),
+}
+
+
+def preset_config(preset: str, **overrides: Any) -> UnitLMConfig:
+    """The preset's config with ``overrides`` (unknown names are an error)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    return dataclasses.replace(PRESETS[preset], **overrides)
+
+
+def unit_corpora(layout: RunLayout) -> list[str]:
+    """Names of the corpora quantized in this run (folders of ``units/`` holding ``train.txt``)."""
+    if not layout.units.is_dir():
+        raise DataError(f"{layout.units}: no units in this run (run unit discovery / notebook 01 first)")
+    return sorted(p.parent.name for p in layout.units.glob("*/train.txt") if p.parent.name != "mfcc")
+
+
+def gather_units(layout: RunLayout, split: str, corpora: Sequence[str]) -> Path:
+    """Concatenate ``units/<corpus>/<split>.txt`` of ``corpora`` into ``ulm/<split>_units.txt``."""
+    lines: list[str] = []
+    for name in corpora:
+        path = layout.unit_dir(name) / f"{split}.txt"
+        if not path.exists():
+            raise DataError(f"{path}: missing unit file for corpus {name!r}")
+        lines.extend(ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip())
+    if not lines:
+        raise DataError(f"no {split} units in {[str(layout.unit_dir(c)) for c in corpora]}")
+    return write_text(layout.ulm / f"{split}_units.txt", "\n".join(lines) + "\n")
+
+
+def build_unit_lm(run_dir: str | os.PathLike, config: UnitLMConfig, progress: bool = True) -> dict[str, Any]:
+    """Train (or load) the run's uLM; returns a report also written to ``ulm/report.json``.
+
+    A rerun resumes an interrupted training and does nothing once it finished.
+    """
+    from spkit.ulm.dictionary import UnitDictionary
+    from spkit.ulm.train import TrainConfig, train
+
+    layout = RunLayout.at(run_dir)
+    layout.ulm.mkdir(parents=True, exist_ok=True)
+    if config.gslm_checkpoint is not None:
+        model, dictionary = load_run_ulm(run_dir, config.gslm_checkpoint)
+        report = {"source": str(config.gslm_checkpoint), "num_parameters": model.num_parameters(),
+                  "fingerprint": model.fingerprint(), "vocab_size": len(dictionary)}
+        write_json(layout.ulm / "report.json", report)
+        return report
+
+    km = read_json(layout.units / "unit_model.json")
+    corpora = list(config.corpora or unit_corpora(layout))
+    train_file = gather_units(layout, "train", corpora)
+    valid_file = gather_units(layout, "valid", corpora)
+    # A fixed dictionary over all K units (token = 4 + unit id): every unit has a token even when a
+    # rare one is missing from the training data, and verbalizers can name any unit.
+    dictionary = UnitDictionary.from_units(range(int(km["n_clusters"])))
+    tcfg = TrainConfig(model=config.model, model_overrides=dict(config.model_overrides),
+                       max_steps=config.max_steps, max_cpu_seconds=config.max_cpu_seconds,
+                       batch_size=config.batch_size, lr=config.lr, warmup_steps=config.warmup_steps,
+                       eval_every=config.eval_every, save_every=config.eval_every, seed=config.seed)
+    history_file = layout.ulm / "history.json"
+    last = layout.ulm / "checkpoint_last.pt"
+    if history_file.exists() and last.exists() and _finished(history_file, tcfg):
+        summary = read_json(history_file)["summary"]
+    else:
+        summary = train(tcfg, train_file, valid_file, layout.ulm, resume=last.exists(), progress=progress,
+                        dictionary=dictionary)
+    report = {"source": "trained here", "corpora": corpora, "train_config": dataclasses.asdict(tcfg),
+              **summary}
+    if config.export_fairseq:
+        from spkit.ulm.fairseq_io import save_fairseq_ulm
+
+        model, dictionary = load_run_ulm(run_dir)
+        save_fairseq_ulm(model, dictionary, layout.ulm / "fairseq")
+        report["fairseq_export"] = str(layout.ulm / "fairseq")
+    write_json(layout.ulm / "report.json", report)
+    return report
+
+
+def _finished(history_file: Path, tcfg: Any) -> bool:
+    """True when a previous training with the same settings reached its step or CPU budget."""
+    summary = read_json(history_file).get("summary", {})
+    if summary.get("steps", 0) >= tcfg.max_steps:
+        return True
+    return tcfg.max_cpu_seconds is not None and summary.get("cpu_seconds", 0) >= tcfg.max_cpu_seconds
+
+
+def load_run_ulm(run_dir: str | os.PathLike, gslm_checkpoint: str | os.PathLike | None = None,
+                 device: str = "cpu") -> tuple[Any, Any]:
+    """``(UnitLM in eval mode, UnitDictionary)`` of a run: a given GSLM checkpoint (fairseq format),
+    else the run's own ``ulm/checkpoint_best.pt`` (spkit format), else its ``ulm/report.json`` source."""
+    from spkit.ulm.fairseq_io import load_fairseq_ulm
+    from spkit.ulm.train import load_ulm
+
+    layout = RunLayout.at(run_dir)
+    if gslm_checkpoint is None:
+        rep = layout.ulm / "report.json"
+        if rep.exists() and read_json(rep).get("source") not in (None, "trained here"):
+            gslm_checkpoint = read_json(rep)["source"]
+    if gslm_checkpoint is not None:
+        model, dictionary = load_fairseq_ulm(gslm_checkpoint, map_location=device)
+    else:
+        if not any((layout.ulm / f).exists() for f in ("checkpoint_best.pt", "checkpoint_last.pt")):
+            raise DataError(f"{layout.ulm}: no uLM in this run (run notebook 02 first)")
+        model, dictionary = load_ulm(layout.ulm, map_location=device)
+    return model.eval(), dictionary
+
+
+def continuation_demo(model: Any, dictionary: Any, units: Sequence[int], prompt_frac: float = 0.5,
+                      n_samples: int = 2, temperature: float = 0.8, top_k: int | None = 20,
+                      seed: int = 0) -> dict[str, list[int]]:
+    """Continue the first ``prompt_frac`` of a deduplicated unit sequence with the LM.
+
+    Returns ``{"prompt", "real", "greedy", "sample1", ...}`` as unit-id lists (the real continuation is
+    the rest of the sequence, for comparison).
+    """
+    cut = max(1, int(len(units) * prompt_frac))
+    prompt, real = list(units[:cut]), list(units[cut:])
+    tokens = torch.tensor([[dictionary.eos, *dictionary.encode([str(u) for u in prompt], unk=True)]])
+    n_new = max(len(real), 5)
+    out = {"prompt": prompt, "real": real}
+    with torch.inference_mode():
+        g = model.generate(tokens, n_new, greedy=True)
+        out["greedy"] = _to_units(dictionary, g[0, tokens.shape[1]:].tolist())
+        gen = torch.Generator().manual_seed(seed)
+        for i in range(n_samples):
+            s = model.generate(tokens, n_new, temperature=temperature, top_k=top_k, generator=gen)
+            out[f"sample{i + 1}"] = _to_units(dictionary, s[0, tokens.shape[1]:].tolist())
+    return out
+
+
+def _to_units(dictionary: Any, indices: Sequence[int]) -> list[int]:
+    return [int(u) for u in dictionary.decode(indices) if u.isdigit()]

@@ -1,0 +1,95 @@
+"""The notebook sequence: committed clean, and every notebook runs under papermill at the smoke preset
+(through the main job's own stage runner, in one pytest process)."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from spkit.pipeline import PRESETS, execute, notebooks_dir, plan
+
+NOTEBOOKS = sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+EXPECTED = ["01_unit_discovery", "02_unit_lm"]
+
+
+def test_sequence_is_complete():
+    assert [nb.stem for nb in NOTEBOOKS][: len(EXPECTED)] == EXPECTED
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_clean(nb_path: Path):
+    nb = json.loads(nb_path.read_text())
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "outputs committed"
+    params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1, "exactly one cell tagged 'parameters'"
+    tree = ast.parse("".join(params[0]["source"]))
+    names = set()
+    for stmt in tree.body:  # literals only: papermill overrides them by name
+        assert isinstance(stmt, ast.Assign), ast.dump(stmt)
+        ast.literal_eval(stmt.value)
+        names.update(t.id for t in stmt.targets)
+    assert {"preset", "run_dir", "seed", "corpora"} <= names
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> tuple[Path, dict]:
+    """The whole main job at the smoke preset (corpora synthesized, notebooks executed) in a temp dir."""
+    root = tmp_path_factory.mktemp("smoke_run")
+    stages = plan("smoke", root / "run", data_root=root / "data")
+    summary = execute(stages, root / "run", log=lambda _: None)
+    return root / "run", summary
+
+
+def test_every_notebook_runs_at_smoke(smoke_run):
+    run, summary = smoke_run
+    for nb in NOTEBOOKS:
+        assert summary[nb.stem]["status"] == "done"
+        executed = json.loads((run / "notebooks" / nb.name).read_text())
+        errors = [o for c in executed["cells"] if c["cell_type"] == "code"
+                  for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors
+
+
+def test_unit_discovery_artifacts(smoke_run):
+    run, _ = smoke_run
+    metrics = json.loads((run / "units" / "metrics.json").read_text())
+    assert set(metrics["metrics"]) == {"kws", "intent", "lid", "asr"}
+    for rep in metrics["metrics"].values():
+        assert 0.0 <= rep["phones"]["pnmi"] <= 1.0
+    assert metrics["layer_selection"], "layers were compared"
+    assert (run / "units" / "km.bin").exists() and (run / "units" / "unit_model.json").exists()
+    line = (run / "units" / "kws" / "test.txt").read_text().splitlines()[0]
+    name, units = line.split("|")
+    assert name.startswith("kws/") and all(u.isdigit() for u in units.split())
+
+
+def test_unit_lm_artifacts(smoke_run):
+    run, _ = smoke_run
+    report = json.loads((run / "ulm" / "report.json").read_text())
+    assert report["source"] == "trained here" and report["best_valid_ppl"] > 1.0
+    assert (run / "ulm" / "fairseq" / "checkpoint_best.pt").exists()
+    assert (run / "ulm" / "fairseq" / "dict.txt").exists()
+
+
+def test_rerun_skips_completed_stages(smoke_run, tmp_path_factory):
+    run, _ = smoke_run
+    stages = plan("smoke", run, data_root=run.parent / "data")
+    summary = execute(stages, run, log=lambda _: None)
+    assert all(s["status"] == "skipped" for s in summary.values())
+
+
+def test_index_report(smoke_run):
+    from spkit.report import build_index
+
+    run, summary = smoke_run
+    index = build_index(run, {"preset": "smoke", "stages": summary, "seconds": 1.0}).read_text()
+    assert "01_unit_discovery.ipynb" in index and "figures/" in index
+
+
+def test_presets_known():
+    assert PRESETS == ("smoke", "default", "paper")
