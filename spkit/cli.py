@@ -12,6 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("spkit.synth.cli", "synthesize an embedded spoken corpus in a real data set's layout"),
     "run": ("spkit.pipeline", "run the main job (the notebook sequence) with papermill"),
     "pretrain-hubert": ("spkit.features.cli", "pre-train the tiny log-mel HuBERT (HuBERT iterations 1-2)"),
+    "train-ulm": ("spkit.ulm.cli", "pretrain the unit language model on unit files (name|u1 u2 ...)"),
     "fit-kmeans": ("spkit.units.cli", "fit k-means (GSLM km.bin) on a corpus's features"),
     "quantize": ("spkit.units.cli", "quantize a corpus to discrete units (GSLM name|units files)"),
 }

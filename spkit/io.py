@@ -12,8 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -29,6 +27,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes 0600 files; give the result the mode a plain open() would (0666 & ~umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -60,6 +62,8 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` atomically: the previous checkpoint survives an interrupted save."""
+    import torch  # imported here: torch takes seconds to import and most users of this module need none
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)

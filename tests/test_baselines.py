@@ -38,6 +38,15 @@ from spkit.ulm.model import UnitLM, ulm_tiny
 SR = 16000
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors on a shared 2-core machine: one thread avoids oversubscription (10x slower steps)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # --------------------------------------------------------------------------------------------
 # A small layered "SSL model": layer 1 is noise, layer 2 a frame spectrum (informative), layer 3 a mix.
 # --------------------------------------------------------------------------------------------
@@ -341,9 +350,8 @@ def test_finetune_changes_ulm_weights_prompt_training_does_not():
 
     lm2 = UnitLM(ulm_tiny(len(dictionary), dim=32, n_layers=2, n_heads=2, ffn_dim=64))
     lm2.load_state_dict(lm.state_dict())
-    model, ft_report = train_finetune(lm2, spec, verb, data, collator,
-                                      finetune_config(max_epochs=2, batch_size=4, metric_every=0, patience=0,
-                                                      lr=1e-3), progress=False)
+    ft_cfg = finetune_config(max_epochs=2, batch_size=4, metric_every=0, patience=0, lr=1e-3)
+    model, ft_report = train_finetune(lm2, spec, verb, data, collator, ft_cfg, progress=False)
     assert lm2.fingerprint() == base  # the caller's uLM is copied, not modified
     assert model.lm.fingerprint() != base  # every weight trained
     assert model.ulm_fingerprint() == base  # names the uLM fine-tuning started from
@@ -358,6 +366,11 @@ def test_finetune_changes_ulm_weights_prompt_training_does_not():
                if not torch.equal(p, dict(fresh.lm.named_parameters())[n])]
     assert len(changed) > 0.9 * len(list(model.lm.parameters()))
     model.train()
-    assert model.lm.training  # dropout on while fine-tuning, unlike the frozen prompted uLM
+    assert not model.lm.training  # dropout off by default, as for the frozen prompted uLM
+    with_dropout = build_finetune(lm2, spec, verb, lm_dropout=True).train()
+    assert with_dropout.lm.training
     prompted.train()
     assert not prompted.lm.training
+    # Same seed -> same fine-tuned weights.
+    again, _ = train_finetune(lm2, spec, verb, data, collator, ft_cfg, progress=False)
+    assert again.lm.fingerprint() == model.lm.fingerprint()

@@ -165,6 +165,11 @@ def test_prompts_with_cache_and_generate(model):
         x, 10, top_k=5, temperature=0.8, generator=torch.Generator().manual_seed(3), use_cache=False
     )
     assert torch.equal(s1, s2) and s1.shape == (3, 10)
+    emb = model.embed_tokens(x)
+    via_embeds = model.generate(
+        x, 10, greedy=True, stop_at_eos=False, use_cache=False, token_embeds=emb, **kw
+    )
+    assert torch.equal(via_embeds, greedy_full)
     # the greedy continuation of row 0 is the argmax after its own last real token (position 7)
     with torch.no_grad():
         first_tok = model(x, **kw).logits[0, 7].argmax()

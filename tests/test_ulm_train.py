@@ -140,6 +140,35 @@ def test_resume_equals_uninterrupted(corpus, tmp_path):
         train(cfg(lr=1e-2), train_f, valid_f, tmp_path / "part", resume=True, progress=False)
 
 
+def test_resume_after_crash_between_checkpoints(corpus, tmp_path, monkeypatch):
+    """A run killed during step 6 (last checkpoint at step 4) resumes to the uninterrupted result."""
+    import spkit.ulm.train as train_mod
+
+    torch.set_num_threads(1)
+    train_f, valid_f = corpus
+    c = cfg(model_overrides={**SMALL, "dropout": 0.2}, save_every=4)
+    full = train(c, train_f, valid_f, tmp_path / "full", progress=False)
+
+    class Crash(Exception):
+        pass
+
+    real_iterate = BatchSampler.iterate
+
+    def crashing(self, position):
+        for n, item in enumerate(real_iterate(self, position)):
+            if n == 5:
+                raise Crash
+            yield item
+
+    monkeypatch.setattr(train_mod.BatchSampler, "iterate", crashing)
+    with pytest.raises(Crash):
+        train(c, train_f, valid_f, tmp_path / "crashed", progress=False)
+    monkeypatch.setattr(train_mod.BatchSampler, "iterate", real_iterate)
+    assert torch.load(tmp_path / "crashed" / "checkpoint_last.pt", weights_only=True)["step"] == 4
+    resumed = train(c, train_f, valid_f, tmp_path / "crashed", resume=True, progress=False)
+    assert resumed["steps_this_run"] == 4 and resumed["fingerprint"] == full["fingerprint"]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

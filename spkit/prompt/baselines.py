@@ -96,11 +96,14 @@ class FineTunedULM(PromptedULM):
 
     Same sequences (``[</s>, units, <sep>, label tokens]``), trainable separator, verbalizer, loss
     (:meth:`PromptedULM.loss`, label positions only) and decoding (:mod:`spkit.prompt.decode`) as the
-    prompts, so the comparison changes only what trains. The uLM's dropout is active in training mode
-    (it is a trained model now, not a frozen one).
+    prompts, so the comparison changes only what trains. By default the uLM's dropout stays off as for the
+    prompts (same numbers for the same seed, exact resume); ``lm_dropout=True`` turns it on in training
+    mode (its masks then come from the global RNG, which :func:`train_finetune` seeds).
     """
 
-    def __init__(self, lm: UnitLM, spec: TaskSpec, verbalizer: Verbalizer, separator: Tensor | None = None):
+    def __init__(self, lm: UnitLM, spec: TaskSpec, verbalizer: Verbalizer, separator: Tensor | None = None,
+                 lm_dropout: bool = False):
+        self.lm_dropout = lm_dropout  # read by train(), which nn.Module.__init__ does not call
         super().__init__(lm, spec, verbalizer, NoPrompt(), separator)  # type: ignore[arg-type]
         # Fixed now, before any update: it names the uLM fine-tuning *started from*, so the trainer's
         # resume check (train_state.pt) matches a fresh FineTunedULM built on the same base uLM.
@@ -109,7 +112,9 @@ class FineTunedULM(PromptedULM):
             p.requires_grad_(True)
 
     def train(self, mode: bool = True) -> FineTunedULM:
-        nn.Module.train(self, mode)  # the uLM follows (PromptedULM keeps it in eval mode)
+        nn.Module.train(self, mode)
+        if not self.lm_dropout:
+            self.lm.eval()
         return self
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -120,11 +125,11 @@ class FineTunedULM(PromptedULM):
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
 
 
-
-def build_finetune(lm: UnitLM, spec: TaskSpec, verbalizer: Verbalizer) -> FineTunedULM:
+def build_finetune(lm: UnitLM, spec: TaskSpec, verbalizer: Verbalizer, lm_dropout: bool = False
+                   ) -> FineTunedULM:
     """A trainable copy of ``lm`` (the caller's model is left untouched) wrapped for fine-tuning; nothing
     random is drawn (the separator starts from the ``<s>`` embedding), so every seed starts alike."""
-    return FineTunedULM(copy.deepcopy(lm), spec, verbalizer)
+    return FineTunedULM(copy.deepcopy(lm), spec, verbalizer, lm_dropout=lm_dropout)
 
 
 def finetune_config(**overrides: Any) -> TrainConfig:
@@ -136,7 +141,7 @@ def finetune_config(**overrides: Any) -> TrainConfig:
 def train_finetune(lm: UnitLM, spec: TaskSpec, verbalizer: Verbalizer,
                    data: Mapping[str, Sequence[TaskExample]], collator: Collator,
                    cfg: TrainConfig | None = None, *, out_dir: str | os.PathLike | None = None,
-                   resume: bool = True, progress: bool = True
+                   resume: bool = True, progress: bool = True, lm_dropout: bool = False
                    ) -> tuple[FineTunedULM, TrainResult]:
     """Fine-tune every weight of a copy of ``lm`` on the task with the prompt trainer
     (:func:`spkit.prompt.train.train`: same batches, loss, early stopping on validation loss, report).
@@ -147,13 +152,17 @@ def train_finetune(lm: UnitLM, spec: TaskSpec, verbalizer: Verbalizer,
         data: ``{"train", "valid"}`` task examples (the prompts' splits).
         cfg: training settings (default :func:`finetune_config`); ``cfg.seed`` sets the data order.
         out_dir: ``train_state.pt`` for resuming (holds the whole uLM: ~1.8 GB at GSLM's size with Adam).
+        lm_dropout: train with the uLM's dropout (seeded from ``cfg.seed``; a resumed run then differs
+            from an uninterrupted one, as the dropout RNG state is not saved).
     Returns:
         (the fine-tuned model at its best validation loss, the trainer's :class:`TrainResult`, whose
         ``num_trainable`` counts every uLM weight plus the separator).
     """
-    model = build_finetune(lm, spec, verbalizer)
-    result = train(model, data, collator, cfg or finetune_config(), out_dir=out_dir, resume=resume,
-                   progress=progress)
+    cfg = cfg or finetune_config()
+    model = build_finetune(lm, spec, verbalizer, lm_dropout=lm_dropout)
+    with torch.random.fork_rng(devices=[]):  # dropout masks from cfg.seed, caller's RNG untouched
+        torch.manual_seed(cfg.seed)
+        result = train(model, data, collator, cfg, out_dir=out_dir, resume=resume, progress=progress)
     return model, result
 
 

@@ -327,7 +327,9 @@ def prepare_task(task: str, units_dir: str | os.PathLike, dictionary: Any, *, ve
     from spkit.prompt.verbalizer import build_verbalizer
 
     data = load_task(task, units_dir, splits)
-    spec = build_spec(task, data, intent_mode=intent_mode)
+    # The label inventory is the data set's (every split), as FSC's 31 intents are: a small corpus whose
+    # training split misses a rare label must still be able to score it. Counts come from train only.
+    spec = build_spec(task, [e for split in data.values() for e in split], intent_mode=intent_mode)
     check_labels(spec, data, units_dir)
     verb = build_verbalizer(verbalizer, spec, dictionary, data["train"], seed=seed,
                             tokens_per_atom=tokens_per_atom)

@@ -17,7 +17,9 @@ from spkit.ulm.model import (
     ulm_small,
     ulm_tiny,
 )
-from spkit.ulm.train import TrainConfig, load_ulm, train
+
+# (the function spkit.ulm.train.train is not re-exported: it would shadow the submodule's name)
+from spkit.ulm.train import TrainConfig, load_ulm
 
 __all__ = [
     "CONFIGS",
@@ -30,7 +32,6 @@ __all__ = [
     "VocabMismatchError",
     "lm_loss",
     "load_ulm",
-    "train",
     "transformer_lm",
     "transformer_lm_big",
     "ulm_small",

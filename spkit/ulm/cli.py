@@ -39,8 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--eval-every", type=int, default=200)
     parser.add_argument("--save-every", type=int, default=200)
-    parser.add_argument("--cpu-bf16", action="store_true",
-                        help="bf16 autocast on CPU (~2x faster with AVX512-bf16/AMX; float32 weights)")
+    parser.add_argument(
+        "--cpu-bf16",
+        action="store_true",
+        help="bf16 autocast on CPU (~2x faster with AVX512-bf16/AMX; float32 weights)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")

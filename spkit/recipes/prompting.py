@@ -1,0 +1,391 @@
+"""Prompt tuning and its baselines on the same splits and seeds: what notebook 03 runs.
+
+For every task (``kws``, ``intent``, ``lid``, ``asr``), method and seed, one run trains on the task's
+training units, stops early on validation loss, and is scored on the test split (unseen speakers):
+
+* ``deep_prompt``: SpeechPrompt deep prompts on the frozen pretrained uLM;
+* ``input_prompt``: input prompts only;
+* ``deep_prompt_random_lm``: the control, deep prompts on a randomly initialised frozen uLM of the
+  same shape (what pretraining the uLM contributes);
+* ``finetune``: every uLM weight trains on the same generation task;
+* ``downstream``: SUPERB-style head on the frozen SSL model's weighted layers;
+* ablations (default preset, one task): prompt length (``deep_prompt_L<n>``), verbalizer
+  (``deep_prompt_verb-<kind>``), PEFT prefix form (``prefix_prompt``).
+
+Each finished run is merged into ``RUN/results.json`` and ``RUN/results.md`` at once (a rerun skips
+runs already there with the same settings), and prompt files land in
+``RUN/prompts/<task>/<method>/seed<N>/prompt.pt``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from spkit.io import read_json, write_json
+from spkit.layout import RunLayout
+
+log = logging.getLogger(__name__)
+
+METHODS = ("deep_prompt", "input_prompt", "deep_prompt_random_lm", "finetune", "downstream")
+TASK_CORPUS = {"kws": "kws", "intent": "intent", "lid": "lid", "asr": "asr"}
+
+
+@dataclass
+class PromptingConfig:
+    """Settings of :func:`run_experiments`.
+
+    Attributes:
+        tasks, methods, seeds: what to run (every combination).
+        prompt_length: L of deep / input prompts.
+        verbalizer: ``frequency`` (SpeechPrompt v1), ``random`` or ``learnable`` (v2).
+        lr, epochs, batch_size, patience: the prompt trainer's Adam schedule and early stopping.
+        finetune_lr, finetune_epochs: full fine-tuning.
+        downstream_lr, downstream_epochs: the SUPERB-style head.
+        max_train: cap on training examples per task (None: all), to fit a time budget.
+        asr_beam: beam width of ASR decoding.
+        ablation_task: the task of the ablations (None: none).
+        ablation_lengths, ablation_verbalizers: prompt lengths / verbalizers tried on ablation_task.
+        ablation_prefix: also try the PEFT prefix form.
+        ablation_seeds: seeds of the ablation runs.
+        threads: torch threads per run.
+    """
+
+    tasks: Sequence[str] = ("kws", "intent", "lid", "asr")
+    methods: Sequence[str] = METHODS
+    seeds: Sequence[int] = (0, 1, 2)
+    prompt_length: int = 20
+    verbalizer: str = "frequency"
+    lr: float = 5e-2
+    epochs: int = 8
+    batch_size: int = 32
+    patience: int = 3
+    finetune_lr: float = 1e-3
+    finetune_epochs: int = 8
+    downstream_lr: float = 1e-3
+    downstream_epochs: int = 15
+    max_train: int | None = None
+    asr_beam: int = 4
+    ablation_task: str | None = "kws"
+    ablation_lengths: Sequence[int] = (5, 40)
+    ablation_verbalizers: Sequence[str] = ("random", "learnable")
+    ablation_prefix: bool = True
+    ablation_seeds: Sequence[int] = (0, 1, 2)
+    threads: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+PRESETS: dict[str, PromptingConfig] = {
+    "smoke": PromptingConfig(
+        seeds=(0,),
+        prompt_length=4,
+        epochs=2,
+        finetune_epochs=1,
+        downstream_epochs=2,
+        max_train=48,
+        asr_beam=2,
+        ablation_lengths=(2,),
+        ablation_verbalizers=("random",),
+        ablation_seeds=(0,),
+    ),
+    "default": PromptingConfig(),
+    "paper": PromptingConfig(tasks=("kws", "intent"), lr=5e-3, epochs=50, patience=5, ablation_task=None),
+}
+
+
+def preset_config(preset: str, **overrides: Any) -> PromptingConfig:
+    """The preset's config with ``overrides`` (unknown names are an error)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    return dataclasses.replace(PRESETS[preset], **overrides)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: a task, a method name (as in results.json), a seed, and its settings."""
+
+    task: str
+    method: str
+    seed: int
+    prompt: str = "deep"  # deep | input | prefix (prompt methods)
+    length: int = 20
+    verbalizer: str = "frequency"
+    random_lm: bool = False
+
+    @property
+    def kind(self) -> str:
+        if self.method == "finetune":
+            return "finetune"
+        if self.method == "downstream":
+            return "downstream"
+        return "prompt"
+
+
+def plan_runs(config: PromptingConfig) -> list[RunSpec]:
+    """Every run of ``config``: main methods over tasks and seeds, then the ablations."""
+    runs: list[RunSpec] = []
+    base = {"length": config.prompt_length, "verbalizer": config.verbalizer}
+    for task in config.tasks:
+        if task not in TASK_CORPUS:
+            raise ValueError(f"unknown task {task!r}; choose from {sorted(TASK_CORPUS)}")
+        for method in config.methods:
+            if method not in METHODS:
+                raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+            for seed in config.seeds:
+                prompt = "input" if method == "input_prompt" else "deep"
+                runs.append(
+                    RunSpec(task, method, seed, prompt=prompt, random_lm=method.endswith("random_lm"), **base)
+                )
+    if config.ablation_task and config.ablation_task in config.tasks:
+        t = config.ablation_task
+        for seed in config.ablation_seeds:
+            for length in config.ablation_lengths:
+                runs.append(
+                    RunSpec(t, f"deep_prompt_L{length}", seed, length=length, verbalizer=config.verbalizer)
+                )
+            for verb in config.ablation_verbalizers:
+                runs.append(
+                    RunSpec(t, f"deep_prompt_verb-{verb}", seed, length=config.prompt_length, verbalizer=verb)
+                )
+            if config.ablation_prefix:
+                runs.append(RunSpec(t, "prefix_prompt", seed, prompt="prefix", **base))
+    return runs
+
+
+def _settings_key(run: RunSpec, config: PromptingConfig, ulm_fp: str, units_fp: str) -> str:
+    """Identifies a run's result: its spec, the trainer settings and the models it builds on."""
+    settings = {
+        k: v
+        for k, v in dataclasses.asdict(config).items()
+        if k not in ("tasks", "methods", "seeds", "ablation_seeds", "threads")
+    }
+    blob = json.dumps([dataclasses.asdict(run), settings, ulm_fp, units_fp], sort_keys=True, default=list)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _done(results: dict[str, Any], run: RunSpec, key: str) -> bool:
+    entry = results.get("tasks", {}).get(run.task, {}).get("methods", {}).get(run.method, {})
+    return any(
+        r["seed"] == run.seed and r.get("extra", {}).get("settings") == key for r in entry.get("runs", [])
+    )
+
+
+def run_experiments(
+    run_dir: str | os.PathLike,
+    config: PromptingConfig,
+    progress: bool = True,
+    only: Sequence[RunSpec] | None = None,
+) -> dict[str, Any]:
+    """Train and score every planned run (or ``only`` these); returns the merged results.json content.
+
+    Runs already in results.json with identical settings are skipped, so an interrupted notebook
+    resumes where it stopped (and each prompt trainer resumes its own epoch checkpoints).
+    """
+    from tqdm.auto import tqdm
+
+    from spkit.prompt.results import load_results, update_results
+    from spkit.recipes.unit_lm import load_run_ulm
+
+    layout = RunLayout.at(run_dir)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    lm, dictionary = load_run_ulm(layout.root)
+    unit_model = read_json(layout.units / "unit_model.json")
+    units_fp = f"{unit_model['extractor_fingerprint']}/{unit_model['kmeans_fingerprint']}"
+    ulm_fp = lm.fingerprint()
+    runs = list(only) if only is not None else plan_runs(config)
+    results = load_results(layout.results_json)
+    cache: dict[str, Any] = {}
+    for run in tqdm(runs, desc="prompt runs", unit="run", disable=not progress):
+        key = _settings_key(run, config, ulm_fp, units_fp)
+        if _done(results, run, key):
+            continue
+        res = train_one(layout, run, config, lm, dictionary, unit_model, cache, progress=False)
+        res.extra["settings"] = key
+        results = update_results(layout.results_json, [res])
+        log.info("%s/%s/seed%d: %s = %.4f", run.task, run.method, run.seed, res.metric, res.value)
+    write_json(layout.root / "prompting_config.json", dataclasses.asdict(config))
+    return results
+
+
+def _task_data(
+    layout: RunLayout, run: RunSpec, config: PromptingConfig, dictionary: Any, lm: Any, cache: dict[str, Any]
+) -> tuple[dict[str, list[Any]], Any]:
+    from spkit.prompt.train import prepare_task
+
+    key = f"{run.task}/{run.verbalizer}/{run.seed if run.verbalizer == 'random' else 0}"
+    if key not in cache:
+        data, collator = prepare_task(
+            run.task,
+            layout.unit_dir(TASK_CORPUS[run.task]),
+            dictionary,
+            verbalizer=run.verbalizer,
+            seed=run.seed,
+            max_len=lm.cfg.max_positions,
+        )
+        if config.max_train is not None:
+            data = {**data, "train": data["train"][: config.max_train]}
+        cache[key] = (data, collator)
+    return cache[key]
+
+
+def train_one(
+    layout: RunLayout,
+    run: RunSpec,
+    config: PromptingConfig,
+    lm: Any,
+    dictionary: Any,
+    unit_model: dict[str, Any],
+    cache: dict[str, Any],
+    progress: bool = False,
+) -> Any:
+    """Train one run, save its prompt (or model) file, score it on the test split -> RunResult."""
+    from spkit.prompt.baselines import random_ulm, train_finetune
+    from spkit.prompt.checkpoint import save_prompt
+    from spkit.prompt.decode import evaluate
+    from spkit.prompt.model import PromptConfig, activation_batch, build_prompted
+    from spkit.prompt.results import metric_name, run_result
+    from spkit.prompt.train import TrainConfig, train
+
+    out_dir = layout.prompt_dir(run.task, run.method, run.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if run.kind == "downstream":
+        return _train_downstream(layout, run, config, lm, dictionary, cache, progress)
+    data, collator = _task_data(layout, run, config, dictionary, lm, cache)
+    spec, verbalizer = collator.spec, collator.verbalizer
+    fingerprints = {
+        "kmeans": unit_model["kmeans_fingerprint"],
+        "extractor": unit_model["extractor_fingerprint"],
+    }
+    if run.kind == "finetune":
+        tcfg = TrainConfig(
+            lr=config.finetune_lr,
+            batch_size=config.batch_size,
+            max_epochs=config.finetune_epochs,
+            patience=config.patience,
+            seed=run.seed,
+        )
+        model, report = train_finetune(
+            lm, spec, verbalizer, data, collator, tcfg, out_dir=out_dir, progress=progress
+        )
+    else:
+        base_lm = random_ulm(lm) if run.random_lm else lm
+        pcfg = PromptConfig(method=run.prompt, length=run.length)
+        model = build_prompted(
+            base_lm,
+            spec,
+            verbalizer,
+            pcfg,
+            init_batch=activation_batch(collator, data["train"], seed=run.seed),
+            seed=run.seed,
+        )
+        tcfg = TrainConfig(
+            lr=config.lr,
+            batch_size=config.batch_size,
+            max_epochs=config.epochs,
+            patience=config.patience,
+            seed=run.seed,
+        )
+        report = train(model, data, collator, tcfg, out_dir=out_dir, progress=progress)
+        save_prompt(
+            out_dir / "prompt.pt",
+            model,
+            fingerprints,
+            info={
+                "task": run.task,
+                "method": run.method,
+                "seed": run.seed,
+                "random_lm": run.random_lm,
+                "log": report.log,
+            },
+        )
+    ev = evaluate(model, data["test"], collator, batch_size=64, beam=config.asr_beam)
+    write_json(
+        out_dir / "eval.json",
+        {k: v for k, v in ev.items() if k != "predictions"}
+        | {"predictions": ev.get("predictions", [])[:2000], "log": report.log},
+    )
+    extra = {k: ev[k] for k in ("wer", "cer") if k in ev and ev[k] != ev["value"]}
+    return run_result(
+        run.task,
+        run.method,
+        run.seed,
+        ev["value"],
+        metric_name(ev["metric"], ev["lower_is_better"]),
+        report,
+        extra=extra,
+    )
+
+
+def _train_downstream(
+    layout: RunLayout,
+    run: RunSpec,
+    config: PromptingConfig,
+    lm: Any,
+    dictionary: Any,
+    cache: dict[str, Any],
+    progress: bool,
+) -> Any:
+    from spkit.prompt.baselines import DownstreamSpec, LayerFeatureCache, train_downstream
+    from spkit.recipes.unit_discovery import load_unit_model
+
+    data, collator = _task_data(layout, run, config, dictionary, lm, cache)
+    if "feature_cache" not in cache:
+        extractor, _, _ = load_unit_model(layout.root)
+        cache["feature_cache"] = LayerFeatureCache(extractor)
+    fc = cache["feature_cache"]
+    res = train_downstream(
+        DownstreamSpec.from_task(collator.spec),
+        data,
+        fc.extractor,
+        seed=run.seed,
+        epochs=config.downstream_epochs,
+        lr=config.downstream_lr,
+        batch_size=config.batch_size,
+        cache=fc,
+        patience=config.patience,
+        progress=progress,
+    )
+    out = layout.prompt_dir(run.task, run.method, run.seed)
+    write_json(out / "eval.json", {"metric": res.metric, "value": res.value, "log": res.log, **res.extra})
+    return res.to_run()
+
+
+def training_curves(run_dir: str | os.PathLike, task: str) -> dict[str, list[float]]:
+    """Validation loss per epoch of each method's first seed (for plotting), from the runs' eval.json."""
+    layout = RunLayout.at(run_dir)
+    curves: dict[str, list[float]] = {}
+    base = layout.root / "prompts" / task
+    for method_dir in sorted(p for p in base.glob("*") if p.is_dir()) if base.is_dir() else []:
+        seeds = sorted(method_dir.glob("seed*/eval.json"))
+        if not seeds:
+            continue
+        log_ = read_json(seeds[0]).get("log", [])
+        key = "valid_loss" if log_ and "valid_loss" in log_[0] else "valid_metric"
+        vals = [e.get(key) for e in log_ if e.get(key) is not None]
+        if vals:
+            curves[f"{method_dir.name} ({key})"] = vals
+    return curves
+
+
+def headline(results: dict[str, Any], task: str = "kws") -> dict[str, Any]:
+    """The paper's claim at our scale, for one task: deep prompts vs the downstream baseline."""
+    methods = results.get("tasks", {}).get(task, {}).get("methods", {})
+    dp, ds = methods.get("deep_prompt"), methods.get("downstream")
+    if not dp or not ds:
+        return {}
+    return {
+        "task": task,
+        "deep_prompt": dp["mean"],
+        "downstream": ds["mean"],
+        "ratio": dp["mean"] / ds["mean"] if ds["mean"] else float("nan"),
+        "param_ratio": dp["trainable_params"] / ds["trainable_params"] if ds["trainable_params"] else None,
+    }
