@@ -56,12 +56,12 @@ def build_demo_run(root: Path, ulm_config: str = "tiny", n_units: int = 100, pro
     from spkit.layout import RunLayout
     from spkit.prompt.checkpoint import save_prompt
     from spkit.prompt.model import PromptConfig, build_prompted
-    from spkit.prompt.predict import write_unit_model
     from spkit.prompt.tasks import Collator, TaskExample, build_spec
     from spkit.prompt.verbalizer import build_verbalizer
+    from spkit.recipes.unit_discovery import save_unit_model
     from spkit.ulm.dictionary import UnitDictionary
-    from spkit.ulm.fairseq_io import state_dict_to_fairseq
     from spkit.ulm.model import CONFIGS, UnitLM
+    from spkit.ulm.train import CHECKPOINT_FORMAT
     from spkit.units.kmeans import KMeansModel
 
     torch.manual_seed(0)
@@ -79,17 +79,13 @@ def build_demo_run(root: Path, ulm_config: str = "tiny", n_units: int = 100, pro
         km = KMeansModel(np.concatenate([km.centers, extra + 1e-3 * rng.standard_normal(extra.shape)]))
     km.save(layout.kmeans)
     fps = {"extractor": ext.fingerprint, "kmeans": km.fingerprint}
-    write_unit_model(root, "tiny_hubert", checkpoint=ckpt, layer=2, fingerprints=fps)
+    save_unit_model(layout, "tiny_hubert", str(ckpt), 2, km, ext)
 
     dictionary = UnitDictionary.from_units(range(n_units))
     lm = UnitLM(CONFIGS[ulm_config](len(dictionary)))
-    c = lm.cfg
-    fs_cfg = {"model": {"_name": "transformer_lm", "decoder_embed_dim": c.dim, "decoder_layers": c.n_layers,
-                        "decoder_attention_heads": c.n_heads, "decoder_ffn_embed_dim": c.ffn_dim,
-                        "decoder_normalize_before": True, "share_decoder_input_output_embed": True,
-                        "tokens_per_sample": c.max_positions, "dropout": c.dropout, "activation_fn": "relu"}}
-    torch_save({"cfg": fs_cfg, "model": state_dict_to_fairseq(lm)}, layout.ulm / "checkpoint_best.pt")
-    dictionary.save(layout.ulm / "dict.txt")
+    # spkit's uLM checkpoint format (spkit.ulm.train writes it, load_ulm reads it strictly).
+    torch_save({"format": CHECKPOINT_FORMAT, "model": lm.state_dict(), "model_config": lm.cfg.to_dict(),
+                "dictionary": dictionary.symbols[4:]}, layout.ulm / "checkpoint_best.pt")
     g = torch.Generator().manual_seed(0)
     train = [TaskExample(f"t{i}", "", "train", "s", torch.randint(0, n_units, (25,), generator=g).tolist(),
                          KWS12[i % 12]) for i in range(48)]

@@ -8,7 +8,9 @@ build the uLM, wrap it (:func:`spkit.prompt.model.build_prompted` for prompts,
 :class:`spkit.prompt.baselines.FineTunedULM` for fine-tuning), build one batch of ``--batch`` sequences of
 about ``--tokens`` tokens in the tasks' format (``[</s>, units, <sep>, label]``, :class:`Collator`), then
 run ``--steps`` training steps exactly as the trainer does (``model.loss`` -> backward -> clip -> Adam
-step; Adam's two moment buffers are allocated by the first step, so they are counted). Measured:
+step). Two steps by default: Adam's two moment buffers are created by the first ``opt.step()``, *after*
+that step's activations were freed, so a single step under-states fine-tuning's steady-state peak
+(weights + Adam moments + activations + gradients); both include the optimizer state. Measured:
 
 * CPU: the process's lifetime peak resident set size (``resource.getrusage(RUSAGE_SELF).ru_maxrss``),
   which includes the interpreter, torch and the model weights (what a machine must have), and the
@@ -163,7 +165,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=8, help="sequences per step")
     p.add_argument("--tokens", type=int, default=200, help="tokens per sequence")
     p.add_argument("--prompt-length", type=int, default=20, help="prompt length L")
-    p.add_argument("--steps", type=int, default=1, help="training steps per method")
+    p.add_argument("--steps", type=int, default=2,
+                   help="training steps per method (2: the steady state, where Adam's moments exist during "
+                        "the forward and backward pass; the first step allocates them only after backward)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (a shared machine: 1)")
     p.add_argument("--units", type=int, default=100, help="unit vocabulary K (GSLM: 100)")
     p.add_argument("--device", default="cpu")

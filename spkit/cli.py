@@ -11,6 +11,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("spkit.synth.cli", "synthesize an embedded spoken corpus in a real data set's layout"),
     "run": ("spkit.pipeline", "run the main job (the notebook sequence) with papermill"),
+    "predict": ("spkit.prompt.cli", "predict labels of audio files with a run's trained prompt (JSON lines)"),
     "pretrain-hubert": ("spkit.features.cli", "pre-train the tiny log-mel HuBERT (HuBERT iterations 1-2)"),
     "train-ulm": ("spkit.ulm.cli", "pretrain the unit language model on unit files (name|u1 u2 ...)"),
     "fit-kmeans": ("spkit.units.cli", "fit k-means (GSLM km.bin) on a corpus's features"),

@@ -83,23 +83,40 @@ class Clip:
 
 
 def test_clips(run: str | os.PathLike, corpus: str, limit: int = 40) -> list[Clip]:
-    """Up to ``limit`` clips of ``RUN/units/<corpus>/test.jsonl`` whose audio exists, in file order."""
+    """Up to ``limit`` clips of ``RUN/units/<corpus>/test.jsonl``, taken round-robin over labels (so a short
+    list still shows every class), in file order within a label.
+
+    Only records whose audio file exists and holds exactly the clip (its length matches ``n_frames``) are
+    offered: a record cut from a longer file (Speech Commands' ``_silence_`` slices of the noise files) does
+    not keep its offset, so it cannot be played or re-analysed faithfully.
+    """
+    from spkit.audio import AudioError, audio_info
     from spkit.units.quantize import read_records
+    from spkit.vocoder import expected_frames
 
     path = RunLayout.at(run).unit_dir(corpus) / "test.jsonl"
     if not path.is_file():
         raise DemoError(f"{path}: no test split of corpus {corpus!r} in the run (run notebook 01 first)")
-    clips = []
+    by_label: dict[str, list[Clip]] = {}
     for r in read_records(path):
         label = r.get("label")
         if isinstance(label, Mapping):  # intent labels are slot dicts: show the transcript instead
             label = r.get("text") or " ".join(f"{k}={v}" for k, v in label.items())
         if label is None:
             label = r.get("text") or "?"
-        if Path(r["path"]).is_file():
-            clips.append(Clip(r["uid"], Path(r["path"]), str(label)))
-        if len(clips) >= limit:
-            break
+        try:
+            info = audio_info(r["path"])
+        except AudioError:
+            continue
+        n = expected_frames(round(info.frames * SAMPLE_RATE / info.samplerate))
+        if r.get("n_frames") is not None and abs(n - int(r["n_frames"])) > 1:
+            continue
+        by_label.setdefault(str(label), []).append(Clip(r["uid"], Path(r["path"]), str(label)))
+    clips: list[Clip] = []
+    queues = list(by_label.values())
+    while queues and len(clips) < limit:
+        clips += [q.pop(0) for q in queues][: limit - len(clips)]
+        queues = [q for q in queues if q]
     return clips
 
 
@@ -282,6 +299,20 @@ def probability_figure(scores: Mapping[str, float], title: str = "", highlight: 
     return fig
 
 
+def templates_figure(vocoder: Any, title: str = "unit templates: mean log magnitude per unit") -> Any:
+    """Heatmap of a :class:`spkit.vocoder.UnitVocoder`'s templates: units on x, frequency (Hz) on y."""
+    import numpy as np
+    import plotly.graph_objects as go
+
+    hz = np.arange(vocoder.cfg.n_bins) * vocoder.cfg.sample_rate / vocoder.cfg.n_fft
+    db = 20 / np.log(10) * vocoder.templates.T.numpy()  # natural-log magnitude -> dB
+    fig = go.Figure(go.Heatmap(z=db, x=[str(u) for u in range(vocoder.n_units)], y=hz, colorscale="Viridis",
+                               colorbar={"title": "dB"}))
+    fig.update_layout(title=title, xaxis={"title": "unit", "type": "category"}, yaxis={"title": "Hz"},
+                      height=380, margin={"l": 10, "r": 10, "t": 40, "b": 40})
+    return fig
+
+
 def prediction_html(a: Analysis, reference: str | None = None) -> str:
     """A one-paragraph HTML summary of an analysis (what the widget's text shows)."""
     dur = len(a.wave) / SAMPLE_RATE
@@ -413,14 +444,13 @@ class DemoApp:
 
     def _on_upload(self, _: Any) -> None:
         if self.upload.value:
-            self._set_source("upload", force=True)
+            self._set_source("upload")
 
-    def _set_source(self, source: str, force: bool = False) -> None:
-        if self.source.value == source or force:
-            self.source.value = source
+    def _set_source(self, source: str) -> None:
+        if self.source.value == source:
             self.update()
         else:
-            self.source.value = source  # triggers update through the observer
+            self.source.value = source  # its observer updates
 
     def _on_task(self, _: Any) -> None:
         task = self.task_w.value

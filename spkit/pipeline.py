@@ -91,20 +91,35 @@ def _file_sha(path: Path) -> str:
 
 
 def plan(preset: str, run_dir: Path, *, seed: int = 0, data_root: Path | None = None,
-         kinds: tuple[str, ...] = CORPUS_KINDS, timeout_s: int | None = None) -> list[Stage]:
-    """The stages of the main job for ``preset``, in order."""
+         kinds: tuple[str, ...] = CORPUS_KINDS, timeout_s: int | None = None,
+         corpora: dict[str, str] | None = None, params: dict[str, Any] | None = None) -> list[Stage]:
+    """The stages of the main job for ``preset``, in order.
+
+    ``corpora`` (``{name: folder}``) replaces the synthesized corpora (the ``paper`` preset needs it);
+    ``params`` are extra notebook parameters passed to every notebook (e.g. ``checkpoint``,
+    ``kmeans_path``, ``gslm_checkpoint``; a notebook ignores the ones it does not use).
+    """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS}")
     data_root = (data_root or default_data_root()).resolve()
     run_dir = run_dir.resolve()
     stages: list[Stage] = []
-    corpora: dict[str, str] = {}
-    if preset != "paper":  # the paper preset reads real data sets named in its notebooks' params
+    if corpora:
+        missing = [f"{k}={v}" for k, v in corpora.items() if not Path(v).exists()]
+        if missing:
+            raise FileNotFoundError(f"corpus folders do not exist: {', '.join(missing)}")
+        corpora = {k: str(Path(v).resolve()) for k, v in corpora.items()}
+    elif preset == "paper":
+        raise ValueError("the paper preset reads the real data sets: give them with --corpus, e.g. "
+                         "--corpus kws=speech_commands_v0.01 --corpus intent=fluent_speech_commands_dataset")
+    else:
+        corpora = {}
         for kind in kinds:
             out = corpus_dir(data_root, kind, preset, seed)
             corpora[kind] = str(out)
             stages.append(synth_stage(kind, out, preset, seed))
-    nb_params = {"preset": preset, "run_dir": str(run_dir), "seed": seed, "corpora": corpora}
+    nb_params = {"preset": preset, "run_dir": str(run_dir), "seed": seed, "corpora": corpora,
+                 **(params or {})}
     for nb in sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb")):
         stages.append(notebook_stage(nb, run_dir, nb_params, timeout_s))
     return stages
@@ -145,12 +160,52 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the synthesized corpora")
     p.add_argument("--data-root", type=Path, default=None,
                    help=f"where corpora are synthesized (default {default_data_root()})")
+    p.add_argument("--corpus", action="append", default=[], metavar="NAME=FOLDER",
+                   help="use a real corpus instead of synthesizing (kws, intent, lid, asr); repeatable")
+    p.add_argument("--hubert", default=None, help="real HuBERT checkpoint (e.g. hubert_base_ls960.pt)")
+    p.add_argument("--layer", type=int, default=None, help="HuBERT layer (GSLM: 6)")
+    p.add_argument("--kmeans", default=None, help="GSLM k-means model (km.bin) to use instead of fitting")
+    p.add_argument("--ulm", default=None, help="GSLM uLM folder (checkpoint_best.pt + dict.txt)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra notebook parameter (VALUE parsed as a Python literal, else a string)")
     p.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+
+
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"spkit run: {what} must look like NAME=VALUE, got {item!r}")
+        out[key] = value
+    return out
+
+
+def notebook_params(args: argparse.Namespace) -> dict[str, Any]:
+    """Notebook parameters from the command line (real checkpoints and --param overrides)."""
+    import ast
+
+    params: dict[str, Any] = {}
+    if args.hubert:
+        params.update(features="hubert", checkpoint=str(Path(args.hubert).resolve()))
+    if args.layer is not None:
+        params["layer"] = args.layer
+    if args.kmeans:
+        params["kmeans_path"] = str(Path(args.kmeans).resolve())
+    if args.ulm:
+        params["gslm_checkpoint"] = str(Path(args.ulm).resolve())
+    for key, value in _pairs(args.param, "--param").items():
+        try:
+            params[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            params[key] = value
+    return params
 
 
 def main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    stages = plan(args.preset, args.out, seed=args.seed, data_root=args.data_root, timeout_s=args.timeout)
+    stages = plan(args.preset, args.out, seed=args.seed, data_root=args.data_root, timeout_s=args.timeout,
+                  corpora=_pairs(args.corpus, "--corpus"), params=notebook_params(args))
     from spkit.report import finalize_run
 
     try:

@@ -229,3 +229,76 @@ def write_alignments(root: str | Path, records: Iterable[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     (folder / "corpus.json").write_text(json.dumps({"name": "fixture", "clips": len(records)}) + "\n")
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints in the real formats: fairseq HuBERT, GSLM km.bin, GSLM uLM folder
+# --------------------------------------------------------------------------------------------
+
+def write_fairseq_hubert(path: str | Path, config: dict, seed: int = 0, n_labels: int = 20):
+    """A randomly initialised fairseq ``HubertModel`` saved in ``hubert_base_ls960.pt``'s layout
+    (``cfg`` with model and task sections, ``model``, ``task_state`` holding a fairseq Dictionary).
+
+    Norms and biases are perturbed so that a mis-mapped parameter shows. Returns the model (eval).
+    """
+    import torch
+
+    from spkit.fairseq_compat import import_fairseq
+
+    import_fairseq()  # NumPy 2 shims before fairseq's modules load
+    from fairseq.data import Dictionary
+    from fairseq.models.hubert.hubert import HubertConfig, HubertModel
+    from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig
+    from omegaconf import OmegaConf
+
+    torch.manual_seed(seed)
+    cfg = HubertConfig(label_rate=50, **config)
+    task_cfg = HubertPretrainingConfig(data="/nonexistent", labels=["km"], label_rate=50)
+    dictionary = Dictionary()
+    for i in range(n_labels):
+        dictionary.add_symbol(str(i))
+    model = HubertModel(cfg, task_cfg, [dictionary]).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name or name.endswith("bias"):
+                p.add_(torch.randn_like(p) * 0.1)
+    model_cfg = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
+    model_cfg["_name"] = "hubert"
+    task = OmegaConf.to_container(OmegaConf.structured(task_cfg), resolve=True, enum_to_str=True)
+    task["_name"] = "hubert_pretraining"
+    torch.save({"args": None, "cfg": {"_name": None, "model": model_cfg, "task": task},
+                "model": model.state_dict(), "task_state": {"dictionaries": [dictionary]},
+                "optimizer_history": [{"criterion_name": "HubertCriterion", "optimizer_name": "Adam",
+                                       "lr_scheduler_state": {"best": None}, "num_updates": 0}],
+                "extra_state": {"train_iterator": {"epoch": 1, "iterations_in_epoch": 0}},
+                "last_optimizer_state": None}, path)
+    return model
+
+
+def write_gslm_kmeans(path: str | Path, dim: int, n_clusters: int, seed: int = 0) -> Path:
+    """GSLM's ``km.bin``: ``joblib.dump`` of a fitted sklearn ``MiniBatchKMeans``."""
+    import joblib
+    from sklearn.cluster import MiniBatchKMeans
+
+    rng = np.random.default_rng(seed)
+    km = MiniBatchKMeans(n_clusters=n_clusters, n_init=1, random_state=seed, batch_size=256)
+    km.fit(rng.standard_normal((max(20 * n_clusters, 200), dim)).astype(np.float32))
+    joblib.dump(km, path)
+    return Path(path)
+
+
+def write_gslm_ulm(folder: str | Path, n_units: int, seed: int = 0, **config) -> Path:
+    """A GSLM uLM folder (``checkpoint_best.pt`` + ``dict.txt``) as fairseq writes it, holding a small
+    random ``transformer_lm`` over ``n_units`` units (spkit's fairseq export; fairseq loads it)."""
+    import torch
+
+    from spkit.ulm.dictionary import UnitDictionary
+    from spkit.ulm.fairseq_io import save_fairseq_ulm
+    from spkit.ulm.model import ULMConfig, UnitLM
+
+    dictionary = UnitDictionary.from_units(range(n_units))
+    torch.manual_seed(seed)
+    cfg = {"dim": 32, "n_layers": 2, "n_heads": 2, "ffn_dim": 64, "max_positions": 512, **config}
+    model = UnitLM(ULMConfig(vocab_size=len(dictionary), **cfg))
+    save_fairseq_ulm(model, dictionary, folder)
+    return Path(folder)

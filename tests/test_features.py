@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures_real import write_fairseq_hubert
 
 from spkit.features import KINDS, FeatureExtractor, LayeredExtractor, load_extractor, num_frames
 from spkit.features.hubert import (
@@ -74,46 +75,20 @@ FAIRSEQ_CONFIGS = {
 }
 
 
-def _fairseq():
+def _fairseq() -> None:
     pytest.importorskip("fairseq")
     from spkit.fairseq_compat import import_fairseq
 
     import_fairseq()  # NumPy 2 shims before fairseq's modules load
-    from fairseq.data import Dictionary
-    from fairseq.models.hubert.hubert import HubertConfig, HubertModel
-    from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig
-    from omegaconf import OmegaConf
-
-    return Dictionary, HubertConfig, HubertModel, HubertPretrainingConfig, OmegaConf
 
 
 @pytest.fixture(scope="module", params=sorted(FAIRSEQ_CONFIGS))
 def fairseq_hubert(request, tmp_path_factory):
     """A random fairseq HubertModel and its checkpoint in fairseq's file layout (as hubert_base_ls960.pt)."""
-    Dictionary, HubertConfig, HubertModel, HubertPretrainingConfig, OmegaConf = _fairseq()
-    torch.manual_seed(0)
-    cfg = HubertConfig(label_rate=50, **FAIRSEQ_CONFIGS[request.param])
-    task_cfg = HubertPretrainingConfig(data="/nonexistent", labels=["km"], label_rate=50)
-    dictionary = Dictionary()
-    for i in range(20):
-        dictionary.add_symbol(str(i))
-    model = HubertModel(cfg, task_cfg, [dictionary]).eval()
-    with torch.no_grad():  # non-trivial norms and biases, so a mis-mapped parameter shows
-        for name, p in model.named_parameters():
-            if "norm" in name or name.endswith("bias"):
-                p.add_(torch.randn_like(p) * 0.1)
-    model_cfg = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
-    model_cfg["_name"] = "hubert"
-    task = OmegaConf.to_container(OmegaConf.structured(task_cfg), resolve=True, enum_to_str=True)
-    task["_name"] = "hubert_pretraining"
+    _fairseq()
     path = tmp_path_factory.mktemp("fairseq") / f"hubert_{request.param}.pt"
-    torch.save({"args": None, "cfg": {"_name": None, "model": model_cfg, "task": task},
-                "model": model.state_dict(), "task_state": {"dictionaries": [dictionary]},
-                "optimizer_history": [{"criterion_name": "HubertCriterion", "optimizer_name": "Adam",
-                                       "lr_scheduler_state": {"best": None}, "num_updates": 0}],
-                "extra_state": {"train_iterator": {"epoch": 1, "iterations_in_epoch": 0}},
-                "last_optimizer_state": None}, path)
-    return model, path, cfg.encoder_layers
+    model = write_fairseq_hubert(path, FAIRSEQ_CONFIGS[request.param])
+    return model, path, FAIRSEQ_CONFIGS[request.param].get("encoder_layers", 12)
 
 
 def test_fairseq_checkpoint_matches_fairseq_features(fairseq_hubert) -> None:

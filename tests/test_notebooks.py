@@ -12,7 +12,7 @@ import pytest
 from spkit.pipeline import PRESETS, execute, notebooks_dir, plan
 
 NOTEBOOKS = sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
-EXPECTED = ["01_unit_discovery", "02_unit_lm"]
+EXPECTED = ["01_unit_discovery", "02_unit_lm", "03_prompt_training", "06_audio_demo"]
 
 
 def test_sequence_is_complete():
@@ -36,13 +36,7 @@ def test_committed_clean(nb_path: Path):
     assert {"preset", "run_dir", "seed", "corpora"} <= names
 
 
-@pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory) -> tuple[Path, dict]:
-    """The whole main job at the smoke preset (corpora synthesized, notebooks executed) in a temp dir."""
-    root = tmp_path_factory.mktemp("smoke_run")
-    stages = plan("smoke", root / "run", data_root=root / "data")
-    summary = execute(stages, root / "run", log=lambda _: None)
-    return root / "run", summary
+# smoke_run: the session fixture in tests/conftest.py (shared with tests/test_browser.py)
 
 
 def test_every_notebook_runs_at_smoke(smoke_run):
@@ -74,6 +68,21 @@ def test_unit_lm_artifacts(smoke_run):
     assert report["source"] == "trained here" and report["best_valid_ppl"] > 1.0
     assert (run / "ulm" / "fairseq" / "checkpoint_best.pt").exists()
     assert (run / "ulm" / "fairseq" / "dict.txt").exists()
+
+
+def test_prompt_results(smoke_run):
+    run, _ = smoke_run
+    results = json.loads((run / "results.json").read_text())
+    methods = {"input_prompt", "deep_prompt", "deep_prompt_random_lm", "downstream", "finetune"}
+    assert set(results["tasks"]) == {"kws", "intent", "lid", "asr"}
+    for task, info in results["tasks"].items():
+        assert methods <= set(info["methods"]), task
+        for entry in info["methods"].values():
+            assert {"mean", "std", "seeds", "trainable_params", "peak_mem_mb", "train_s"} <= set(entry)
+    assert "lower is better" in results["tasks"]["asr"]["metric"]
+    assert (run / "results.md").read_text().startswith("# Results")
+    prompt = run / "prompts" / "kws" / "deep_prompt" / "seed0" / "prompt.pt"
+    assert prompt.exists() and prompt.stat().st_size < 200_000
 
 
 def test_rerun_skips_completed_stages(smoke_run, tmp_path_factory):

@@ -16,19 +16,20 @@ from spkit.audio import load_audio, resample
 from spkit.features.tiny_hubert import FORMAT as TH_FORMAT
 from spkit.features.tiny_hubert import VERSION as TH_VERSION
 from spkit.features.tiny_hubert import TinyHubert, TinyHubertConfig, TinyHubertExtractor
-from spkit.io import torch_save, write_json
+from spkit.io import torch_save
 from spkit.layout import RunLayout
 from spkit.prompt import cli
 from spkit.prompt.baselines import random_ulm
 from spkit.prompt.checkpoint import save_prompt
 from spkit.prompt.model import PromptConfig, build_prompted
-from spkit.prompt.predict import PredictError, Predictor, available_prompts, load_unit_model, write_unit_model
+from spkit.prompt.predict import PredictError, Predictor, available_prompts
 from spkit.prompt.results import RunResult, update_results
 from spkit.prompt.tasks import Collator, TaskExample, build_spec
 from spkit.prompt.verbalizer import build_verbalizer
+from spkit.recipes.unit_discovery import save_unit_model
 from spkit.ulm.dictionary import UnitDictionary
-from spkit.ulm.fairseq_io import state_dict_to_fairseq
 from spkit.ulm.model import UnitLM, ulm_tiny
+from spkit.ulm.train import CHECKPOINT_FORMAT
 from spkit.units.kmeans import KMeansModel
 
 K = 12
@@ -50,14 +51,9 @@ def _tone(seconds: float, freq: float, sr: int) -> np.ndarray:
 
 
 def _save_ulm(lm: UnitLM, dictionary: UnitDictionary, folder: Path) -> None:
-    """RUN/ulm in fairseq's layout (plain-container cfg, as spkit.ulm.fairseq_io.save_fairseq_ulm writes)."""
-    c = lm.cfg
-    cfg = {"model": {"_name": "transformer_lm", "decoder_embed_dim": c.dim, "decoder_layers": c.n_layers,
-                     "decoder_attention_heads": c.n_heads, "decoder_ffn_embed_dim": c.ffn_dim,
-                     "decoder_normalize_before": True, "share_decoder_input_output_embed": True,
-                     "tokens_per_sample": c.max_positions, "dropout": c.dropout, "activation_fn": "relu"}}
-    torch_save({"cfg": cfg, "model": state_dict_to_fairseq(lm)}, folder / "checkpoint_best.pt")
-    dictionary.save(folder / "dict.txt")
+    """RUN/ulm/checkpoint_best.pt in spkit's uLM format (what spkit.ulm.train writes and load_ulm reads)."""
+    torch_save({"format": CHECKPOINT_FORMAT, "model": lm.state_dict(), "model_config": lm.cfg.to_dict(),
+                "dictionary": dictionary.symbols[4:]}, folder / "checkpoint_best.pt")
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +72,7 @@ def run(tmp_path_factory) -> dict:
     feats = torch.cat([ext.extract(torch.from_numpy(_tone(1.0, f, 16000))) for f in (200, 700, 1500, 3000)])
     km = KMeansModel(feats[torch.randperm(feats.shape[0])[:K]].double().numpy())
     km.save(layout.kmeans)
-    write_unit_model(root, "tiny_hubert", checkpoint=ckpt, layer=1,
-                     fingerprints={"extractor": ext.fingerprint, "kmeans": km.fingerprint})
+    save_unit_model(layout, "tiny_hubert", str(ckpt), 1, km, ext)
 
     dictionary = UnitDictionary.from_units(range(K))
     lm = UnitLM(ulm_tiny(len(dictionary), dim=32, n_layers=2, n_heads=2, ffn_dim=64))
@@ -96,7 +91,7 @@ def run(tmp_path_factory) -> dict:
     rand = build_prompted(random_ulm(lm, seed=5), spec, verb, PromptConfig(method="deep", length=2),
                           init_batch=batch, seed=0)
     save_prompt(layout.prompt_dir("kws", "deep_prompt_random_lm", 0) / "prompt.pt", rand, fps,
-                info={"random_lm_seed": 5})
+                info={"random_lm": True, "random_lm_seed": 5})
 
     # An ASR prompt: characters verbalized as unit-token codes, decoded by beam search.
     asr_train = [TaskExample(f"a{i}", "", "train", "s", torch.randint(0, K, (10,), generator=g).tolist(),
@@ -197,26 +192,30 @@ def test_random_lm_control_prompt(run):
     assert sum(out.scores.values()) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_unit_model_record_inferred_and_checked(run, tmp_path):
-    layout = RunLayout.at(run["root"])
-    record = json.loads((layout.units / "unit_model.json").read_text())
-    assert record["extractor"] == {"kind": "tiny_hubert", "checkpoint": "hubert/iter1.pt", "layer": 1,
-                                   "options": {}}
-    # Without the record, a tiny HuBERT is found from the quantize stage's meta.json fingerprint.
-    other = RunLayout.at(tmp_path / "run2")
-    (other.hubert).mkdir(parents=True)
-    (other.hubert / "iter1.pt").write_bytes((layout.hubert / "iter1.pt").read_bytes())
-    other.units.mkdir(parents=True)
-    (other.units / "km.bin").write_bytes(layout.kmeans.read_bytes())
-    write_json(other.unit_dir("kws") / "train.meta.json",
-               {"extractor": {"name": "tiny_hubert", "fingerprint": run["ext"].fingerprint, "layer": 1}})
-    ext, km, _ = load_unit_model(other.root)
-    assert ext.fingerprint == run["ext"].fingerprint and km.fingerprint == run["km"].fingerprint
-    # A record whose fingerprint no longer matches the k-means file is refused, naming the record.
-    write_unit_model(other.root, "tiny_hubert", checkpoint=other.hubert / "iter1.pt", layer=1,
-                     fingerprints={"kmeans": "0" * 16})
-    with pytest.raises(PredictError, match=r"unit_model\.json: the kmeans was recorded"):
-        load_unit_model(other.root)
+def test_missing_stages_and_wrong_unit_model(run, tmp_path):
+    # A run folder with prompts but no unit model / uLM: the error names the missing file.
+    bare = RunLayout.at(tmp_path / "bare")
+    src = RunLayout.at(run["root"]).prompt_dir("kws", "deep_prompt", 0) / "prompt.pt"
+    dst = bare.prompt_dir("kws", "deep_prompt", 0) / "prompt.pt"
+    dst.parent.mkdir(parents=True)
+    dst.write_bytes(src.read_bytes())
+    with pytest.raises(PredictError, match=r"unit_model\.json"):
+        Predictor(bare.root, "kws")
+    with pytest.raises(PredictError, match="no such run folder"):
+        Predictor(tmp_path / "nowhere", "kws")
+    # A prompt trained on other units is refused (the k-means fingerprint differs).
+    other = RunLayout.at(tmp_path / "other")
+    for sub in ("hubert", "ulm", "prompts"):
+        src_dir = RunLayout.at(run["root"]).root / sub
+        for f in src_dir.rglob("*"):
+            if f.is_file():
+                (other.root / sub / f.relative_to(src_dir)).parent.mkdir(parents=True, exist_ok=True)
+                (other.root / sub / f.relative_to(src_dir)).write_bytes(f.read_bytes())
+    km = KMeansModel(run["km"].centers + 0.5)
+    km.save(other.kmeans)
+    save_unit_model(other, "tiny_hubert", str(other.hubert / "iter1.pt"), 1, km, run["ext"])
+    with pytest.raises(Exception, match="kmeans with fingerprint"):
+        Predictor(other.root, "kws", seed=0)
 
 
 def test_asr_transcript_without_scores(run):

@@ -256,8 +256,9 @@ def clip_attention_figure(wave: torch.Tensor, clip: ClipAttention, layer: int | 
     other = [k for k in range(len(a)) if not sp.start <= k < sp.stop]
     share = {s: float(a[clip.segments[s]].sum()) for s in SEGMENTS}
     fig = make_subplots(rows=4, cols=1, vertical_spacing=0.07, row_heights=[0.2, 0.3, 0.25, 0.25],
-                        subplot_titles=("waveform", "log-mel", f"attention of {clip.queries[query]} to the speech "
-                                        f"units ({share['speech']:.2f} of its mass)",
+                        subplot_titles=("waveform", "log-mel",
+                                        f"attention of {clip.queries[query]} to the speech units "
+                                        f"({share['speech']:.2f} of its mass)",
                                         "attention to prompt / </s> / <sep> / label keys"))
     t = np.arange(wave.numel()) / sample_rate
     fig.add_trace(go.Scatter(x=t[::step], y=wave.numpy()[::step], mode="lines", line={"width": 1},
@@ -312,7 +313,8 @@ def layer_head_figure(clip: ClipAttention, segment: str = "prompt", query: int =
 
     z = clip.mass()[segment][:, :, query]
     fig = go.Figure(go.Heatmap(z=z, x=[f"h{h}" for h in range(clip.n_heads)],
-                               y=[f"layer {i}" for i in range(clip.n_layers)], colorscale="Reds", zmin=0, zmax=1,
+                               y=[f"layer {i}" for i in range(clip.n_layers)], colorscale="Reds",
+                               zmin=0, zmax=1,
                                text=np.round(z, 2), texttemplate="%{text}"))
     fig.update_layout(title=f"{clip.uid}: attention mass of {clip.queries[query]} on the {segment} keys",
                       height=max(300, 40 * clip.n_layers + 120), yaxis={"autorange": "reversed"})
@@ -325,8 +327,10 @@ def mass_figure(summary: Mapping[str, Any], title: str = "") -> Any:
 
     mass = np.asarray(summary["mass"])
     layers = [f"layer {i}" for i in range(mass.shape[0])]
+    std = np.asarray(summary["std"])
     fig = go.Figure([go.Bar(name=s, x=layers, y=mass[:, j], marker_color=SEGMENT_COLORS[s],
-                            error_y={"type": "data", "array": np.asarray(summary["std"])[:, j], "visible": False})
+                            hovertext=[f"{s}: {m:.3f} ± {d:.3f} over clips"
+                                       for m, d in zip(mass[:, j], std[:, j])])
                      for j, s in enumerate(summary["segments"])])
     fig.update_layout(barmode="stack", yaxis_title="share of attention", yaxis_range=[0, 1], height=380,
                       title=title or f"where the {summary['query']} query looks, mean over "

@@ -89,7 +89,7 @@ def ensure_prompts(run_dir: str | os.PathLike, preset: str, task: str,
     if missing:
         run_experiments(run_dir, config, progress=progress, only=missing)
     out = {m: prompt_files(run_dir, task, m) for m in methods}
-    for method, fields in methods.items():
+    for method in methods:
         lost = [s for s in seeds if s not in out[method]]
         if lost:
             raise AnalysisError(f"{RunLayout.at(run_dir).root / 'prompts' / task / method}: no prompt.pt for "
@@ -168,8 +168,9 @@ def evaluate_prompt_file(path: str | os.PathLike, lm: Any, dictionary: Any, unit
     ev = evaluate(model, examples, collator, batch_size=batch_size, mode="constrained")
     probs = np.asarray(ev["probs"], dtype=np.float64)
     y_true = np.array([spec.class_index(e.label) for e in examples])
-    return PromptEval(kind=model.verbalizer.kind, seed=seed, labels=spec.labels, uids=[e.uid for e in examples],
-                      y_true=y_true, y_pred=probs.argmax(1), probs=probs), model
+    result = PromptEval(kind=model.verbalizer.kind, seed=seed, labels=spec.labels,
+                        uids=[e.uid for e in examples], y_true=y_true, y_pred=probs.argmax(1), probs=probs)
+    return result, model
 
 
 def confusion_matrix(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, n_classes: int,
@@ -343,9 +344,10 @@ def compare_with_mi(weights: np.ndarray, unit_ids: Sequence[int], class_mi: np.n
         mi = class_mi[c, ids]
         by_mi = [int(ids[j]) for j in np.lexsort((ids, -mi))[:k]]
         picked = [u for u, _ in top_head[lb]]
-        rho = spearmanr(weights[c], mi).statistic if np.ptp(weights[c]) > 0 and np.ptp(mi) > 0 else float("nan")
-        rows.append({"class": lb, "head_top": picked, "mi_top": by_mi, "overlap": len(set(picked) & set(by_mi)),
-                     "spearman": float(rho)})
+        varies = np.ptp(weights[c]) > 0 and np.ptp(mi) > 0  # Spearman is undefined on a constant
+        rho = spearmanr(weights[c], mi).statistic if varies else float("nan")
+        rows.append({"class": lb, "head_top": picked, "mi_top": by_mi,
+                     "overlap": len(set(picked) & set(by_mi)), "spearman": float(rho)})
     return rows
 
 
@@ -411,7 +413,7 @@ def unit_audio(segments: Sequence[tuple[str, int, int]], paths: Mapping[str, str
             raise AnalysisError(f"unit_audio: no audio path for clip {uid!r}")
         if uid not in cache:
             cache[uid] = np.asarray(load_audio(paths[uid], SAMPLE_RATE), dtype=np.float32)
-        if n_frames is not None and uid in n_frames and abs(hubert_frames(cache[uid].size) - n_frames[uid]) > 1:
+        if n_frames and uid in n_frames and abs(hubert_frames(cache[uid].size) - n_frames[uid]) > 1:
             continue
         cut = cache[uid][s * SAMPLES_PER_FRAME:e * SAMPLES_PER_FRAME].copy()
         if cut.size == 0:
@@ -459,7 +461,8 @@ def confusion_figure(cm: np.ndarray, labels: Sequence[str], title: str) -> Any:
                                text=np.round(norm, 2), texttemplate="%{text}", customdata=cm,
                                hovertemplate="true %{y}, predicted %{x}: %{customdata} clips "
                                              "(%{z:.2f} of the row)<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="true", yaxis={"autorange": "reversed"},
+    fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="true",
+                      yaxis={"autorange": "reversed"},
                       height=max(320, 28 * len(labels) + 140))
     return fig
 
@@ -491,7 +494,8 @@ def probability_violin_figure(dists: Mapping[str, Mapping[str, Mapping[str, np.n
     return fig
 
 
-def accuracy_figure(table: Mapping[str, Mapping[str, Any]], title: str = "test accuracy by verbalizer") -> Any:
+def accuracy_figure(table: Mapping[str, Mapping[str, Any]],
+                    title: str = "test accuracy by verbalizer") -> Any:
     """Bars of mean accuracy with ± sample std error bars (none for a single seed) and the seeds as dots."""
     import plotly.graph_objects as go
 

@@ -1,182 +1,43 @@
 """Predict task labels for audio files with a run's unit model, uLM and a trained prompt.
 
-:class:`Predictor` loads everything once (extractor + ``km.bin``, uLM + ``dict.txt``, prompt file) and then
-answers :meth:`Predictor.predict_file` / :meth:`Predictor.predict_wave` per clip: audio at any rate
-(:func:`spkit.audio.load_audio` resamples to 16 kHz and downmixes) -> dense features -> k-means units ->
-deduplicated units -> ``[</s>, units, <sep>]`` -> the prompted uLM -> the label.
+:class:`Predictor` loads everything once and then answers :meth:`Predictor.predict_file` /
+:meth:`Predictor.predict_wave` per clip: audio at any rate (:func:`spkit.audio.load_audio` resamples to
+16 kHz and downmixes) -> dense features -> k-means units -> deduplicated units -> ``[</s>, units, <sep>]``
+-> the prompted uLM -> the label.
+
+What it loads, all through the run's own loaders:
+
+* the unit model: ``RUN/units/unit_model.json`` (extractor kind, checkpoint, layer, ``km.bin`` and their
+  fingerprints, written by unit discovery) via :func:`spkit.recipes.unit_discovery.load_unit_model`;
+* the uLM: ``RUN/ulm`` via :func:`spkit.recipes.unit_lm.load_run_ulm` (the uLM trained in the run, or
+  the GSLM checkpoint it names); for the ``deep_prompt_random_lm`` control the random uLM of the same
+  shape is rebuilt (:func:`spkit.prompt.baselines.random_ulm`, seed ``info["random_lm_seed"]`` of the
+  prompt file, default :data:`~spkit.prompt.baselines.RANDOM_LM_SEED`);
+* the prompt: ``RUN/prompts/<task>/<method>/seed<N>/prompt.pt`` (:func:`find_prompt`), loaded by
+  :func:`spkit.prompt.checkpoint.load_prompt`, which refuses a uLM or unit model whose fingerprint differs
+  from the one it was trained with.
 
 Classification tasks return a probability per label (:func:`spkit.prompt.decode.score_labels`: constrained
 scoring of every label's token sequence, softmax over labels; the learnable verbalizer's class softmax);
-ASR returns the beam-decoded transcript and ``scores`` is null.
-
-The unit model record ``RUN/units/unit_model.json`` names the extractor that made the run's units (the
-run layout otherwise keeps only its fingerprint)::
-
-    {"format": "spkit.unit_model", "version": 1,
-     "extractor": {"kind": "tiny_hubert" | "hubert" | "logmel" | "mfcc",
-                   "checkpoint": "hubert/iter2.pt",      # relative to RUN, or absolute; null for logmel/mfcc
-                   "layer": 2,                            # 1-based; null for logmel/mfcc
-                   "options": {}},                        # logmel/mfcc constructor options (n_mels...)
-     "kmeans": "units/km.bin",                            # relative to RUN, or absolute
-     "fingerprints": {"extractor": "...", "kmeans": "..."}}
-
-:func:`write_unit_model` writes it (the units stage should call it). Without it, :func:`load_unit_model`
-recovers a tiny HuBERT unit model from the extractor fingerprint in ``RUN/units/**/*.meta.json`` by finding
-the checkpoint under ``RUN/hubert/`` whose extractor has that fingerprint; anything else is an error that says
-to write the record.
+ASR returns the beam-decoded transcript and ``scores`` is None.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from spkit.layout import RunLayout
 
-FORMAT = "spkit.unit_model"
-VERSION = 1
-RECORD_NAME = "unit_model.json"
-EXTRACTOR_KINDS = ("tiny_hubert", "hubert", "logmel", "mfcc")
 PROMPT_FILE = "prompt.pt"
 
 
 class PredictError(ValueError):
     """The run folder lacks what prediction needs, or a request is invalid; the message says which."""
-
-
-# --------------------------------------------------------------------------------------------
-# The unit model record
-# --------------------------------------------------------------------------------------------
-
-def _rel(path: str | os.PathLike, root: Path) -> str:
-    """``path`` relative to ``root`` when inside it (so a run folder can move), else absolute."""
-    p = Path(path).resolve()
-    try:
-        return str(p.relative_to(root))
-    except ValueError:
-        return str(p)
-
-
-def write_unit_model(run: str | os.PathLike, kind: str, *, checkpoint: str | os.PathLike | None = None,
-                     layer: int | None = None, kmeans: str | os.PathLike | None = None,
-                     options: Mapping[str, Any] | None = None,
-                     fingerprints: Mapping[str, str] | None = None) -> Path:
-    """Write ``RUN/units/unit_model.json`` (atomically): which extractor, checkpoint, layer and km.bin made
-    the run's units. ``kmeans`` defaults to ``RUN/units/km.bin``; ``fingerprints``: e.g.
-    ``{"extractor": ext.fingerprint, "kmeans": km.fingerprint}`` (checked when the record is loaded)."""
-    from spkit.io import write_json
-
-    layout = RunLayout.at(run)
-    if kind not in EXTRACTOR_KINDS:
-        raise PredictError(f"unknown extractor kind {kind!r}; expected one of {', '.join(EXTRACTOR_KINDS)}")
-    if kind in ("tiny_hubert", "hubert") and (checkpoint is None or layer is None):
-        raise PredictError(f"extractor kind {kind!r} needs a checkpoint and a layer")
-    record = {"format": FORMAT, "version": VERSION,
-              "extractor": {"kind": kind,
-                            "checkpoint": None if checkpoint is None else _rel(checkpoint, layout.root),
-                            "layer": layer, "options": dict(options or {})},
-              "kmeans": _rel(kmeans if kmeans is not None else layout.kmeans, layout.root),
-              "fingerprints": dict(fingerprints or {})}
-    return write_json(layout.units / RECORD_NAME, record)
-
-
-def _resolve(root: Path, p: str) -> Path:
-    path = Path(p)
-    return path if path.is_absolute() else root / path
-
-
-def build_extractor(kind: str, checkpoint: Path | None, layer: int | None, options: Mapping[str, Any],
-                    device: str = "cpu") -> Any:
-    """An extractor of ``kind`` (see :data:`EXTRACTOR_KINDS`)."""
-    if kind == "tiny_hubert":
-        from spkit.features.tiny_hubert import TinyHubertExtractor
-
-        assert checkpoint is not None
-        return TinyHubertExtractor.from_checkpoint(checkpoint, layer, device=device)
-    if kind == "hubert":
-        from spkit.features.hubert import HubertExtractor
-
-        assert checkpoint is not None and layer is not None
-        return HubertExtractor.from_checkpoint(checkpoint, layer, device=device)
-    if kind == "logmel":
-        from spkit.features.spectral import LogMelExtractor
-
-        return LogMelExtractor(**options)
-    if kind == "mfcc":
-        from spkit.features.spectral import MFCCExtractor
-
-        return MFCCExtractor(**options)
-    raise PredictError(f"unknown extractor kind {kind!r}; expected one of {', '.join(EXTRACTOR_KINDS)}")
-
-
-def _infer_record(layout: RunLayout) -> dict[str, Any]:
-    """Rebuild a unit-model record from the quantize stage's ``*.meta.json`` (tiny HuBERT only)."""
-    metas = sorted(layout.units.glob("**/*.meta.json"))
-    if not metas:
-        raise PredictError(f"{layout.units / RECORD_NAME}: no unit model record, and no quantized units "
-                           f"(*.meta.json) under {layout.units} to infer it from")
-    meta = json.loads(metas[0].read_text(encoding="utf-8"))
-    ext = meta.get("extractor") or {}
-    fp, layer = str(ext.get("fingerprint", "")), ext.get("layer")
-    if ext.get("name") == "tiny_hubert" and layer is not None:
-        from spkit.features.tiny_hubert import TinyHubertExtractor
-
-        for ckpt in sorted(layout.hubert.glob("*.pt")):
-            try:
-                candidate = TinyHubertExtractor.from_checkpoint(ckpt, int(layer))
-            except (ValueError, OSError):  # not a tiny HuBERT checkpoint (e.g. a training state)
-                continue
-            if candidate.fingerprint == fp:
-                return {"format": FORMAT, "version": VERSION,
-                        "extractor": {"kind": "tiny_hubert", "checkpoint": str(ckpt), "layer": int(layer),
-                                      "options": {}},
-                        "kmeans": str(layout.kmeans), "fingerprints": {"extractor": fp}}
-    raise PredictError(f"{layout.units / RECORD_NAME}: no unit model record; the units in {metas[0]} were "
-                       f"made by extractor {ext.get('name')!r} ({fp}), which cannot be located from the run "
-                       "folder. Write the record with spkit.prompt.predict.write_unit_model(RUN, kind, "
-                       "checkpoint=..., layer=...)")
-
-
-def load_unit_model(run: str | os.PathLike, device: str = "cpu") -> tuple[Any, Any, dict[str, Any]]:
-    """The run's extractor, :class:`~spkit.units.kmeans.KMeansModel` and unit-model record.
-
-    Raises :class:`PredictError` naming the file when the record is malformed, a file is missing, or a
-    stored fingerprint differs from the loaded model's.
-    """
-    from spkit.io import read_json
-    from spkit.units.kmeans import KMeansModel
-
-    layout = RunLayout.at(run)
-    path = layout.units / RECORD_NAME
-    if path.is_file():
-        record = read_json(path)
-        if not isinstance(record, dict) or record.get("format") != FORMAT or record.get("version") != VERSION:
-            raise PredictError(f"{path}: not a {FORMAT} version {VERSION} record")
-    else:
-        record = _infer_record(layout)
-    try:
-        ext = record["extractor"]
-        kind, layer, options = ext["kind"], ext.get("layer"), ext.get("options") or {}
-        checkpoint = _resolve(layout.root, ext["checkpoint"]) if ext.get("checkpoint") else None
-        km_path = _resolve(layout.root, record["kmeans"])
-    except (KeyError, TypeError) as e:
-        raise PredictError(f"{path}: malformed unit model record ({e})") from None
-    if checkpoint is not None and not checkpoint.is_file():
-        raise PredictError(f"{path}: extractor checkpoint {checkpoint} does not exist")
-    extractor = build_extractor(kind, checkpoint, layer, options, device)
-    kmeans = KMeansModel.load(km_path)
-    kmeans.check_dim(int(extractor.dim), what=f"features of extractor {kind!r}")
-    for name, obj in (("extractor", extractor), ("kmeans", kmeans)):
-        stored = (record.get("fingerprints") or {}).get(name)
-        if stored and stored != obj.fingerprint:
-            raise PredictError(f"{path}: the {name} was recorded with fingerprint {stored}, but the loaded "
-                               f"one has {obj.fingerprint}; the files changed after the units were made")
-    return extractor, kmeans, record
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,9 +124,8 @@ class Predictor:
         device: where the extractor and the uLM run.
         beam: ASR beam width; max_len: ASR output tokens at most (default: 400).
 
-    The uLM is ``RUN/ulm`` (fairseq layout, full unpickling: trusted files only); for
-    ``deep_prompt_random_lm`` prompts the random uLM is rebuilt from the seed stored in the prompt file's
-    ``info["random_lm_seed"]`` (default :data:`spkit.prompt.baselines.RANDOM_LM_SEED`).
+    Raises :class:`PredictError` (or :class:`~spkit.prompt.checkpoint.PromptFileError`) naming the file
+    when something is missing or does not fit (see the module docstring for what is loaded).
     """
 
     def __init__(self, run: str | os.PathLike, task: str, method: str = "deep_prompt",
@@ -275,7 +135,8 @@ class Predictor:
 
         from spkit.prompt.checkpoint import load_prompt, read_prompt_file
         from spkit.prompt.tasks import TASKS, Collator
-        from spkit.ulm.fairseq_io import load_fairseq_ulm
+        from spkit.recipes.unit_discovery import load_unit_model
+        from spkit.recipes.unit_lm import load_run_ulm
 
         if task not in TASKS:
             raise PredictError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
@@ -284,18 +145,19 @@ class Predictor:
             raise PredictError(f"{self.layout.root}: no such run folder")
         self.prompt_path = Path(prompt) if prompt is not None else find_prompt(run, task, method, seed)
         self.device = torch.device(device)
-        self.extractor, self.kmeans, self.unit_record = load_unit_model(run, device)
-        if not self.layout.ulm.is_dir():
-            raise PredictError(f"{self.layout.ulm}: no uLM folder in the run")
-        lm, self.dictionary = load_fairseq_ulm(self.layout.ulm, map_location=self.device)
+        try:
+            self.extractor, self.kmeans, self.unit_record = load_unit_model(self.layout.root, device)
+            lm, self.dictionary = load_run_ulm(self.layout.root, device=device)
+        except FileNotFoundError as e:  # DataError included: a stage of the run has not run
+            raise PredictError(str(e)) from None
         raw = read_prompt_file(self.prompt_path)
         if raw["task"]["name"] != task:
             raise PredictError(f"{self.prompt_path}: a prompt for task {raw['task']['name']!r}, not {task!r}")
-        if method == "deep_prompt_random_lm" and raw["ulm"]["fingerprint"] != lm.fingerprint():
+        info = raw.get("info") or {}
+        if info.get("random_lm") or method.endswith("random_lm"):
             from spkit.prompt.baselines import RANDOM_LM_SEED, random_ulm
 
-            lm = random_ulm(lm, seed=int(raw.get("info", {}).get("random_lm_seed", RANDOM_LM_SEED)),
-                            device=self.device)
+            lm = random_ulm(lm, seed=int(info.get("random_lm_seed", RANDOM_LM_SEED)), device=self.device)
         fps = {"extractor": str(self.extractor.fingerprint), "kmeans": self.kmeans.fingerprint}
         self.model = load_prompt(self.prompt_path, lm, fps).eval()
         self.spec = self.model.spec

@@ -1,0 +1,271 @@
+"""Analysis functions of notebooks 04 (verbalizers) and 05 (attention) on tiny synthetic inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from spkit.analysis import attention as att
+from spkit.analysis import verbalizer as va
+from spkit.audio import save_audio
+from spkit.prompt.checkpoint import save_prompt
+from spkit.prompt.model import PromptConfig, build_prompted
+from spkit.prompt.tasks import Collator, TaskExample, build_spec
+from spkit.prompt.verbalizer import build_verbalizer
+from spkit.ulm.dictionary import UnitDictionary
+from spkit.ulm.model import UnitLM, ulm_tiny
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ------------------------------------------------------------------------------------------------
+# Confusion, accuracy, probabilities
+# ------------------------------------------------------------------------------------------------
+
+def test_confusion_matrix_counts_and_rows():
+    y_true = [0, 0, 0, 1, 1, 2]
+    y_pred = [0, 1, 0, 1, 1, 0]
+    cm = va.confusion_matrix(y_true, y_pred, 4)
+    expected = np.zeros((4, 4), dtype=int)
+    expected[0, 0], expected[0, 1], expected[1, 1], expected[2, 0] = 2, 1, 2, 1
+    assert np.array_equal(cm, expected)
+    norm = va.confusion_matrix(y_true, y_pred, 4, normalize=True)
+    assert np.allclose(norm[:3].sum(1), 1.0) and np.all(norm[3] == 0)  # class 3 absent: zero row, no NaN
+    assert norm[0, 1] == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="outside"):
+        va.confusion_matrix([0, 5], [0, 1], 4)
+
+
+def _eval(kind: str, seed: int, y_true: list[int], y_pred: list[int]) -> va.PromptEval:
+    probs = np.eye(3)[y_pred]
+    return va.PromptEval(kind, seed, ("a", "b", "c"), [str(i) for i in range(len(y_true))],
+                         np.array(y_true), np.array(y_pred), probs)
+
+
+def test_accuracy_table_mean_and_sample_std():
+    evals = [_eval("frequency", 1, [0, 1, 2, 0], [0, 1, 2, 1]),
+             _eval("frequency", 0, [0, 1, 2, 0], [0, 1, 2, 0]), _eval("random", 0, [0, 1], [1, 1])]
+    table = va.accuracy_table(evals)
+    assert table["frequency"]["seeds"] == [0, 1] and table["frequency"]["values"] == [1.0, 0.75]
+    assert table["frequency"]["mean"] == pytest.approx(0.875)
+    assert table["frequency"]["std"] == pytest.approx(np.std([1.0, 0.75], ddof=1))
+    assert table["random"]["std"] is None and table["random"]["mean"] == 0.5
+
+
+def test_class_probabilities_split_own_and_other():
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [0.6, 0.3, 0.1]])
+    d = va.class_probabilities(probs, [0, 1, 2, 0], ["a", "b", "c"])
+    assert np.allclose(d["a"]["own"], [0.7, 0.6]) and np.allclose(d["a"]["other"], [0.1, 0.3])
+    assert np.allclose(d["c"]["own"], [0.4]) and d["c"]["other"].size == 3
+
+
+# ------------------------------------------------------------------------------------------------
+# Mutual information
+# ------------------------------------------------------------------------------------------------
+
+def test_mutual_information_known_values():
+    y = np.repeat(np.arange(4), 24)
+    assert va.mutual_information(y, y) == pytest.approx(2.0)  # H(Y) of 4 equiprobable classes
+    x = np.tile([0, 1], 48)  # independent of y by construction: each class has 50% of each value
+    assert va.mutual_information(x, y) == pytest.approx(0.0, abs=1e-12)
+    # X = Y mod 2 carries exactly 1 bit about Y.
+    assert va.mutual_information(y % 2, y) == pytest.approx(1.0)
+
+
+def test_unit_mi_constructed_example():
+    # 2 balanced classes, 3 units: unit 0 occurs exactly in class-0 clips (1 bit), unit 1 everywhere
+    # (0 bits), unit 2 in every clip of class 1 and half of class 0.
+    seqs = [[0, 1], [0, 1, 2], [0, 1], [0, 1, 2], [1, 2], [1, 2], [1, 2], [1, 2]]
+    y = [0, 0, 0, 0, 1, 1, 1, 1]
+    pres = va.unit_presence(seqs, 3)
+    assert pres.shape == (8, 3) and pres[:, 1].all()
+    mi = va.unit_label_mi(pres, y, 2)
+    assert mi[0] == pytest.approx(1.0) and mi[1] == pytest.approx(0.0, abs=1e-12)
+    # Unit 2 by hand, H(Y) - H(Y | X): present in 6 clips (2 of class 0), absent in 2 (both class 0).
+    def h(q: list[float]) -> float:
+        return -sum(v * math.log2(v) for v in q if v > 0)
+
+    expected = 1.0 - (6 / 8) * h([2 / 6, 4 / 6]) - (2 / 8) * h([1.0])
+    assert mi[2] == pytest.approx(expected)
+    cmi = va.unit_class_mi(pres, y, 2)
+    assert cmi[0, 0] == pytest.approx(1.0) and cmi[1, 0] == pytest.approx(-1.0)  # sign: rarer in class 1
+    assert cmi[1, 2] > 0 > cmi[0, 2]
+    with pytest.raises(ValueError, match="outside"):
+        va.unit_presence([[3]], 3)
+
+
+def test_top_units_and_comparison_with_mi():
+    w = np.array([[0.1, 2.0, 0.0, 1.0], [0.5, 0.5, 3.0, 0.0]])
+    ids = [10, 11, 12, 13]
+    top = va.top_units(w, ids, ["a", "b"], k=2)
+    assert top["a"] == [(11, 2.0), (13, 1.0)]
+    assert [u for u, _ in top["b"]] == [12, 10]  # tie 0.5/0.5: lower unit id first
+    mi = np.zeros((2, 14))
+    mi[0, [11, 13]] = [0.9, 0.5]
+    mi[1, [12, 13]] = [0.7, 0.3]
+    rows = va.compare_with_mi(w, ids, mi, ["a", "b"], k=2)
+    assert rows[0]["overlap"] == 2 and rows[0]["mi_top"] == [11, 13]
+    assert rows[1]["head_top"] == [12, 10] and rows[1]["mi_top"] == [12, 13] and rows[1]["overlap"] == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# Unit audio
+# ------------------------------------------------------------------------------------------------
+
+def test_unit_segments_and_audio(tmp_path):
+    frames = {"b": [3, 3, 3, 1, 3], "a": [1, 3, 3, 3, 2]}
+    segs = va.unit_segments(frames, 3)
+    assert segs == [("a", 1, 4), ("b", 0, 3), ("b", 4, 5)]  # longest first, then uid, start
+    assert va.unit_segments(frames, 3, min_frames=2) == segs[:2]
+    n = 400 + 320 * 4  # 5 HuBERT frames
+    wave = np.linspace(-0.5, 0.5, n).astype(np.float32)
+    save_audio(tmp_path / "a.wav", torch.from_numpy(wave), 16000)
+    save_audio(tmp_path / "long.wav", torch.zeros(16000 * 3), 16000)
+    paths = {"a": str(tmp_path / "a.wav"), "b": str(tmp_path / "long.wav")}
+    audio = va.unit_audio(segs[:1], paths, {"a": 5}, gap_s=0.01, fade_s=0.001)
+    cut = 3 * 320
+    assert audio.dtype == np.float32 and audio.size == cut + 160
+    assert np.allclose(audio[20:cut - 20], wave[320 + 20:320 + cut - 20], atol=1e-4)  # the frames, unfaded
+    assert abs(audio[0]) < 1e-6 and np.all(audio[cut:] == 0)  # faded in, then silence
+    # "b" is a 3 s file for 5 frames: a window of a longer file, skipped rather than cut wrongly.
+    assert va.unit_audio(segs[1:], paths, {"a": 5, "b": 5}).size == 0
+    assert va.unit_audio(segs, paths, {"a": 5}, max_seconds=0.03, gap_s=0.0).size == 480
+
+
+# ------------------------------------------------------------------------------------------------
+# Attention
+# ------------------------------------------------------------------------------------------------
+
+def test_token_time_spans_and_frame_weights():
+    spans = att.token_time_spans([2, 1, 3])
+    assert np.allclose(spans, [[0.0, 0.04], [0.04, 0.06], [0.06, 0.12]])
+    assert np.array_equal(att.frame_weights(np.array([0.5, 0.2, 0.3]), [2, 1, 3]),
+                          [0.5, 0.5, 0.2, 0.3, 0.3, 0.3])
+    with pytest.raises(ValueError):
+        att.token_time_spans([2, 0])
+    with pytest.raises(ValueError):
+        att.frame_weights(np.ones(2), [1, 1, 1])
+
+
+def test_key_segments_partition():
+    segs = att.key_segments(4, 5, 2)
+    assert [(s.start, s.stop) for s in segs.values()] == [(0, 4), (4, 5), (5, 10), (10, 11), (11, 13)]
+    mass = att.segment_mass(np.full((2, 13), 1 / 13), segs)
+    assert np.allclose(sum(mass.values()), 1.0) and mass["speech"].shape == (2,)
+
+
+def _tiny_setup(verbalizer: str = "frequency", method: str = "deep"):
+    torch.manual_seed(0)
+    K = 12
+    dictionary = UnitDictionary.from_units(range(K))
+    lm = UnitLM(ulm_tiny(len(dictionary), dim=32, n_layers=2, n_heads=4, ffn_dim=64, dropout=0.0)).eval()
+    rng = np.random.default_rng(0)
+    labels = ["yes", "no", "up"]
+    examples = [TaskExample(f"u{i}", "", "train", "s", [int(u) for u in rng.integers(0, K, 3 + i % 5)],
+                            labels[i % 3]) for i in range(12)]
+    spec = build_spec("kws", examples)
+    verb = build_verbalizer(verbalizer, spec, dictionary, examples, seed=0, tokens_per_atom=2)
+    collator = Collator(spec, verb, dictionary, max_len=lm.cfg.max_positions)
+    model = build_prompted(lm, spec, verb, PromptConfig(method=method, length=3, init="random"), seed=0)
+    return model, collator, examples, dictionary, lm
+
+
+@pytest.mark.parametrize("method", ["deep", "input"])
+def test_capture_attention_includes_prompt_keys(method):
+    model, collator, examples, _, _ = _tiny_setup(method=method)
+    ex = examples[4]
+    durations = [2] * len(ex.units)
+    clip = att.capture_attention(model, ex, collator, durations)
+    n = len(ex.units)
+    assert clip.attn.shape == (2, 4, 3, 3 + 1 + n + 1 + 2)  # <sep> + 2 label queries; L=3 prompt keys
+    assert clip.queries == ["<sep>", "label 1", "label 2"] and clip.units == ex.units
+    assert clip.key_names[:4] == ["p0", "p1", "p2", "</s>"] and clip.key_names[4] == f"u{ex.units[0]}"
+    # Every query's probabilities sum to 1 over the clip's keys, and so do the segment masses.
+    assert np.allclose(clip.attn.sum(-1), 1.0, atol=1e-5)
+    mass = clip.mass()
+    assert np.allclose(sum(mass.values()), 1.0, atol=1e-5)
+    assert (mass["prompt"] > 0).all()  # the prefixes are visible to every query
+    assert np.allclose(mass["label"][..., 0], 0.0)  # causal: <sep> cannot see the label tokens
+    assert np.allclose(clip.spans()[-1], [2 * (n - 1) / 50, 2 * n / 50])
+    # The captured path computes the same logits as the fast (SDPA) path: it is the model's attention.
+    batch = collator([ex])
+    fast = model(batch.tokens, batch.padding_mask).logits
+    slow = model(batch.tokens, batch.padding_mask, return_attn=True).logits
+    assert torch.allclose(fast, slow, atol=1e-5)
+
+
+@torch.no_grad()
+def test_capture_attention_matches_manual_recomputation():
+    model, collator, examples, _, lm = _tiny_setup()
+    ex = examples[2]
+    clip = att.capture_attention(model, ex, collator, [1] * len(ex.units))
+    batch = collator([ex])
+    out = lm(batch.tokens, token_embeds=model.embed(batch.tokens), return_layer_states=True,
+             **model.prompt.hook_kwargs())
+    # Layer 0 by hand: queries from LN(x) at <sep>, keys of [prompt prefixes, tokens].
+    block = lm.blocks[0]
+    h = out.attn_inputs[0][0]  # (T, d)
+    d, H = lm.cfg.dim, lm.cfg.n_heads
+    q = torch.nn.functional.linear(h, block.attn.qkv.weight[:d], block.attn.qkv.bias[:d]).view(-1, H, d // H)
+    pk, _ = block.attn.project_kv(model.prompt.prefixes()[0][None])
+    k = torch.cat([pk[0], out.keys_values[0][0][0]], dim=1)  # (H, L + T, dh)
+    sep = int(batch.sep_pos[0])
+    scores = torch.einsum("hd,hkd->hk", q[sep], k[:, :3 + sep + 1]) / math.sqrt(d // H)
+    assert np.allclose(clip.attn[0, :, 0, :3 + sep + 1], scores.softmax(-1).numpy(), atol=1e-5)
+
+
+def test_mass_summary_rows_sum_to_one_and_learnable_head(tmp_path):
+    model, collator, examples, dictionary, _ = _tiny_setup()
+    summary = att.mass_summary(model, examples, collator, batch_size=5)  # padded batches
+    assert summary["n_clips"] == 12 and summary["mass"].shape == (2, len(att.SEGMENTS))
+    assert np.allclose(summary["mass"].sum(1), 1.0, atol=1e-5)
+    assert np.allclose(summary["per_head"].sum(-1), 1.0, atol=1e-5)
+    assert np.allclose(summary["mass"][:, att.SEGMENTS.index("label")], 0.0)
+    # Same numbers one clip at a time (padding changes nothing).
+    single = att.mass_summary(model, examples[:3], collator, batch_size=1)
+    batched = att.mass_summary(model, examples[:3], collator, batch_size=3)
+    assert np.allclose(single["per_head"], batched["per_head"], atol=1e-5)
+    lab = att.mass_summary(model, examples, collator, query="label")
+    assert lab["mass"][:, att.SEGMENTS.index("label")].min() > 0  # the first label token sees itself
+    # A learnable verbalizer's head, through a prompt file, evaluated like notebook 04 does.
+    m2, _, ex2, _, lm2 = _tiny_setup(verbalizer="learnable")
+    w, units = va.head_weights(m2.verbalizer, dictionary)
+    assert w.shape == (3, 12) and units == list(range(12))
+    with pytest.raises(va.AnalysisError):
+        va.head_weights(model.verbalizer, dictionary)
+    path = save_prompt(tmp_path / "prompt.pt", m2)
+    (tmp_path / "units").mkdir()
+    with open(tmp_path / "units" / "test.jsonl", "w") as f:
+        for e in ex2:
+            f.write(json.dumps({"uid": e.uid, "path": "", "units": e.units, "label": e.label}) + "\n")
+    ev, _ = va.evaluate_prompt_file(path, lm2, dictionary, tmp_path / "units", seed=3)
+    assert ev.kind == "learnable" and ev.seed == 3 and ev.probs.shape == (12, 3)
+    assert np.allclose(ev.probs.sum(1), 1.0, atol=1e-5) and 0.0 <= ev.accuracy <= 1.0
+    assert va.confusion_matrix(ev.y_true, ev.y_pred, 3).sum() == 12
+
+
+def test_figures_build():
+    model, collator, examples, _, _ = _tiny_setup()
+    ex = examples[4]
+    clip = att.capture_attention(model, ex, collator, [2] * len(ex.units))
+    wave = torch.zeros(400 + 320 * (2 * len(ex.units) - 1))
+    fig = att.clip_attention_figure(wave, clip, layer=1, head=None)
+    assert len(fig.data) == 4
+    assert len(att.head_view_figure(clip, 0).data) == 4
+    assert att.layer_head_figure(clip).data[0].z.shape == (2, 4)
+    summary = att.mass_summary(model, examples, collator)
+    assert len(att.mass_figure(summary).data) == len(att.SEGMENTS)
+    table = va.accuracy_table([_eval("frequency", 0, [0, 1], [0, 1])])
+    assert va.accuracy_figure(table).data[0].y == (1.0,)
+    cm = va.confusion_matrix([0, 1, 2], [0, 2, 2], 3)
+    assert va.confusion_figure(cm, ["a", "b", "c"], "t").data[0].z.shape == (3, 3)

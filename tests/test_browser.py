@@ -1,0 +1,232 @@
+"""Notebook 06 in a real browser: JupyterLab (token, 127.0.0.1) + Debian's Chromium driven by Playwright;
+and the demo's widget logic (:mod:`spkit.demo`) driven from Python on the same smoke run.
+
+Opens a copy of the demo notebook whose parameters point at the session's smoke run, waits for the kernel
+to be idle, runs all cells from the Run menu, and checks that the widgets (a dropdown, an ``<audio>``
+player), a plotly figure and the prediction render, that selecting another clip changes the prediction,
+and that "hear the units" adds the resynthesized player. A screenshot goes to the test's temp folder, and
+also to ``$SPKIT_DEMO_SCREENSHOT`` when set (how ``docs/demo.png`` was made).
+
+The browser test is skipped only when ``/usr/bin/chromium`` is absent (``scripts/ensure_chromium.sh``
+installs it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "06_audio_demo.ipynb"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(),
+                                    reason="no /usr/bin/chromium (run scripts/ensure_chromium.sh)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def parameterized_copy(src: Path, dst: Path, **params: object) -> Path:
+    """Copy a notebook, rewriting ``name = literal`` lines of its ``parameters`` cell (outputs stay empty)."""
+    nb = json.loads(src.read_text(encoding="utf-8"))
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    lines = "".join(cell["source"]).splitlines()
+    for name, value in params.items():
+        pattern = re.compile(rf"^{name}\s*=")
+        idx = [i for i, line in enumerate(lines) if pattern.match(line)]
+        assert idx, f"{src}: no parameter {name!r}"
+        lines[idx[0]] = f"{name} = {value!r}"
+    cell["source"] = "\n".join(lines)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(json.dumps(nb, indent=1), encoding="utf-8")
+    return dst
+
+
+def wait_for_server(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"jupyter lab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"jupyter lab did not answer {url} in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop the server and its kernels (its own process group, started by this test)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def lab(smoke_run, tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """A JupyterLab server whose root holds the demo notebook, parameterized for the smoke run.
+
+    Yields ``(base URL with token, root dir)``; the server is stopped at teardown, also on failure.
+    """
+    run, _ = smoke_run
+    root = tmp_path_factory.mktemp("lab")
+    parameterized_copy(NOTEBOOK, root / "work" / NOTEBOOK.name, preset="smoke", run_dir=str(run), n_clips=12)
+    port, token = free_port(), secrets.token_hex(16)
+    # Private runtime/settings/workspace folders: no state leaks between runs or into the user's setup.
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
+           "JUPYTERLAB_SETTINGS_DIR": str(root / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(root / "ws")}
+    log = root / "lab.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser", "--ip=127.0.0.1",
+             f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root / 'work'}",
+             "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for_server(f"{base}/api/status?token={token}", proc, log)
+        yield f"{base}/lab/tree/{NOTEBOOK.name}?token={token}", root
+    finally:
+        stop(proc)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@needs_chromium
+def test_demo_notebook_in_chromium(lab, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _ = lab
+    shot = tmp_path / "demo.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(url)
+            # The kernel status in the status bar ("Python 3 (ipykernel) | Idle") says the kernel is ready.
+            expect(page.locator("#jp-main-statusbar").get_by_text("Idle")).to_be_visible(timeout=90_000)
+            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").click()
+
+            prediction = page.locator(".spkit-prediction")
+            expect(prediction).to_contain_text("prediction:", timeout=120_000)
+            clip = page.locator(".spkit-clip select")
+            expect(clip).to_be_visible()
+            assert page.locator(".spkit-player audio").count() == 2, "original + resynthesized players"
+            expect(page.locator(".spkit-bars .js-plotly-plot").first).to_be_visible(timeout=30_000)
+            expect(page.locator(".spkit-units .js-plotly-plot").first).to_be_visible(timeout=30_000)
+
+            before = prediction.inner_text()
+            options = clip.locator("option").all_inner_texts()
+            assert len(options) >= 2, options
+            clip.select_option(index=1)
+            new_uid = options[1].split(" (")[0]
+            expect(prediction).to_contain_text(new_uid, timeout=30_000)
+            after = prediction.inner_text()
+            assert after != before and "prediction:" in after
+            # the update replaced the players: only the original until "hear the units" is pressed
+            expect(page.locator(".spkit-player audio")).to_have_count(1, timeout=10_000)
+            page.locator(".spkit-hear").click()
+            expect(page.locator(".spkit-player audio")).to_have_count(2, timeout=30_000)
+            expect(page.locator(".spkit-bars .js-plotly-plot").first).to_be_visible()
+
+            page.keyboard.press("Control+b")  # hide the file browser: more room for the demo
+            page.locator(".spkit-task").scroll_into_view_if_needed()
+            page.locator(".widget-toggle-buttons").first.evaluate("e => e.scrollIntoView({block: 'start'})")
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(shot))
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 10_000
+    target = os.environ.get("SPKIT_DEMO_SCREENSHOT")
+    if target:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        Path(target).write_bytes(shot.read_bytes())
+
+
+# ------------------------------------------------------------------------------------------------
+# The same widgets without a browser (fast; they also run where Chromium is missing)
+# ------------------------------------------------------------------------------------------------
+
+def test_prompt_catalog_lists_the_runs_prompts(smoke_run):
+    from spkit.demo import prompt_catalog
+
+    run, _ = smoke_run
+    cat = prompt_catalog(run)
+    files = sorted(run.glob("prompts/*/*/seed*/prompt.pt"))
+    assert len(cat) == len(files) > 0 and sorted(e.path for e in cat) == files
+    kws = {(e.method, e.verbalizer) for e in cat if e.task == "kws"}
+    assert ("deep_prompt", "frequency") in kws
+    assert len({v for _, v in kws}) >= 2, "the smoke ablations include another verbalizer"
+
+
+def test_upload_any_rate_and_stereo(tmp_path):
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    from spkit.audio import AudioError
+    from spkit.demo import wave_from_upload
+
+    t = np.arange(44_100) / 44_100
+    stereo = np.stack([np.sin(2 * np.pi * 440 * t), np.zeros_like(t)], axis=1).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, stereo, 44_100, format="WAV")
+    wave = wave_from_upload(memoryview(buf.getvalue()), "tone.wav")
+    assert wave.shape == (16_000,) and abs(float(wave.abs().max()) - 0.5) < 0.05  # 1 s, downmixed
+    with pytest.raises(AudioError, match=r"notes\.wav"):
+        wave_from_upload(b"not audio", "notes.wav")
+
+
+def test_app_updates_on_widget_changes(smoke_run):
+    from spkit.demo import DemoApp
+    from spkit.vocoder import load_run_vocoder
+
+    run, _ = smoke_run
+    app = DemoApp(run, task="kws", vocoder=load_run_vocoder(run, progress=False), n_clips=6)
+    first = app.update()
+    assert first is not None and first.entry.task == "kws" and first.label in first.scores
+    assert abs(sum(first.scores.values()) - 1) < 1e-4
+    assert first.frame_units and sum(first.durations) == len(first.frame_units)
+    assert first.name in app.prediction.value and "prediction:" in app.prediction.value
+    assert len(app.bars.outputs) == 1 and len(app.figure.outputs) == 1
+
+    app.clip.value = 1  # another clip: the observer re-predicts
+    assert app.last is not first and app.last.name == app.clips[1].uid
+    assert app.clips[1].uid in app.prediction.value
+
+    wave = app.play_units()  # hear the units: a second player with the resynthesized clip
+    assert wave.shape == (len(app.last.frame_units) * 320,)
+    assert len(app.player.children) == 2
+
+    other = [m for m in app.method.options if m != app.method.value]
+    app.method.value = other[0]  # another prompt method: same clip, another prompt file
+    assert app.last.entry.method == other[0] and app.last.name == app.clips[1].uid
+    assert app.verbalizer.value in app.verbalizer.options and app.seed.value in app.seed.options
+
+    app.text.value = "go left"
+    app.speak.click()  # synthesize with an unseen voice
+    assert app.source.value == "synthesize" and "go left" in app.last.name
