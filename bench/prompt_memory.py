@@ -88,6 +88,10 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         cfg = PromptConfig(method="deep" if args.method == "deep_prompt" else "input",
                            length=args.prompt_length, init="random")
         model = build_prompted(lm, spec, verb, cfg, seed=0)
+    # Block-level activation checkpointing: what a memory-bound user turns on (TrainConfig
+    # .checkpoint_activations); applied to the methods chosen by --checkpoint-activations.
+    lm.checkpoint_activations = args.checkpoint_activations == "all" or (
+        args.checkpoint_activations == "prompts" and args.method != "finetune")
     model.train()
     params = model.trainable_parameters()
     opt = torch.optim.Adam(params, lr=1e-4)
@@ -112,6 +116,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {
         "method": args.method, "config": args.config, "device": str(device),
         "ulm_params": lm.num_parameters(), "trainable_params": model.num_trainable(),
+        "checkpoint_activations": lm.checkpoint_activations,
         "batch": list(batch.tokens.shape), "label_tokens": int(batch.label_mask.sum()),
         "step_s": [round(t, 3) for t in times], "loss": float(loss),
     }
@@ -133,7 +138,8 @@ def run_method(method: str, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", method, "--config", args.config,
            "--batch", str(args.batch), "--tokens", str(args.tokens),
            "--prompt-length", str(args.prompt_length), "--steps", str(args.steps),
-           "--threads", str(args.threads), "--device", args.device, "--units", str(args.units)]
+           "--threads", str(args.threads), "--device", args.device, "--units", str(args.units),
+           "--checkpoint-activations", args.checkpoint_activations]
     env = dict(os.environ)
     if args.mmap_threshold:
         # A fixed glibc mmap threshold returns freed tensors to the OS at once, so the peak RSS follows the
@@ -174,6 +180,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mmap-threshold", type=int, default=131072,
                    help="MALLOC_MMAP_THRESHOLD_ for the CPU workers (bytes; 0: glibc's dynamic default)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--checkpoint-activations", choices=("none", "prompts", "all"), default="prompts",
+                   help="block-level activation checkpointing for which methods (default: prompt methods)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "prompt_memory.json")
     p.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     return p.parse_args(argv)

@@ -335,9 +335,9 @@ def prediction_html(a: Analysis, reference: str | None = None) -> str:
 class DemoApp:
     """The notebook's widgets: clip source, prompt choice, player, units figure, probability bars.
 
-    Build it, ``display(app.widget)``, and call :meth:`update` once (the notebook does, so the outputs
-    exist without any interaction, e.g. under papermill). Every widget change calls :meth:`update`.
-    Widgets carry CSS classes (``spkit-clip``, ``spkit-prediction``...) so a browser test can find them.
+    Build it and call :meth:`show` (it runs :meth:`update` once, so the outputs exist without any
+    interaction, e.g. under papermill). Every widget change calls :meth:`update`. Widgets carry CSS classes
+    (``spkit-clip``, ``spkit-prediction``...) so a browser test can find them.
     """
 
     def __init__(self, run: str | os.PathLike, task: str | None = None, corpus: str | None = None,
@@ -374,13 +374,15 @@ class DemoApp:
         self.hear = w.Button(description="hear the units", icon="play", disabled=vocoder is None)
         self.prediction = w.HTML()
         self.player = w.HBox()
-        self.bars = w.Output()
-        self.figure = w.Output()
+        # The figures are not in Output widgets: they are cell outputs with display ids (:meth:`show`),
+        # replaced on every update. nbclient (papermill) syncs Output-widget state back over the shell
+        # channel while it awaits the cell's reply, which hung executions here (jupyter/nbclient#312).
+        self._bars_handle: Any = None
+        self._units_handle: Any = None
         for widget, cls in ((self.clip, "spkit-clip"), (self.task_w, "spkit-task"),
                             (self.method, "spkit-method"), (self.verbalizer, "spkit-verbalizer"),
                             (self.seed, "spkit-seed"), (self.prediction, "spkit-prediction"),
-                            (self.player, "spkit-player"), (self.bars, "spkit-bars"),
-                            (self.figure, "spkit-units"), (self.hear, "spkit-hear")):
+                            (self.player, "spkit-player"), (self.hear, "spkit-hear")):
             widget.add_class(cls)
         self._refresh_prompt_options()
 
@@ -398,7 +400,7 @@ class DemoApp:
             self.source,
             w.HBox([self.clip]), w.HBox([self.upload]), w.HBox([self.text, self.voice, self.speak]),
             w.HBox([self.task_w, self.method]), w.HBox([self.verbalizer, self.seed]),
-            self.prediction, w.HBox([self.player, self.hear]), self.bars, self.figure])
+            self.prediction, w.HBox([self.player, self.hear])])
 
     # ---- options
     def _clip_options(self) -> list[tuple[str, int]]:
@@ -491,9 +493,7 @@ class DemoApp:
     def update(self) -> Analysis | None:
         """Analyse the selected clip with the selected prompt and redraw every output."""
         import ipywidgets as w
-        from IPython.display import display
 
-        from spkit import viz
         from spkit.audio import AudioError
 
         if self._busy:
@@ -509,13 +509,40 @@ class DemoApp:
         self.prediction.value = prediction_html(a, ref)
         self.player.children = [w.VBox([w.HTML("original"), w.Audio(value=wav_bytes(a.wave), format="wav",
                                                                      autoplay=False, loop=False)])]
-        with self.bars:
-            self.bars.clear_output(wait=True)
-            if a.scores is not None:
-                display(probability_figure(a.scores, f"{a.entry.task}: class probabilities", ref))
-        with self.figure:
-            self.figure.clear_output(wait=True)
-            display(viz.waveform_units_figure(a.wave, a.frame_units, title=name))
+        if self._bars_handle is not None:
+            self._bars_handle.update(self.bars_view())
+            self._units_handle.update(self.units_view())
+        return a
+
+    def bars_view(self) -> Any:
+        """The class-probability bars of the last analysis (a note when there are none: ASR, no prompt)."""
+        from IPython.display import Markdown
+
+        a = self.last
+        if a is None or a.scores is None:
+            return Markdown("*no class probabilities for this clip and prompt*")
+        return probability_figure(a.scores, f"{a.entry.task}: class probabilities · {a.name}",
+                                  a.extra.get("reference"))
+
+    def units_view(self) -> Any:
+        """Waveform, spectrogram and units of the last analysed clip."""
+        from IPython.display import Markdown
+
+        from spkit import viz
+
+        if self.last is None:
+            return Markdown("*no clip analysed*")
+        return viz.waveform_units_figure(self.last.wave, self.last.frame_units, title=self.last.name)
+
+    def show(self) -> Analysis | None:
+        """Analyse the selected clip, then display the widgets followed by the bars and the units figure
+        (as outputs with display ids, which every later update replaces); returns the first analysis."""
+        from IPython.display import display
+
+        a = self.update()
+        display(self.widget)
+        self._bars_handle = display(self.bars_view(), display_id=True)
+        self._units_handle = display(self.units_view(), display_id=True)
         return a
 
     def play_units(self) -> Any:

@@ -134,9 +134,12 @@ def test_demo_notebook_in_chromium(lab, tmp_path):
             expect(prediction).to_contain_text("prediction:", timeout=120_000)
             clip = page.locator(".spkit-clip select")
             expect(clip).to_be_visible()
-            assert page.locator(".spkit-player audio").count() == 2, "original + resynthesized players"
-            expect(page.locator(".spkit-bars .js-plotly-plot").first).to_be_visible(timeout=30_000)
-            expect(page.locator(".spkit-units .js-plotly-plot").first).to_be_visible(timeout=30_000)
+            expect(page.locator(".spkit-player audio")).to_have_count(2)  # original + resynthesized
+            # The app cell's outputs: the widgets, then the probability bars and the units figure (plotly).
+            app_cell = page.locator(".jp-CodeCell", has=page.locator(".spkit-clip"))
+            plots = app_cell.locator(".js-plotly-plot")
+            expect(plots).to_have_count(2, timeout=30_000)
+            expect(plots.first).to_be_visible()
 
             before = prediction.inner_text()
             options = clip.locator("option").all_inner_texts()
@@ -150,7 +153,9 @@ def test_demo_notebook_in_chromium(lab, tmp_path):
             expect(page.locator(".spkit-player audio")).to_have_count(1, timeout=10_000)
             page.locator(".spkit-hear").click()
             expect(page.locator(".spkit-player audio")).to_have_count(2, timeout=30_000)
-            expect(page.locator(".spkit-bars .js-plotly-plot").first).to_be_visible()
+            # the bars and the units figure were replaced: their titles name the new clip
+            expect(plots.first).to_contain_text(new_uid, timeout=30_000)
+            expect(plots.nth(1)).to_contain_text(new_uid)
 
             page.keyboard.press("Control+b")  # hide the file browser: more room for the demo
             page.locator(".spkit-task").scroll_into_view_if_needed()
@@ -212,11 +217,12 @@ def test_app_updates_on_widget_changes(smoke_run):
     assert abs(sum(first.scores.values()) - 1) < 1e-4
     assert first.frame_units and sum(first.durations) == len(first.frame_units)
     assert first.name in app.prediction.value and "prediction:" in app.prediction.value
-    assert len(app.bars.outputs) == 1 and len(app.figure.outputs) == 1
+    assert first.name in app.bars_view().layout.title.text
+    assert first.name in app.units_view().layout.title.text
 
     app.clip.value = 1  # another clip: the observer re-predicts
     assert app.last is not first and app.last.name == app.clips[1].uid
-    assert app.clips[1].uid in app.prediction.value
+    assert app.clips[1].uid in app.prediction.value and app.clips[1].uid in app.bars_view().layout.title.text
 
     wave = app.play_units()  # hear the units: a second player with the resynthesized clip
     assert wave.shape == (len(app.last.frame_units) * 320,)

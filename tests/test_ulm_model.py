@@ -267,3 +267,26 @@ def test_dictionary_errors(tmp_path):
         VocabMismatchError, match=r"ckpt\.pt has an embedding of 99 tokens but d\.txt defines 104"
     ):
         UnitDictionary.from_units(range(100)).check_vocab(99, "d.txt", "ckpt.pt")
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    from spkit.ulm.model import UnitLM, ulm_tiny
+
+    torch.manual_seed(0)
+    lm = UnitLM(ulm_tiny(24, dim=32, n_heads=2, ffn_dim=64, dropout=0.0)).eval()
+    tokens = torch.randint(4, 24, (3, 9))
+    tokens[1, 6:] = 1  # right padding
+    grads = []
+    for ckpt in (False, True):
+        lm.checkpoint_activations = ckpt
+        deep = [torch.randn(4, 32, requires_grad=True) for _ in range(lm.cfg.n_layers)]
+        with torch.random.fork_rng():
+            torch.manual_seed(1)
+            for d in deep:
+                d.data.normal_()
+            out = lm(tokens, deep_prompts=deep).logits
+        out.logsumexp(-1).sum().backward()
+        grads.append((out.detach(), [d.grad for d in deep]))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(a, b)

@@ -190,13 +190,20 @@ class LayerFeatureCache:
         self._mem: dict[str, Tensor] = {}
         self.n_computed = 0
 
-    def _key(self, path: Path) -> str:
+    def _key(self, path: Path, segment: tuple[float | None, float | None] = (None, None)) -> str:
         st = path.stat()
         blob = json.dumps({"extractor": str(self.extractor.fingerprint), "path": str(path.resolve()),
-                           "size": st.st_size, "mtime_ns": st.st_mtime_ns, "v": 1}, sort_keys=True)
+                           "size": st.st_size, "mtime_ns": st.st_mtime_ns, "v": 1,
+                           **({"segment": list(segment)} if segment[0] is not None else {})},
+                          sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    def get(self, path: str | os.PathLike) -> Tensor:
+    def get_example(self, example: TaskExample) -> Tensor:
+        """Features of a task example: its file, or only its window (``offset_s``) of a longer file."""
+        return self.get(example.path, example.offset_s, example.duration_s)
+
+    def get(self, path: str | os.PathLike, offset_s: float | None = None,
+            duration_s: float | None = None) -> Tensor:
         """Features of one file: ``(num_layers, frames, dim)`` float16 on the CPU.
 
         Raises :class:`~spkit.audio.AudioError` (naming the file) for unreadable audio.
@@ -205,7 +212,7 @@ class LayerFeatureCache:
 
         path = Path(path)
         try:
-            key = self._key(path)
+            key = self._key(path, (offset_s, duration_s))
         except OSError as e:
             raise AudioError(path, f"cannot stat or read ({e.strerror or e})") from e
         if key in self._mem:
@@ -221,7 +228,13 @@ class LayerFeatureCache:
                 log.warning("%s: unreadable feature cache entry (%s); recomputing", disk, e)
         if feats is None:
             with torch.inference_mode():
-                feats = self.extractor.extract_layers(load_audio(path)).to(torch.float16).cpu()
+                if offset_s is not None:
+                    from spkit.data.speech_commands import load_segment
+
+                    wave = load_segment(path, offset_s, duration_s or 1.0, 16_000)
+                else:
+                    wave = load_audio(path)
+                feats = self.extractor.extract_layers(wave).to(torch.float16).cpu()
             if tuple(feats.shape[::2]) != (self.num_layers, self.dim):
                 raise ValueError(f"{path}: extractor returned features {tuple(feats.shape)}, expected "
                                  f"({self.num_layers}, frames, {self.dim})")
@@ -493,7 +506,7 @@ def evaluate_downstream(model: nn.Module, spec: DownstreamSpec, utts: Sequence[T
     refs_w, hyps_w, refs_c, hyps_c = [], [], [], []
     with torch.no_grad():
         for idx in _batches(len(utts), batch_size, None):
-            feats, lengths = pad_features([cache.get(utts[i].path) for i in idx])
+            feats, lengths = pad_features([cache.get_example(utts[i]) for i in idx])
             feats, lengths = feats.to(device), lengths.to(device)
             if spec.is_ctc:
                 for i, ids in zip(idx, ctc_greedy_decode(model(feats, lengths), lengths)):
@@ -575,7 +588,7 @@ def train_downstream(spec: DownstreamSpec, splits: Mapping[str, Sequence[TaskExa
             model.train()
             total, count = 0.0, 0
             for idx in _batches(len(train_set), batch_size, gen):
-                feats, lengths = pad_features([cache.get(train_set[i].path) for i in idx])
+                feats, lengths = pad_features([cache.get_example(train_set[i]) for i in idx])
                 feats, lengths = feats.to(dev), lengths.to(dev)
                 if spec.is_ctc:
                     tgt = [torch.tensor(targets[i]) for i in idx]

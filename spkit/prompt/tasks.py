@@ -167,6 +167,7 @@ class TaskExample:
         uid, path, split, speaker: as in the unit records.
         units: the deduplicated unit ids (k-means cluster ids, not token indices).
         label: kws/lid: the class; intent: ``"action|object|location"``; asr: the transcript.
+        offset_s, duration_s: the clip is this window of ``path`` (Speech Commands' ``_silence_``).
     """
 
     uid: str
@@ -175,6 +176,18 @@ class TaskExample:
     speaker: str
     units: list[int] = field(compare=False)
     label: str
+    offset_s: float | None = None
+    duration_s: float | None = None
+
+    def load_audio(self, sample_rate: int = 16_000):
+        """The clip's waveform ``(samples,)`` at ``sample_rate`` (only its window when it has one)."""
+        if self.offset_s is not None:
+            from spkit.data.speech_commands import load_segment
+
+            return load_segment(self.path, self.offset_s, self.duration_s or 1.0, sample_rate)
+        from spkit.audio import load_audio
+
+        return load_audio(self.path, sample_rate)
 
 
 def _check_task(task: str) -> None:
@@ -231,7 +244,8 @@ def read_examples(task: str, path: str | os.PathLike, split: str | None = None) 
             out.append(TaskExample(uid=str(rec["uid"]), path=str(rec.get("path", "")),
                                    split=str(rec.get("split") or split or path.stem),
                                    speaker=str(rec.get("speaker", "")), units=units,
-                                   label=_record_label(task, rec, f"{where} (uid {rec['uid']})")))
+                                   label=_record_label(task, rec, f"{where} (uid {rec['uid']})"),
+                                   offset_s=rec.get("offset_s"), duration_s=rec.get("duration_s")))
     if not out:
         raise DataError(f"{path}: no records")
     return out

@@ -58,6 +58,8 @@ class TrainConfig:
         bf16: autocast to bfloat16 on CUDA.
         reparam_lr_scale: learning-rate factor for a reparameterisation MLP and its embedding (measured on
             the toy task: lr 5e-2 on the MLP stayed at chance, 5e-3 learned).
+        checkpoint_activations: recompute each frozen uLM block in backward instead of keeping its
+            activations (memory for compute: see bench/prompt_memory.py).
     """
 
     lr: float = 5e-2
@@ -71,6 +73,7 @@ class TrainConfig:
     eval_batch_size: int = 64
     bf16: bool = True
     reparam_lr_scale: float = 0.1
+    checkpoint_activations: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -223,6 +226,7 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
             raise ValueError(f"train: no {split!r} examples")
     train_set, valid_set = list(data["train"]), list(data["valid"])
     device = next(model.lm.parameters()).device
+    model.lm.checkpoint_activations = cfg.checkpoint_activations
     params = model.trainable_parameters()
     if not params:
         raise ValueError("train: the model has no trainable parameters")

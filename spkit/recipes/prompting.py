@@ -56,7 +56,7 @@ class PromptingConfig:
         ablation_lengths, ablation_verbalizers: prompt lengths / verbalizers tried on ablation_task.
         ablation_prefix: also try the PEFT prefix form.
         ablation_seeds: seeds of the ablation runs.
-        threads: torch threads per run.
+        jobs: worker processes training runs side by side (each run uses one torch thread).
     """
 
     tasks: Sequence[str] = ("kws", "intent", "lid", "asr")
@@ -79,7 +79,7 @@ class PromptingConfig:
     ablation_verbalizers: Sequence[str] = ("random", "learnable")
     ablation_prefix: bool = True
     ablation_seeds: Sequence[int] = (0, 1, 2)
-    threads: int | None = None
+    jobs: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -165,7 +165,7 @@ def _settings_key(run: RunSpec, config: PromptingConfig, ulm_fp: str, units_fp: 
     settings = {
         k: v
         for k, v in dataclasses.asdict(config).items()
-        if k not in ("tasks", "methods", "seeds", "ablation_seeds", "threads")
+        if k not in ("tasks", "methods", "seeds", "ablation_seeds", "jobs")
     }
     blob = json.dumps([dataclasses.asdict(run), settings, ulm_fp, units_fp], sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -187,33 +187,71 @@ def run_experiments(
     """Train and score every planned run (or ``only`` these); returns the merged results.json content.
 
     Runs already in results.json with identical settings are skipped, so an interrupted notebook
-    resumes where it stopped (and each prompt trainer resumes its own epoch checkpoints).
+    resumes where it stopped (and each prompt trainer resumes its own epoch checkpoints). With
+    ``config.jobs > 1`` runs go to that many worker processes; every run uses one torch thread
+    either way, so the numbers do not depend on ``jobs``.
     """
     from tqdm.auto import tqdm
 
     from spkit.prompt.results import load_results, update_results
-    from spkit.recipes.unit_lm import load_run_ulm
 
     layout = RunLayout.at(run_dir)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    lm, dictionary = load_run_ulm(layout.root)
-    unit_model = read_json(layout.units / "unit_model.json")
-    units_fp = f"{unit_model['extractor_fingerprint']}/{unit_model['kmeans_fingerprint']}"
-    ulm_fp = lm.fingerprint()
+    ulm_fp, units_fp = _fingerprints(layout)
     runs = list(only) if only is not None else plan_runs(config)
     results = load_results(layout.results_json)
-    cache: dict[str, Any] = {}
-    for run in tqdm(runs, desc="prompt runs", unit="run", disable=not progress):
+    todo = []
+    for run in runs:
         key = _settings_key(run, config, ulm_fp, units_fp)
-        if _done(results, run, key):
-            continue
-        res = train_one(layout, run, config, lm, dictionary, unit_model, cache, progress=False)
-        res.extra["settings"] = key
-        results = update_results(layout.results_json, [res])
-        log.info("%s/%s/seed%d: %s = %.4f", run.task, run.method, run.seed, res.metric, res.value)
+        if not _done(results, run, key):
+            todo.append((run, key))
+    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc="prompt runs", unit="run",
+               disable=not progress)
+    if config.jobs > 1 and len(todo) > 1:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        with cf.ProcessPoolExecutor(config.jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(_worker_run, str(layout.root), run, config, key) for run, key in todo]
+            for fut in cf.as_completed(futures):
+                results = update_results(layout.results_json, [fut.result()])
+                bar.update(1)
+    else:
+        for run, key in todo:
+            results = update_results(layout.results_json, [_worker_run(str(layout.root), run, config, key)])
+            bar.update(1)
+    bar.close()
     write_json(layout.root / "prompting_config.json", dataclasses.asdict(config))
     return results
+
+
+_WORKER_STATE: dict[str, Any] = {}
+
+
+def _fingerprints(layout: RunLayout) -> tuple[str, str]:
+    from spkit.recipes.unit_lm import load_run_ulm
+
+    lm, _ = load_run_ulm(layout.root)
+    unit_model = read_json(layout.units / "unit_model.json")
+    return lm.fingerprint(), f"{unit_model['extractor_fingerprint']}/{unit_model['kmeans_fingerprint']}"
+
+
+def _worker_run(run_dir: str, run: RunSpec, config: PromptingConfig, key: str) -> Any:
+    """Train one run in this process (the uLM and task data are loaded once per process)."""
+    from spkit.recipes.unit_lm import load_run_ulm
+
+    torch.set_num_threads(1)
+    state = _WORKER_STATE
+    if state.get("run_dir") != run_dir:
+        state.clear()
+        layout = RunLayout.at(run_dir)
+        lm, dictionary = load_run_ulm(layout.root)
+        state.update(run_dir=run_dir, layout=layout, lm=lm, dictionary=dictionary, cache={},
+                     unit_model=read_json(layout.units / "unit_model.json"))
+    res = train_one(state["layout"], run, config, state["lm"], state["dictionary"], state["unit_model"],
+                    state["cache"], progress=False)
+    res.extra["settings"] = key
+    log.info("%s/%s/seed%d: %s = %.4f", run.task, run.method, run.seed, res.metric, res.value)
+    return res
 
 
 def _task_data(
@@ -340,7 +378,7 @@ def _train_downstream(
     data, collator = _task_data(layout, run, config, dictionary, lm, cache)
     if "feature_cache" not in cache:
         extractor, _, _ = load_unit_model(layout.root)
-        cache["feature_cache"] = LayerFeatureCache(extractor)
+        cache["feature_cache"] = LayerFeatureCache(extractor, layout.root / "prompts" / "feature_cache")
     fc = cache["feature_cache"]
     res = train_downstream(
         DownstreamSpec.from_task(collator.spec),

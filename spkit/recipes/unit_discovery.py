@@ -66,8 +66,8 @@ class UnitDiscoveryConfig:
     layer: int | None = None
     n_clusters: int = 100
     iterations: int = 2
-    pretrain_steps: int = 1500
-    pretrain_max_seconds: float | None = 150.0
+    pretrain_steps: int = 500
+    pretrain_max_seconds: float | None = None  # a wall-clock cap makes results machine-dependent
     pretrain_audio_s: float = 3600.0
     model: dict[str, int] = field(default_factory=lambda: {"dim": 192, "layers": 4, "heads": 4,
                                                            "ffn_dim": 768})
@@ -330,7 +330,7 @@ def discover_units(corpora: Mapping[str, Any], run_dir: str | os.PathLike, confi
     if config.mfcc_baseline:
         t0 = time.perf_counter()
         mfcc = load_extractor("mfcc")
-        mfcc_train = _sample(data.get("kws", {}).get("train", train_all), 2000, config.seed)
+        mfcc_train = _sample(data.get("kws", {}).get("train", train_all), 600, config.seed)
         km_mfcc = fit_kmeans_on_corpus(mfcc_train, mfcc, config.n_clusters,
                                        max_frames=config.kmeans_max_frames, seed=config.seed,
                                        progress=progress)

@@ -54,6 +54,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 PAD_IDX = 1
@@ -340,6 +341,8 @@ class UnitLM(nn.Module):
             sinusoid_table(cfg.max_positions + cfg.pad_idx + 1, cfg.dim, cfg.pad_idx),
             persistent=False,
         )
+        # Block-level activation checkpointing for training (off by default: it costs a second forward).
+        self.checkpoint_activations = False
         self.reset_parameters()
 
     # ----------------------------------------------------------------------------------------------
@@ -536,7 +539,18 @@ class UnitLM(nn.Module):
                 past_v.append(dv)
             pk_all = torch.cat(past_k, dim=2) if past_k else None
             pv_all = torch.cat(past_v, dim=2) if past_v else None
-            x, h, k_all, v_all, probs = block(x, pk_all, pv_all, mask, is_causal, return_attn)
+            if self.checkpoint_activations and torch.is_grad_enabled() and not (
+                use_cache or return_attn or return_layer_states
+            ):
+                # Keep only each block's input; recompute the block in backward. Prompts at layer 1 need
+                # gradients through every layer, so without this all activations of the frozen LM live
+                # until backward (about 1.75x the weights at GSLM's size, batch 8 x 200).
+                x = torch.utils.checkpoint.checkpoint(
+                    _block_output, block, x, pk_all, pv_all, mask, is_causal, use_reentrant=False
+                )
+                h = k_all = v_all = probs = None
+            else:
+                x, h, k_all, v_all, probs = block(x, pk_all, pv_all, mask, is_causal, return_attn)
             if return_attn:
                 attentions.append(probs)
             if return_layer_states:
@@ -660,6 +674,12 @@ def _batched(t: Tensor, B: int, ndim: int) -> Tensor:
             f"({ndim} dims with the batch)"
         )
     return t.expand(B, *t.shape[1:])
+
+
+def _block_output(block: Block, x: Tensor, pk: Tensor | None, pv: Tensor | None, mask: Tensor | None,
+                  is_causal: bool) -> Tensor:
+    """A block's hidden-state output alone (what activation checkpointing recomputes)."""
+    return block(x, pk, pv, mask, is_causal, False)[0]
 
 
 def lm_loss(logits: Tensor, targets: Tensor, pad_idx: int = PAD_IDX) -> tuple[Tensor, Tensor]:

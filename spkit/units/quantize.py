@@ -387,6 +387,9 @@ def quantize_corpus(utterances: Sequence[Utterance], extractor: Any, kmeans: Any
                 record = {"uid": u.uid, "path": str(u.path), "split": u.split, "speaker": u.speaker,
                           "label": u.label, "text": u.text, "units": deduped, "durations": durations,
                           "n_frames": len(seq)}
+                if "offset_s" in u.meta:  # a window of a longer file (Speech Commands' _silence_)
+                    record["offset_s"] = u.meta["offset_s"]
+                    record["duration_s"] = u.meta.get("duration_s")
                 f_rec.write(json.dumps(record, ensure_ascii=False, default=_json_default) + "\n")
                 stats["n_ok"] += 1
                 stats["n_frames"] += len(seq)
