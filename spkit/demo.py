@@ -322,8 +322,9 @@ def prediction_html(a: Analysis, reference: str | None = None) -> str:
         return head + "<br>no trained prompt in this run: run notebook 03 to predict"
     e = a.entry
     best = "" if a.scores is None else f" (p = {a.scores[a.label]:.2f})"
+    shown = html.escape(str(a.label)) if a.label else "<i>(empty)</i>"  # an ASR prompt may emit nothing
     ref = "" if reference is None else f" &middot; reference: <i>{html.escape(reference)}</i>"
-    return (f"{head}<br>prediction: <b class='spkit-label'>{html.escape(str(a.label))}</b>{best}{ref}<br>"
+    return (f"{head}<br>prediction: <b class='spkit-label'>{shown}</b>{best}{ref}<br>"
             f"task {e.task} &middot; {e.method} &middot; verbalizer {e.verbalizer} &middot; seed {e.seed} "
             f"&middot; {a.predict_ms:.0f} ms")
 
@@ -331,6 +332,16 @@ def prediction_html(a: Analysis, reference: str | None = None) -> str:
 # --------------------------------------------------------------------------------------------
 # The widget app
 # --------------------------------------------------------------------------------------------
+
+def set_output(out: Any, obj: Any) -> None:
+    """Make ``obj`` (a plotly figure, Markdown...) the only content of the ``ipywidgets.Output`` ``out``.
+
+    Sets the widget's ``outputs`` from the kernel instead of capturing with ``with out:`` (see
+    :class:`DemoApp`); the frontend renders the new outputs the same way.
+    """
+    out.outputs = ()
+    out.append_display_data(obj)
+
 
 class DemoApp:
     """The notebook's widgets: clip source, prompt choice, player, units figure, probability bars.
@@ -374,15 +385,17 @@ class DemoApp:
         self.hear = w.Button(description="hear the units", icon="play", disabled=vocoder is None)
         self.prediction = w.HTML()
         self.player = w.HBox()
-        # The figures are not in Output widgets: they are cell outputs with display ids (:meth:`show`),
-        # replaced on every update. nbclient (papermill) syncs Output-widget state back over the shell
-        # channel while it awaits the cell's reply, which hung executions here (jupyter/nbclient#312).
-        self._bars_handle: Any = None
-        self._units_handle: Any = None
+        # Figures go into Output widgets by setting their ``outputs`` (:func:`set_output`), never by capturing
+        # with ``with out:``: under papermill, nbclient answers a capture by sending the widget's whole state
+        # back over the shell channel while it awaits the cell's reply, which hung executions here
+        # (jupyter/nbclient#312).
+        self.bars = w.Output()
+        self.figure = w.Output()
         for widget, cls in ((self.clip, "spkit-clip"), (self.task_w, "spkit-task"),
                             (self.method, "spkit-method"), (self.verbalizer, "spkit-verbalizer"),
                             (self.seed, "spkit-seed"), (self.prediction, "spkit-prediction"),
-                            (self.player, "spkit-player"), (self.hear, "spkit-hear")):
+                            (self.player, "spkit-player"), (self.bars, "spkit-bars"),
+                            (self.figure, "spkit-units"), (self.hear, "spkit-hear")):
             widget.add_class(cls)
         self._refresh_prompt_options()
 
@@ -400,7 +413,7 @@ class DemoApp:
             self.source,
             w.HBox([self.clip]), w.HBox([self.upload]), w.HBox([self.text, self.voice, self.speak]),
             w.HBox([self.task_w, self.method]), w.HBox([self.verbalizer, self.seed]),
-            self.prediction, w.HBox([self.player, self.hear])])
+            self.prediction, w.HBox([self.player, self.hear]), self.bars, self.figure])
 
     # ---- options
     def _clip_options(self) -> list[tuple[str, int]]:
@@ -509,9 +522,8 @@ class DemoApp:
         self.prediction.value = prediction_html(a, ref)
         self.player.children = [w.VBox([w.HTML("original"), w.Audio(value=wav_bytes(a.wave), format="wav",
                                                                      autoplay=False, loop=False)])]
-        if self._bars_handle is not None:
-            self._bars_handle.update(self.bars_view())
-            self._units_handle.update(self.units_view())
+        set_output(self.bars, self.bars_view())
+        set_output(self.figure, self.units_view())
         return a
 
     def bars_view(self) -> Any:
@@ -535,14 +547,11 @@ class DemoApp:
         return viz.waveform_units_figure(self.last.wave, self.last.frame_units, title=self.last.name)
 
     def show(self) -> Analysis | None:
-        """Analyse the selected clip, then display the widgets followed by the bars and the units figure
-        (as outputs with display ids, which every later update replaces); returns the first analysis."""
+        """Analyse the selected clip, then display the app; returns that first analysis (None on error)."""
         from IPython.display import display
 
         a = self.update()
         display(self.widget)
-        self._bars_handle = display(self.bars_view(), display_id=True)
-        self._units_handle = display(self.units_view(), display_id=True)
         return a
 
     def play_units(self) -> Any:

@@ -374,3 +374,25 @@ def test_finetune_changes_ulm_weights_prompt_training_does_not():
     # Same seed -> same fine-tuned weights.
     again, _ = train_finetune(lm2, spec, verb, data, collator, ft_cfg, progress=False)
     assert again.lm.fingerprint() == model.lm.fingerprint()
+
+
+def test_feature_cache_reads_only_the_window_of_a_silence_clip(tmp_path):
+    from spkit.features import load_extractor
+    from spkit.prompt.tasks import TaskExample
+
+    class Layered:  # the MFCC extractor seen as a one-layer model
+        def __init__(self):
+            self.inner, self.num_layers = load_extractor("mfcc"), 1
+            self.dim, self.fingerprint = self.inner.dim, self.inner.fingerprint
+
+        def extract_layers(self, wave):
+            return self.inner.extract(wave)[None]
+
+    path = tmp_path / "noise.wav"
+    sf.write(path, (np.random.default_rng(0).standard_normal(16000 * 10) * 0.1).astype("float32"), 16000)
+    cache = LayerFeatureCache(Layered())
+    whole = cache.get_example(TaskExample("a", str(path), "train", "s", [1], "_silence_"))
+    window = cache.get_example(TaskExample("b", str(path), "train", "s", [1], "_silence_", 2.0, 1.0))
+    assert whole.shape[1] == 499 and window.shape[1] == 49
+    ref = cache.extractor.inner.extract(torch.from_numpy(sf.read(path, dtype="float32")[0][32000:48000]))
+    torch.testing.assert_close(window[0].float(), ref, atol=1e-2, rtol=1e-2)

@@ -426,7 +426,7 @@ def unit_audio(segments: Sequence[tuple[str, int, int]], paths: Mapping[str, str
             cut[-n:] *= ramp[::-1]
         out += [cut, gap]
         total += cut.size + gap.size
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+    return np.concatenate(out)[:budget] if out else np.zeros(0, dtype=np.float32)
 
 
 def hubert_frames(n_samples: int) -> int:

@@ -96,7 +96,8 @@ PRESETS: dict[str, PromptingConfig] = {
         ablation_verbalizers=("random",),
         ablation_seeds=(0,),
     ),
-    "default": PromptingConfig(),
+    # Sized for the main job on 2 CPU cores: 2 workers, training sets capped at 2000 examples.
+    "default": PromptingConfig(max_train=2000, jobs=2, ablation_verbalizers=("learnable",)),
     "paper": PromptingConfig(tasks=("kws", "intent"), lr=5e-3, epochs=50, patience=5, ablation_task=None),
 }
 
@@ -269,8 +270,12 @@ def _task_data(
             seed=run.seed,
             max_len=lm.cfg.max_positions,
         )
-        if config.max_train is not None:
-            data = {**data, "train": data["train"][: config.max_train]}
+        if config.max_train is not None and len(data["train"]) > config.max_train:
+            # A fixed random subset (not the first uids: those are sorted by label), the same for every
+            # method and seed, so all runs of a task train on the same examples.
+            g = torch.Generator().manual_seed(0)
+            keep = sorted(torch.randperm(len(data["train"]), generator=g)[: config.max_train].tolist())
+            data = {**data, "train": [data["train"][i] for i in keep]}
         cache[key] = (data, collator)
     return cache[key]
 
