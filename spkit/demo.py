@@ -336,11 +336,19 @@ def prediction_html(a: Analysis, reference: str | None = None) -> str:
 def set_output(out: Any, obj: Any) -> None:
     """Make ``obj`` (a plotly figure, Markdown...) the only content of the ``ipywidgets.Output`` ``out``.
 
-    Sets the widget's ``outputs`` from the kernel instead of capturing with ``with out:`` (see
-    :class:`DemoApp`); the frontend renders the new outputs the same way.
+    Sets the widget's ``outputs`` from the kernel (as ``Output.append_display_data`` does) instead of
+    capturing with ``with out:`` (see :class:`DemoApp`); the frontend renders them the same way.
     """
-    out.outputs = ()
-    out.append_display_data(obj)
+    if hasattr(obj, "to_plotly_json"):  # a plotly figure: its own mimetype, whatever the default renderer
+        import plotly.io as pio
+
+        data, metadata = pio.renderers["plotly_mimetype"].to_mimebundle(obj.to_dict()), {}
+    else:
+        from IPython.core.interactiveshell import InteractiveShell
+
+        data, metadata = InteractiveShell.instance().display_formatter.format(obj)
+    data.setdefault("text/plain", repr(obj))
+    out.outputs = ({"output_type": "display_data", "data": data, "metadata": metadata},)
 
 
 class DemoApp:

@@ -102,6 +102,7 @@ def test_unit_mi_constructed_example():
     assert cmi[1, 2] > 0 > cmi[0, 2]
     with pytest.raises(ValueError, match="outside"):
         va.unit_presence([[3]], 3)
+    assert va.class_indices(["no", "zzz", "yes", "no"], ["yes", "no"]) == ([0, 2, 3], [1, 0, 1])
 
 
 def test_top_units_and_comparison_with_mi():
@@ -269,3 +270,10 @@ def test_figures_build():
     assert va.accuracy_figure(table).data[0].y == (1.0,)
     cm = va.confusion_matrix([0, 1, 2], [0, 2, 2], 3)
     assert va.confusion_figure(cm, ["a", "b", "c"], "t").data[0].z.shape == (3, 3)
+    two_seeds = [_eval("random", 0, [0, 1], [0, 0]), _eval("random", 1, [0], [0])]
+    md = va.accuracy_markdown(va.accuracy_table(two_seeds))
+    assert "| random | 75.0% | 35.4 | 2 | 0: 50.0%, 1: 100.0% |" in md
+    table = att.mass_markdown(summary).splitlines()
+    assert len(table) == 4 + 2 and table[2].startswith("| layer | prompt | bos | speech | sep | label |")
+    dists = {"frequency": va.class_probabilities(np.eye(3)[[0, 1, 2]], [0, 1, 1], ["a", "b", "c"])}
+    assert len(va.probability_violin_figure(dists).data) == 2

@@ -108,6 +108,10 @@ def lab(demo_run, tmp_path_factory) -> Iterator[tuple[str, Path]]:
     # Private runtime/settings/workspace folders: no state leaks between runs or into the user's setup.
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
            "JUPYTERLAB_SETTINGS_DIR": str(root / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(root / "ws")}
+    # No "get notified about Jupyter news?" pop-up over the demo (it would also sit in the screenshot).
+    notif = root / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notif.parent.mkdir(parents=True)
+    notif.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     log = root / "lab.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -186,15 +190,18 @@ def test_demo_notebook_in_chromium(lab, tmp_path):
 # ------------------------------------------------------------------------------------------------
 
 def test_prompt_catalog_lists_the_runs_prompts(demo_run):
+    import torch
+
     from spkit.demo import prompt_catalog
 
     run = demo_run
     cat = prompt_catalog(run)
     files = sorted(run.glob("prompts/*/*/seed*/prompt.pt"))
     assert len(cat) == len(files) > 0 and sorted(e.path for e in cat) == files
-    kws = {(e.method, e.verbalizer) for e in cat if e.task == "kws"}
-    assert ("deep_prompt", "frequency") in kws
-    assert len({v for _, v in kws}) >= 2, "the smoke ablations include another verbalizer"
+    for e in cat:  # task/method/seed from the path, the verbalizer from inside the file
+        assert e.path == run / "prompts" / e.task / e.method / f"seed{e.seed}" / "prompt.pt"
+        assert e.verbalizer == torch.load(e.path, weights_only=True)["verbalizer"]["kind"]
+    assert ("kws", "deep_prompt", "frequency") in {(e.task, e.method, e.verbalizer) for e in cat}
 
 
 def test_upload_any_rate_and_stereo(tmp_path):
@@ -248,3 +255,21 @@ def test_app_updates_on_widget_changes(demo_run):
     app.text.value = "go left"
     app.speak.click()  # synthesize with an unseen voice
     assert app.source.value == "synthesize" and "go left" in app.last.name
+
+    # an upload (44.1 kHz stereo) switches the source and is analysed at 16 kHz mono
+    import io
+    from datetime import datetime
+
+    import numpy as np
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    noise = 0.01 * np.random.default_rng(0).standard_normal((44_100, 2)).astype(np.float32)
+    sf.write(buf, noise, 44_100, format="WAV")
+    item = {"name": "mine.wav", "type": "audio/wav", "size": buf.tell(),
+            "content": memoryview(buf.getvalue()), "last_modified": datetime(2024, 1, 1)}
+    app.upload.value = (item,)
+    assert app.source.value == "upload" and app.last.name == "mine.wav" and len(app.last.wave) == 16_000
+    bad = {**item, "name": "broken.wav", "content": memoryview(b"not audio")}
+    app.upload.value = (bad,)
+    assert "broken.wav" in app.prediction.value and app.last.name == "mine.wav"  # error shown, last kept

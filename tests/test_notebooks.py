@@ -12,7 +12,8 @@ import pytest
 from spkit.pipeline import PRESETS, execute, notebooks_dir, plan
 
 NOTEBOOKS = sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
-EXPECTED = ["01_unit_discovery", "02_unit_lm", "03_prompt_training", "06_audio_demo"]
+EXPECTED = ["01_unit_discovery", "02_unit_lm", "03_prompt_training", "04_verbalizer_analysis",
+            "05_attention_visualization", "06_audio_demo"]
 
 
 def test_sequence_is_complete():

@@ -145,8 +145,9 @@ def capture_attention(model: Any, example: Any, collator: Any, durations: Sequen
     # The collator keeps the first units (truncate="right") or the last ones ("left"); so do the durations.
     keep = slice(0, n_units) if collator.truncate == "right" else slice(len(example.units) - n_units, None)
     units, durs = list(example.units)[keep], list(durations)[keep]
+    sym = collator.dictionary.symbols
     key_names = ([f"p{i}" for i in range(n_prompt)] + ["</s>"] + [f"u{u}" for u in units] + ["<sep>"]
-                 + [f"l{i + 1}:{t}" for i, t in enumerate(toks[sep + 1:sep + 1 + n_label])])
+                 + [f"l{i + 1}=u{sym[t]}" for i, t in enumerate(toks[sep + 1:sep + 1 + n_label])])
     return ClipAttention(uid=example.uid, label=example.label, units=[int(u) for u in units],
                          durations=[int(d) for d in durs], attn=attn,
                          queries=["<sep>"] + [f"label {i + 1}" for i in range(n_label)],
@@ -227,6 +228,11 @@ def _select(clip: ClipAttention, layer: int | None, head: int | None, query: int
     return a.mean(0) if head is None else a[head]
 
 
+def _esc(text: str) -> str:
+    """Plotly reads ``<...>`` in labels as HTML tags: ``</s>`` and ``<sep>`` must be escaped to show."""
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _key_colors(clip: ClipAttention) -> list[str]:
     colors = [""] * len(clip.key_names)
     for name, s in clip.segments.items():
@@ -257,9 +263,9 @@ def clip_attention_figure(wave: torch.Tensor, clip: ClipAttention, layer: int | 
     share = {s: float(a[clip.segments[s]].sum()) for s in SEGMENTS}
     fig = make_subplots(rows=4, cols=1, vertical_spacing=0.07, row_heights=[0.2, 0.3, 0.25, 0.25],
                         subplot_titles=("waveform", "log-mel",
-                                        f"attention of {clip.queries[query]} to the speech units "
-                                        f"({share['speech']:.2f} of its mass)",
-                                        "attention to prompt / </s> / <sep> / label keys"))
+                                        f"attention of {_esc(clip.queries[query])} to the speech units "
+                                        f"({share['speech']:.2f} of its mass) over time (s)",
+                                        "attention to the prompt / &lt;/s&gt; / &lt;sep&gt; / label keys"))
     t = np.arange(wave.numel()) / sample_rate
     fig.add_trace(go.Scatter(x=t[::step], y=wave.numpy()[::step], mode="lines", line={"width": 1},
                              name="waveform", showlegend=False), row=1, col=1)
@@ -270,11 +276,10 @@ def clip_attention_figure(wave: torch.Tensor, clip: ClipAttention, layer: int | 
                          hovertext=[f"unit {u}, {s:.2f}-{e:.2f} s" for u, (s, e) in zip(clip.units, spans)],
                          name="speech"), row=3, col=1)
     colors = _key_colors(clip)
-    fig.add_trace(go.Bar(x=[clip.key_names[k] for k in other], y=a[other], showlegend=False,
+    fig.add_trace(go.Bar(x=[_esc(clip.key_names[k]) for k in other], y=a[other], showlegend=False,
                          marker_color=[colors[k] for k in other], name="other keys"), row=4, col=1)
     for r in (2, 3):
         fig.update_xaxes(matches="x", row=r, col=1)
-    fig.update_xaxes(title_text="time (s)", row=3, col=1)
     fig.update_xaxes(type="category", row=4, col=1)
     fig.update_yaxes(title_text="attention", row=3, col=1)
     fig.update_layout(title=f"{clip.uid} ({clip.label}): {where}", height=820,
@@ -299,10 +304,11 @@ def head_view_figure(clip: ClipAttention, layer: int, query: int = 0, cols: int 
     x = list(range(len(clip.key_names)))
     for h in range(H):
         fig.add_trace(go.Bar(x=x, y=clip.attn[layer, h, query], marker_color=colors, showlegend=False,
-                             hovertext=clip.key_names, name=f"head {h}"), row=h // cols + 1, col=h % cols + 1)
+                             hovertext=[_esc(k) for k in clip.key_names], name=f"head {h}"),
+                      row=h // cols + 1, col=h % cols + 1)
     fig.update_xaxes(showticklabels=False)
-    fig.update_layout(title=f"{clip.uid}: layer {layer}, query {clip.queries[query]}, every head "
-                            "(red prompt, grey </s>, blue speech, green <sep>, purple label)",
+    fig.update_layout(title=f"{clip.uid}: layer {layer}, query {_esc(clip.queries[query])}, every head "
+                            "(red prompt, grey &lt;/s&gt;, blue speech, green &lt;sep&gt;, purple label)",
                       height=200 * rows + 100, bargap=0, margin={"l": 40, "r": 10, "t": 80, "b": 30})
     return fig
 
@@ -316,7 +322,8 @@ def layer_head_figure(clip: ClipAttention, segment: str = "prompt", query: int =
                                y=[f"layer {i}" for i in range(clip.n_layers)], colorscale="Reds",
                                zmin=0, zmax=1,
                                text=np.round(z, 2), texttemplate="%{text}"))
-    fig.update_layout(title=f"{clip.uid}: attention mass of {clip.queries[query]} on the {segment} keys",
+    fig.update_layout(title=f"{clip.uid}: attention mass of {_esc(clip.queries[query])} on the {segment} "
+                            "keys",
                       height=max(300, 40 * clip.n_layers + 120), yaxis={"autorange": "reversed"})
     return fig
 
@@ -336,3 +343,13 @@ def mass_figure(summary: Mapping[str, Any], title: str = "") -> Any:
                       title=title or f"where the {summary['query']} query looks, mean over "
                                      f"{summary['n_clips']} test clips and all heads")
     return fig
+
+
+def mass_markdown(summary: Mapping[str, Any]) -> str:
+    """A :func:`mass_summary` as a markdown table: one row per layer, one column per key segment."""
+    segs = list(summary["segments"])
+    lines = [f"**{summary['query']} query**, mean over {summary['n_clips']} clips and all heads", "",
+             "| layer | " + " | ".join(segs) + " |", "|---|" + "---:|" * len(segs)]
+    for i, row in enumerate(np.asarray(summary["mass"])):
+        lines.append(f"| {i} | " + " | ".join(f"{m:.3f}" for m in row) + " |")
+    return "\n".join(lines)

@@ -183,10 +183,7 @@ def confusion_matrix(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] |
     if t.size and (min(t.min(), p.min()) < 0 or max(t.max(), p.max()) >= n_classes):
         raise ValueError(f"confusion_matrix: a class index is outside 0..{n_classes - 1}")
     cm = np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-    if not normalize:
-        return cm
-    rows = cm.sum(1, keepdims=True)
-    return np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
+    return confusion_matrix_normalise(cm) if normalize else cm
 
 
 def accuracy_table(evals: Sequence[PromptEval]) -> dict[str, dict[str, Any]]:
@@ -351,19 +348,12 @@ def compare_with_mi(weights: np.ndarray, unit_ids: Sequence[int], class_mi: np.n
     return rows
 
 
-def class_indices(records: Sequence[Mapping[str, Any]], labels: Sequence[str], task: str = "kws"
-                  ) -> tuple[list[int], list[int]]:
-    """``(positions of records whose label is a class, their class indices)`` for unit records."""
-    from spkit.prompt.tasks import _record_label
-
+def class_indices(clip_labels: Sequence[str], labels: Sequence[str]) -> tuple[list[int], list[int]]:
+    """``(positions of the clips whose label is one of labels, their class indices)``; clips of a class the
+    task does not know (none after :func:`spkit.prompt.tasks.check_labels`) are left out."""
     index = {lb: i for i, lb in enumerate(labels)}
-    keep, y = [], []
-    for n, r in enumerate(records):
-        lb = _record_label(task, r, f"record {r.get('uid')}")
-        if lb in index:
-            keep.append(n)
-            y.append(index[lb])
-    return keep, y
+    keep = [n for n, lb in enumerate(clip_labels) if lb in index]
+    return keep, [index[clip_labels[n]] for n in keep]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -479,8 +469,10 @@ def probability_violin_figure(dists: Mapping[str, Mapping[str, Mapping[str, np.n
     pair per verbalizer. ``dists``: ``{verbalizer: class_probabilities(...)}``."""
     import plotly.graph_objects as go
 
+    palette = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
     fig = go.Figure()
     for i, (kind, per_class) in enumerate(dists.items()):
+        color = palette[i % len(palette)]
         for side, key in (("negative", "own"), ("positive", "other")):
             xs, ys = [], []
             for lb, d in per_class.items():
@@ -488,7 +480,8 @@ def probability_violin_figure(dists: Mapping[str, Mapping[str, Mapping[str, np.n
                 ys += list(map(float, d[key]))
             fig.add_trace(go.Violin(x=xs, y=ys, side=side, name=f"{kind}: {key} clips", legendgroup=kind,
                                     scalegroup=f"{kind}{key}", points=False, meanline_visible=True,
-                                    offsetgroup=str(i), spanmode="hard"))
+                                    offsetgroup=str(i), spanmode="hard", line_color=color,
+                                    opacity=1.0 if key == "own" else 0.45))
     fig.update_layout(title="probability of each class on its own clips (left) and on the others (right)",
                       violinmode="group", yaxis_title="p(class)", yaxis_range=[0, 1], height=420)
     return fig
@@ -546,3 +539,41 @@ def mi_figure(mi: np.ndarray, picked: Sequence[int], top: int = 40) -> Any:
                             "weights most)", xaxis={"title": "unit", "type": "category"},
                       yaxis_title="bits", height=360)
     return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# Markdown tables (what the notebook prints beside the figures)
+# ------------------------------------------------------------------------------------------------
+
+def accuracy_markdown(table: Mapping[str, Mapping[str, Any]]) -> str:
+    """The :func:`accuracy_table` as a markdown table (percent; std ``–`` with a single seed)."""
+    lines = ["| verbalizer | mean | std | seeds | per seed |", "|---|---:|---:|---:|---|"]
+    for kind, r in table.items():
+        std = "–" if r["std"] is None else f"{100 * r['std']:.1f}"
+        per_seed = ", ".join(f"{s}: {100 * v:.1f}%" for s, v in zip(r["seeds"], r["values"]))
+        lines.append(f"| {kind} | {100 * r['mean']:.1f}% | {std} | {r['n_seeds']} | {per_seed} |")
+    return "\n".join(lines)
+
+
+def head_markdown(verbalizer: Any, dictionary: Any, labels: Sequence[str],
+                  top: Mapping[str, Sequence[tuple[int, float]]]) -> str:
+    """Per class: the unit the head was initialised on (the frequency verbalizer's, when each class has one
+    single-token code) and its top units with their weights."""
+    init: dict[str, str] = {}
+    if verbalizer.code_len == 1 and len(verbalizer.codes) == len(labels):
+        init = {lb: dictionary.symbols[c[0]] for lb, c in zip(labels, verbalizer.codes)}
+    lines = ["| class | initial unit (frequency) | top units (weight) |", "|---|---|---|"]
+    for lb in labels:
+        units = ", ".join(f"{u} ({w:+.2f})" for u, w in top[lb])
+        lines.append(f"| {lb} | {init.get(lb, '–')} | {units} |")
+    return "\n".join(lines)
+
+
+def mi_comparison_markdown(rows: Sequence[Mapping[str, Any]], k: int) -> str:
+    """The :func:`compare_with_mi` rows as a markdown table."""
+    lines = ["| class | head's top units | top units by MI with the class | overlap | Spearman(weight, MI) |",
+             "|---|---|---|---:|---:|"]
+    for r in rows:
+        head, mi = " ".join(map(str, r["head_top"])), " ".join(map(str, r["mi_top"]))
+        lines.append(f"| {r['class']} | {head} | {mi} | {r['overlap']}/{k} | {r['spearman']:.2f} |")
+    return "\n".join(lines)
