@@ -24,6 +24,7 @@ from spkit.io import read_json, write_json
 
 PRESETS = ("smoke", "default", "paper")
 CORPUS_KINDS = ("kws", "intent", "lid", "asr")
+SMOKE_CELL_TIMEOUT_S = 900
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -118,6 +119,8 @@ def plan(preset: str, run_dir: Path, *, seed: int = 0, data_root: Path | None = 
             out = corpus_dir(data_root, kind, preset, seed)
             corpora[kind] = str(out)
             stages.append(synth_stage(kind, out, preset, seed))
+    if timeout_s is None and preset == "smoke":
+        timeout_s = SMOKE_CELL_TIMEOUT_S  # a hung kernel (e.g. jupyter/nbclient#312) must fail, not block
     nb_params = {"preset": preset, "run_dir": str(run_dir), "seed": seed, "corpora": corpora,
                  **(params or {})}
     for nb in sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb")):
@@ -168,7 +171,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ulm", default=None, help="GSLM uLM folder (checkpoint_best.pt + dict.txt)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="extra notebook parameter (VALUE parsed as a Python literal, else a string)")
-    p.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+    p.add_argument("--timeout", type=int, default=None,
+                   help=f"per-cell timeout in seconds (default: none; {SMOKE_CELL_TIMEOUT_S} at smoke)")
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
