@@ -49,7 +49,8 @@ class PromptingConfig:
         verbalizer: ``frequency`` (SpeechPrompt v1), ``random`` or ``learnable`` (v2).
         lr, epochs, batch_size, patience: the prompt trainer's Adam schedule and early stopping.
         finetune_lr, finetune_epochs: full fine-tuning.
-        downstream_lr, downstream_epochs: the SUPERB-style head.
+        downstream_lr, downstream_epochs, downstream_patience: the SUPERB-style head (cheap per epoch
+            once the frozen features are cached: 15 epochs left it still improving).
         max_train: cap on training examples per task (None: all), to fit a time budget.
         asr_beam: beam width of ASR decoding.
         ablation_task: the task of the ablations (None: none).
@@ -71,7 +72,8 @@ class PromptingConfig:
     finetune_lr: float = 1e-3
     finetune_epochs: int = 8
     downstream_lr: float = 1e-3
-    downstream_epochs: int = 15
+    downstream_epochs: int = 100
+    downstream_patience: int = 10
     max_train: int | None = None
     asr_beam: int = 4
     ablation_task: str | None = "kws"
@@ -86,6 +88,7 @@ class PromptingConfig:
 PRESETS: dict[str, PromptingConfig] = {
     "smoke": PromptingConfig(
         seeds=(0,),
+        downstream_patience=2,
         prompt_length=4,
         epochs=2,
         finetune_epochs=1,
@@ -161,13 +164,17 @@ def plan_runs(config: PromptingConfig) -> list[RunSpec]:
     return runs
 
 
+# The config fields each kind of run depends on: changing one reruns only the runs that use it.
+_RUN_SETTINGS = {
+    "prompt": ("lr", "epochs", "batch_size", "patience", "max_train", "asr_beam"),
+    "finetune": ("finetune_lr", "finetune_epochs", "batch_size", "patience", "max_train", "asr_beam"),
+    "downstream": ("downstream_lr", "downstream_epochs", "downstream_patience", "batch_size", "max_train"),
+}
+
+
 def _settings_key(run: RunSpec, config: PromptingConfig, ulm_fp: str, units_fp: str) -> str:
-    """Identifies a run's result: its spec, the trainer settings and the models it builds on."""
-    settings = {
-        k: v
-        for k, v in dataclasses.asdict(config).items()
-        if k not in ("tasks", "methods", "seeds", "ablation_seeds", "jobs")
-    }
+    """Identifies a run's result: its spec, the settings its kind uses, and the models it builds on."""
+    settings = {k: getattr(config, k) for k in _RUN_SETTINGS[run.kind]}
     blob = json.dumps([dataclasses.asdict(run), settings, ulm_fp, units_fp], sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -394,7 +401,7 @@ def _train_downstream(
         lr=config.downstream_lr,
         batch_size=config.batch_size,
         cache=fc,
-        patience=config.patience,
+        patience=config.downstream_patience,
         progress=progress,
     )
     out = layout.prompt_dir(run.task, run.method, run.seed)

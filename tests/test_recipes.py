@@ -1,0 +1,56 @@
+"""The stage recipes' planning logic (the stages themselves run in tests/test_notebooks.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from spkit.recipes import prompting, unit_discovery, unit_lm
+
+
+def test_plan_runs_covers_tasks_methods_seeds_and_ablations():
+    cfg = prompting.preset_config("default")
+    runs = prompting.plan_runs(cfg)
+    main = [r for r in runs if r.method in prompting.METHODS]
+    assert len(main) == len(cfg.tasks) * len(prompting.METHODS) * len(cfg.seeds)
+    abl = {r.method for r in runs if r.method not in prompting.METHODS}
+    assert abl == {"deep_prompt_L5", "deep_prompt_L40", "deep_prompt_verb-learnable", "prefix_prompt"}
+    assert all(r.task == "kws" for r in runs if r.method in abl)
+    assert {r.prompt for r in runs if r.method == "input_prompt"} == {"input"}
+    assert all(r.random_lm for r in runs if r.method == "deep_prompt_random_lm")
+    assert len(set(runs)) == len(runs)
+
+
+def test_settings_key_changes_only_for_the_runs_that_use_a_setting():
+    cfg = prompting.preset_config("default")
+    runs = {r.method: r for r in prompting.plan_runs(cfg) if r.task == "kws" and r.seed == 0}
+    more_ds = dataclasses.replace(cfg, downstream_epochs=cfg.downstream_epochs + 1)
+    more_lr = dataclasses.replace(cfg, lr=cfg.lr / 2)
+
+    def key(run, c):
+        return prompting._settings_key(run, c, "ulm", "units")
+
+    assert key(runs["downstream"], cfg) != key(runs["downstream"], more_ds)
+    assert key(runs["deep_prompt"], cfg) == key(runs["deep_prompt"], more_ds)
+    assert key(runs["deep_prompt"], cfg) != key(runs["deep_prompt"], more_lr)
+    assert key(runs["finetune"], cfg) == key(runs["finetune"], more_lr)
+    assert key(runs["deep_prompt"], cfg) != prompting._settings_key(runs["deep_prompt"], cfg, "ulm2", "units")
+
+
+def test_unknown_task_method_preset_and_field():
+    with pytest.raises(ValueError, match="unknown task 'sv'"):
+        prompting.plan_runs(prompting.preset_config("smoke", tasks=("sv",)))
+    with pytest.raises(ValueError, match="unknown method"):
+        prompting.plan_runs(prompting.preset_config("smoke", methods=("lora",)))
+    for module in (prompting, unit_discovery, unit_lm):
+        with pytest.raises(ValueError, match="unknown preset 'huge'"):
+            module.preset_config("huge")
+        with pytest.raises(TypeError):
+            module.preset_config("smoke", no_such_field=1)
+
+
+def test_default_budgets_are_step_based():
+    # Wall-clock or CPU-time budgets would make results depend on the machine's load.
+    assert unit_discovery.preset_config("default").pretrain_max_seconds is None
+    assert unit_lm.preset_config("default").max_cpu_seconds is None
