@@ -317,16 +317,16 @@ def train_one(
     }
     # Early stopping uses the validation loss; the validation metric is only logged. For ASR it means a
     # beam search over the validation split every epoch (most of an ASR run's time), so skip it there.
-    metric_every = 0 if spec.kind == "sequence" else 1
-    if run.kind == "finetune":
-        tcfg = TrainConfig(
-            lr=config.finetune_lr,
-            batch_size=config.batch_size,
-            max_epochs=config.finetune_epochs,
-            patience=config.patience,
-            seed=run.seed,
-            metric_every=metric_every,
-        )
+    finetune = run.kind == "finetune"
+    tcfg = TrainConfig(
+        lr=config.finetune_lr if finetune else config.lr,
+        batch_size=config.batch_size,
+        max_epochs=config.finetune_epochs if finetune else config.epochs,
+        patience=config.patience,
+        seed=run.seed,
+        metric_every=0 if spec.kind == "sequence" else 1,
+    )
+    if finetune:
         model, report = train_finetune(
             lm, spec, verbalizer, data, collator, tcfg, out_dir=out_dir, progress=progress
         )
@@ -340,14 +340,6 @@ def train_one(
             pcfg,
             init_batch=activation_batch(collator, data["train"], seed=run.seed),
             seed=run.seed,
-        )
-        tcfg = TrainConfig(
-            lr=config.lr,
-            batch_size=config.batch_size,
-            max_epochs=config.epochs,
-            patience=config.patience,
-            seed=run.seed,
-            metric_every=metric_every,
         )
         report = train(model, data, collator, tcfg, out_dir=out_dir, progress=progress)
         save_prompt(
