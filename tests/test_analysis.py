@@ -277,3 +277,30 @@ def test_figures_build():
     assert len(table) == 4 + 2 and table[2].startswith("| layer | prompt | bos | speech | sep | label |")
     dists = {"frequency": va.class_probabilities(np.eye(3)[[0, 1, 2]], [0, 1, 1], ["a", "b", "c"])}
     assert len(va.probability_violin_figure(dists).data) == 2
+
+
+def test_probe_learns_which_unit_a_sequence_holds_and_ignores_padding():
+    from spkit.analysis.probes import ProbeClassifier, ProbeData, _pad, train_probe
+
+    g = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> ProbeData:
+        seqs, ys = [], []
+        for i in range(n):
+            y = i % 2
+            s = torch.randint(1, 9, (int(torch.randint(4, 12, (1,), generator=g)),), generator=g)
+            s[int(torch.randint(0, len(s), (1,), generator=g))] = 9 if y else 10  # the class's marker unit
+            seqs.append(s)
+            ys.append(y)
+        x, lengths = _pad(seqs)
+        return ProbeData(x, lengths, torch.tensor(ys))
+
+    data = {"train": split(256), "valid": split(64), "test": split(64)}
+    best = train_probe(data, 2, vocab=10, epochs=8)
+    assert best["test"] > 0.9 and best["valid"] > 0.9, best
+    model = ProbeClassifier(2, vocab=10)
+    x = torch.tensor([[3, 4, 0, 0]])
+    longer = torch.tensor([[3, 4, 7, 7]])
+    torch.testing.assert_close(model(x, torch.tensor([2])), model(longer[:, :2], torch.tensor([2])))
+    with pytest.raises(ValueError, match="exactly one of vocab"):
+        ProbeClassifier(2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -16,7 +17,14 @@ from spkit.features.hubert import (
     convert_fairseq_checkpoint,
     load_hubert_model,
 )
-from spkit.features.pretrain import PretrainConfig, loss_fn, make_batch, make_targets, pretrain
+from spkit.features.pretrain import (
+    PretrainConfig,
+    augment_batch,
+    loss_fn,
+    make_batch,
+    make_targets,
+    pretrain,
+)
 from spkit.features.spectral import LogMelExtractor, MFCCExtractor
 from spkit.features.tiny_hubert import (
     TinyHubert,
@@ -24,6 +32,7 @@ from spkit.features.tiny_hubert import (
     TinyHubertExtractor,
     load_tiny_hubert,
     span_mask,
+    warp_frequency,
 )
 
 torch.set_num_threads(1)
@@ -223,6 +232,60 @@ def test_tiny_hubert_frames_padding_invariance_and_layers() -> None:
     torch.testing.assert_close(layers[2], ext.with_layer(3).extract(a), atol=1e-6, rtol=1e-6)
     with pytest.raises(ValueError, match="layer 4 out of range"):
         ext.with_layer(4)
+
+
+def test_warp_frequency_moves_energy_and_keeps_identity() -> None:
+    spec = torch.zeros(2, 201, 3)
+    spec[:, 40] = 1.0  # a single peak at bin 40 (1.6 kHz)
+    same = warp_frequency(spec, torch.tensor([1.0, 1.0]))
+    torch.testing.assert_close(same, spec)
+    out = warp_frequency(spec, torch.tensor([1.25, 0.8]))
+    assert out.shape == spec.shape
+    assert int(out[0, :, 0].argmax()) == 50 and int(out[1, :, 0].argmax()) == 32  # 40 * 1.25, 40 * 0.8
+    # above the top bin nothing is invented: a 0.5 warp leaves the upper half empty
+    assert warp_frequency(torch.ones(1, 201, 2), torch.tensor([0.5]))[0, 101:].abs().max() == 0
+
+
+def test_utterance_cmvn_is_padding_invariant_and_ignores_level() -> None:
+    ext = TinyHubertExtractor(TinyHubert(dataclasses.replace(SMALL, utterance_cmvn=True)))
+    a, b = _wave(16000, 1), _wave(9000, 2)
+    batch = torch.zeros(2, 16000)
+    batch[0], batch[1, :9000] = a, b
+    out = ext.extract_batch(batch, torch.tensor([16000, 9000]))
+    torch.testing.assert_close(out[1, : num_frames(9000)], ext.extract(b), atol=1e-5, rtol=1e-5)
+    # a level change is a constant offset of the log-mel, which the clip's own mean removes
+    torch.testing.assert_close(ext.extract(a * 0.1), ext.extract(a), atol=2e-2, rtol=0)  # up to the log floor
+
+
+def test_augment_batch_is_seeded_and_keeps_padding() -> None:
+    waves, config = _toy_corpus(), _config()
+    labels, _ = make_targets(waves, config, progress=False)
+    batch, lengths, _ = make_batch(waves, labels, config, step=0)
+    plain, warp = augment_batch(batch, lengths, config, step=0)
+    assert warp is None and torch.equal(plain, batch)  # no augmentation configured: the batch as is
+    aug_cfg = _config(warp_range=(0.9, 1.1), noise_prob=1.0, noise_snr_db=(10.0, 10.0), mix_prob=1.0,
+                      mix_snr_db=(10.0, 10.0), gain_db=3.0)
+    x1, w1 = augment_batch(batch, lengths, aug_cfg, step=0)
+    x2, w2 = augment_batch(batch, lengths, aug_cfg, step=0)
+    x3, _ = augment_batch(batch, lengths, aug_cfg, step=1)
+    assert torch.equal(x1, x2) and torch.equal(w1, w2) and not torch.equal(x1, x3)
+    assert ((w1 >= 0.9) & (w1 <= 1.1)).all() and w1.shape == (batch.shape[0],)
+    for b, n in enumerate(lengths.tolist()):
+        assert x1[b, n:].abs().max() == 0 if n < batch.shape[1] else True  # padding stays silent
+        noise_db = 10 * torch.log10((x1[b, :n] - batch[b, :n]).pow(2).mean() / batch[b, :n].pow(2).mean())
+        assert -10.0 < float(noise_db) < 6.0, float(noise_db)  # perturbed, but speech still dominates
+
+
+def test_augmented_pretraining_runs_and_refuses_other_augmentation(tmp_path: Path) -> None:
+    waves = _toy_corpus()
+    cfg = _config(max_steps=4, warp_range=(0.9, 1.1), noise_prob=0.5, mix_prob=0.5)
+    part = pretrain(waves, tmp_path / "m.pt", cfg, SMALL, until_step=2, progress=False)
+    assert part["step"] == 2
+    with pytest.raises(ValueError, match="cannot resume: warp_range"):
+        pretrain(waves, tmp_path / "m.pt", _config(max_steps=4, noise_prob=0.5, mix_prob=0.5), SMALL,
+                 progress=False)
+    done = pretrain(waves, tmp_path / "m.pt", cfg, SMALL, progress=False)
+    assert done["finished"] and math.isfinite(done["loss"])
 
 
 def test_span_mask() -> None:

@@ -103,3 +103,18 @@ def test_index_report(smoke_run):
 
 def test_presets_known():
     assert PRESETS == ("smoke", "default", "paper")
+
+
+def test_information_probe_on_the_smoke_run(smoke_run):
+    from spkit.analysis.probes import VIEWS, information_probe
+
+    run, _ = smoke_run
+    out = information_probe(run, "kws", epochs=2, seeds=(0, 1), progress=False)
+    assert out["task"] == "kws" and out["classes"] >= 2 and set(out["views"]) == set(VIEWS)
+    for view in out["views"].values():
+        assert len(view["seeds"]) == 2 and 0.0 <= view["mean"] <= 1.0 and view["std"] >= 0.0
+        assert all(1 <= r["epoch"] <= 2 for r in view["seeds"])
+    with pytest.raises(ValueError, match="unknown probe views"):
+        information_probe(run, "kws", views=("mfcc",))
+    with pytest.raises(ValueError, match="asr: the probe classifies one label per clip"):
+        information_probe(run, "asr", views=("units",))

@@ -101,7 +101,10 @@ def test_deep_prompts_learn_toy_task_and_lm_stays_bit_identical():
     assert res.log[-1]["valid_metric"] is not None and res.log[0]["valid_metric"] is None
     assert res.log[-1]["train_loss"] < res.log[0]["train_loss"]
     assert res.best_valid_loss == min(e["valid_loss"] for e in res.log)
-    assert res.peak_memory_bytes > 0 and res.memory_method and res.wall_seconds > 0
+    # The CPU peak is a delta of the process's resident set: it can be 0 when earlier tests in this process
+    # freed memory that training reused (see spkit.prompt.train); the absolute peak is always there.
+    assert res.peak_memory_bytes >= 0 and res.peak_process_bytes > 0
+    assert res.memory_method and res.wall_seconds > 0
 
 
 @pytest.mark.parametrize("method,verbalizer,reparam", [

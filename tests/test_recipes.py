@@ -15,7 +15,9 @@ def test_plan_runs_covers_tasks_methods_seeds_and_ablations():
     main = [r for r in runs if r.method in prompting.METHODS]
     assert len(main) == len(cfg.tasks) * len(prompting.METHODS) * len(cfg.seeds)
     abl = {r.method for r in runs if r.method not in prompting.METHODS}
-    assert abl == {"deep_prompt_L5", "deep_prompt_L40", "deep_prompt_verb-learnable", "prefix_prompt"}
+    assert abl == {"deep_prompt_L40", "deep_prompt_verb-random", "deep_prompt_verb-learnable"}
+    with_prefix = {r.method for r in prompting.plan_runs(dataclasses.replace(cfg, ablation_prefix=True))}
+    assert "prefix_prompt" in with_prefix
     assert all(r.task == "kws" for r in runs if r.method in abl)
     assert {r.prompt for r in runs if r.method == "input_prompt"} == {"input"}
     assert all(r.random_lm for r in runs if r.method == "deep_prompt_random_lm")
@@ -36,6 +38,23 @@ def test_settings_key_changes_only_for_the_runs_that_use_a_setting():
     assert key(runs["deep_prompt"], cfg) != key(runs["deep_prompt"], more_lr)
     assert key(runs["finetune"], cfg) == key(runs["finetune"], more_lr)
     assert key(runs["deep_prompt"], cfg) != prompting._settings_key(runs["deep_prompt"], cfg, "ulm2", "units")
+
+
+def test_task_settings_apply_to_their_task_only_and_key_its_results():
+    cfg = prompting.preset_config("default", task_settings={"asr": {"max_train": 10, "epochs": 2}})
+    assert cfg.for_task("asr").max_train == 10 and cfg.for_task("asr").epochs == 2
+    assert cfg.for_task("kws").max_train == cfg.max_train and cfg.for_task("kws") is cfg
+    run = prompting.RunSpec("asr", "deep_prompt", 0)
+    other = prompting.preset_config("default", task_settings={"asr": {"max_train": 11, "epochs": 2}})
+    assert (prompting._settings_key(run, cfg.for_task("asr"), "u", "k")
+            != prompting._settings_key(run, other.for_task("asr"), "u", "k"))
+    with pytest.raises(ValueError, match="unknown task 'sv'"):
+        prompting.preset_config("default", task_settings={"sv": {"epochs": 1}})
+    with pytest.raises(ValueError, match=r"task_settings\['kws'\]: unknown settings \['epoch'\]"):
+        prompting.preset_config("default", task_settings={"kws": {"epoch": 1}})
+    # the default preset spends its budget on KWS: the other tasks train on fewer examples
+    d = prompting.preset_config("default")
+    assert all(d.for_task(t).max_train < d.max_train for t in ("intent", "lid", "asr"))
 
 
 def test_unknown_task_method_preset_and_field():

@@ -202,6 +202,26 @@ def test_batched_equal_lengths_same_units(tmp_path: Path, corpus: list[Utterance
     assert a.read_text() == b.read_text()
 
 
+def test_padding_invariant_extractor_batches_any_lengths(tmp_path: Path, corpus: list[Utterance]) -> None:
+    from spkit.audio import load_audio
+    from spkit.features.tiny_hubert import TinyHubert, TinyHubertConfig, TinyHubertExtractor
+
+    torch.manual_seed(0)
+    ext = TinyHubertExtractor(TinyHubert(TinyHubertConfig(n_mels=20, dim=16, layers=2, heads=2, ffn_dim=32,
+                                                          conv_pos=4, conv_pos_groups=2)))
+    assert ext.padding_invariant
+    frames = sample_frames((ext.extract(load_audio(u.path)) for u in corpus), 2000, seed=0)
+    km = fit_kmeans(frames, 8, seed=0, n_init=2)
+    calls = []
+    batched = ext.extract_batch
+    ext.extract_batch = lambda w, lengths=None: calls.append(w.shape[0]) or batched(w, lengths)  # type: ignore
+    a = quantize_corpus(corpus, ext, km, tmp_path / "a", progress=False)
+    calls.clear()
+    b = quantize_corpus(corpus, ext, km, tmp_path / "b", batch_size=4, progress=False)
+    assert a.read_text() == b.read_text()
+    assert max(calls) > 1 and len(calls) < len(corpus)  # clips of different lengths shared batches
+
+
 def test_cache_makes_rerun_free(tmp_path: Path, corpus: list[Utterance], kmeans: KMeansModel) -> None:
     ext = BandEnergy()
     first = quantize_corpus(corpus, ext, kmeans, tmp_path / "o1", cache_dir=tmp_path / "c",

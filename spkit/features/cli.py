@@ -29,6 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 on a shared box)")
     parser.add_argument("--limit", type=int, default=None, help="use at most this many clips")
+    parser.add_argument("--no-augment", action="store_true",
+                        help="train on the clips as they are (default: frequency warp, noise, overlaid "
+                             "speech and level changes on the input, targets from the clean clip)")
+    parser.add_argument("--no-cmvn", action="store_true",
+                        help="no per-clip log-mel mean normalisation in the front end")
 
 
 def audio_files(data: Path) -> list[Path]:
@@ -52,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from spkit.audio import load_audio
-    from spkit.features.pretrain import PretrainConfig, pretrain_iterations
+    from spkit.features.pretrain import INVARIANCE_AUGMENTATION, PretrainConfig, pretrain_iterations
     from spkit.features.tiny_hubert import TinyHubertConfig
 
     torch.set_num_threads(args.threads)
@@ -60,8 +65,10 @@ def main(args: argparse.Namespace) -> int:
     waves = [load_audio(p) for p in tqdm(files, desc="loading audio")]
     config = PretrainConfig(num_clusters=args.clusters, max_steps=args.steps, max_seconds=args.seconds,
                             batch_size=args.batch_size, crop_seconds=args.crop_seconds, lr=args.lr,
-                            target_layer=args.target_layer, seed=args.seed)
-    model_config = TinyHubertConfig(dim=args.dim, layers=args.layers, ffn_dim=4 * args.dim)
+                            target_layer=args.target_layer, seed=args.seed,
+                            **({} if args.no_augment else INVARIANCE_AUGMENTATION))
+    model_config = TinyHubertConfig(dim=args.dim, layers=args.layers, ffn_dim=4 * args.dim,
+                                    utterance_cmvn=not args.no_cmvn)
     for res in pretrain_iterations(waves, args.out_dir, args.iterations, config, model_config):
         state = "done" if res["finished"] else "paused (rerun to resume)"
         print(f"{res['path']}: step {res['step']}, loss {res['loss']:.3f}, masked acc {res['acc']:.2f}, "

@@ -48,6 +48,12 @@ from spkit.io import torch_save
 log = logging.getLogger(__name__)
 
 
+INVARIANCE_AUGMENTATION: dict[str, Any] = {"warp_range": (0.85, 1.18), "noise_prob": 0.5,
+                                           "noise_snr_db": (0.0, 20.0), "mix_prob": 0.25,
+                                           "mix_snr_db": (5.0, 20.0), "gain_db": 6.0}
+"""The augmentation spkit's presets train with (:class:`PretrainConfig` fields; measured in the README)."""
+
+
 @dataclass
 class PretrainConfig:
     """Training settings (saved in the checkpoint; a resume must use the same ones)."""
@@ -68,6 +74,14 @@ class PretrainConfig:
     seed: int = 0
     kmeans_max_frames: int = 100_000  # frames sampled to fit k-means
     kmeans_n_init: int = 3            # GSLM uses 20 (785 s for 20k x 768 here); 3 is enough on CPU
+    # Invariance augmentation (ContentVec / WavLM style): the student hears a perturbed clip while its
+    # targets stay those of the unperturbed clip, so the features learn to ignore what was perturbed.
+    warp_range: tuple[float, float] | None = None  # VTLP: frequency axis scaled by U(lo, hi) per clip
+    noise_prob: float = 0.0          # probability of adding noise (white/pink/brown) to a clip
+    noise_snr_db: tuple[float, float] = (0.0, 20.0)
+    mix_prob: float = 0.0            # probability of overlaying another clip of the batch (WavLM)
+    mix_snr_db: tuple[float, float] = (5.0, 20.0)
+    gain_db: float = 0.0             # random level change of +- gain_db
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PretrainConfig:
@@ -179,6 +193,55 @@ def make_batch(waves: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], co
     return out, torch.tensor(lens), tg
 
 
+def _colored_noise(n: int, exponent: float, g: torch.Generator) -> torch.Tensor:
+    """Unit-RMS noise with power ~ 1/f**exponent (0 white, 1 pink, 2 brown), ``(n,)``."""
+    spec = torch.fft.rfft(torch.randn(n, generator=g))
+    f = torch.arange(spec.shape[0], dtype=torch.float32).clamp_min(1.0)
+    x = torch.fft.irfft(spec / f ** (exponent / 2), n=n)
+    return x / x.pow(2).mean().sqrt().clamp_min(1e-8)
+
+
+def augment_batch(waves: torch.Tensor, lengths: torch.Tensor, config: PretrainConfig, step: int
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The perturbed input of ``step``'s batch: ``(waves (B, samples), warp factors (B,) or None)``.
+
+    Deterministic in ``(seed, step)``. Noise and the overlaid clip are scaled against each clip's own
+    RMS; padding stays zero, so frame targets stay aligned.
+    """
+    g = _generator(config.seed, 5, step)
+    B = waves.shape[0]
+    out = waves.clone()
+    rms = torch.stack([w[: int(n)].pow(2).mean().sqrt().clamp_min(1e-5) for w, n in zip(waves, lengths)])
+    draws = torch.rand(B, 6, generator=g)
+    def uniform(bounds: tuple[float, float], u: torch.Tensor) -> float:
+        return bounds[0] + float(u) * (bounds[1] - bounds[0])
+
+    for b in range(B):
+        n = int(lengths[b])
+        if config.mix_prob > 0 and draws[b, 0] < config.mix_prob and B > 1:
+            other = (b + 1 + int(draws[b, 1] * (B - 1))) % B
+            src = waves[other, : int(lengths[other])]
+            snr = uniform(config.mix_snr_db, draws[b, 2])
+            take = min(n, src.shape[0])
+            out[b, :take] += src[:take] * (rms[b] / rms[other]) * 10 ** (-snr / 20)
+        if config.noise_prob > 0 and draws[b, 3] < config.noise_prob:
+            snr = uniform(config.noise_snr_db, draws[b, 4])
+            noise = _colored_noise(n, float(torch.randint(0, 3, (1,), generator=g)), g)
+            out[b, :n] += noise * rms[b] * 10 ** (-snr / 20)
+        if config.gain_db > 0:
+            out[b, :n] *= 10 ** (config.gain_db * (2 * float(draws[b, 5]) - 1) / 20)
+    warp = None
+    if config.warp_range is not None:
+        lo, hi = config.warp_range
+        warp = lo + torch.rand(B, generator=g) * (hi - lo)
+    return out, warp
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists: a checkpoint's saved config holds lists where the live one holds tuples."""
+    return list(value) if isinstance(value, (tuple, list)) else value
+
+
 def lr_factor(step: int, warmup: int, total: int) -> float:
     """Linear warmup over ``warmup`` steps, then linear decay to 0 at ``total``."""
     if step < warmup:
@@ -187,13 +250,14 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
 
 
 def loss_fn(model: TinyHubert, waves: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
-            mask: torch.Tensor, unmasked_weight: float) -> tuple[torch.Tensor, float]:
+            mask: torch.Tensor, unmasked_weight: float, warp: torch.Tensor | None = None
+            ) -> tuple[torch.Tensor, float]:
     """Masked-prediction loss and masked-frame accuracy for one batch.
 
     ``waves`` ``(B, samples)``, ``lengths`` ``(B,)``, ``targets`` ``(B, frames)`` (-100 = padding),
-    ``mask`` ``(B, frames)`` bool.
+    ``mask`` ``(B, frames)`` bool, ``warp`` ``(B,)`` optional frequency warp factors.
     """
-    outs, _ = model.encode(waves, lengths, mask=mask)
+    outs, _ = model.encode(waves, lengths, mask=mask, warp=warp)
     logits = model.logits(outs[-1])
     valid = targets >= 0
     m, u = mask & valid, ~mask & valid
@@ -207,7 +271,10 @@ def loss_fn(model: TinyHubert, waves: torch.Tensor, lengths: torch.Tensor, targe
 # --------------------------------------------------------------------------- training
 def _normalization(waves: Sequence[torch.Tensor], model: TinyHubert) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
-        mels = torch.cat([model.logmel(w[None])[0] for w in waves[:2000]])
+        mels = [model.logmel(w[None])[0] for w in waves[:2000]]
+        if model.config.utterance_cmvn:
+            mels = [m - m.mean(0, keepdim=True) for m in mels]
+        mels = torch.cat(mels)
     return mels.mean(0), mels.std(0)
 
 
@@ -258,8 +325,9 @@ def pretrain(waves: Sequence[torch.Tensor], out: str | os.PathLike,
         _, ckpt = load_tiny_hubert(out)
         saved = PretrainConfig.from_dict(ckpt["train"])
         for key in ("iteration", "num_clusters", "target_layer", "seed", "batch_size", "crop_seconds",
-                    "lr", "warmup_steps", "max_steps"):
-            if getattr(saved, key) != getattr(config, key):
+                    "lr", "warmup_steps", "max_steps", "warp_range", "noise_prob", "noise_snr_db", "mix_prob",
+                    "mix_snr_db", "gain_db"):
+            if _plain(getattr(saved, key)) != _plain(getattr(config, key)):
                 raise ValueError(f"{out}: cannot resume: {key}={getattr(saved, key)!r} in the checkpoint, "
                                  f"{getattr(config, key)!r} now")
         if TinyHubertConfig.from_dict(ckpt["config"]) != model_config:
@@ -295,11 +363,12 @@ def pretrain(waves: Sequence[torch.Tensor], out: str | os.PathLike,
             break
         t0 = time.monotonic()
         batch, lengths, targets = make_batch(waves, labels, config, step)
+        batch, warp = augment_batch(batch, lengths, config, step)
         mask = span_mask(torch.tensor([t.ge(0).sum() for t in targets]), targets.shape[1],
                          model_config.mask_prob, model_config.mask_length, _generator(config.seed, 3, step))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_seed(config.seed, 4, step))  # dropout of this step
-            loss, acc = loss_fn(model, batch, lengths, targets, mask, config.unmasked_weight)
+            loss, acc = loss_fn(model, batch, lengths, targets, mask, config.unmasked_weight, warp)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

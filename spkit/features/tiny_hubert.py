@@ -69,6 +69,7 @@ class TinyHubertConfig:
     logit_temp: float = 0.1
     mask_prob: float = 0.08
     mask_length: int = 10
+    utterance_cmvn: bool = False  # subtract each clip's own mean log-mel (channel/level normalisation)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "<config>") -> TinyHubertConfig:
@@ -108,6 +109,25 @@ def span_mask(lengths: torch.Tensor, max_frames: int, prob: float, span: int,
         for s in starts.tolist():
             mask[b, s: s + width] = True
     return mask
+
+
+def warp_frequency(spec: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Rescale the frequency axis of power spectra: ``(batch, freq, frames)``, ``(batch,)`` -> same shape.
+
+    Output bin ``f`` reads input frequency ``f / factor`` (linear interpolation; above the top bin:
+    zero), so ``factor > 1`` moves formants up (a shorter vocal tract), ``< 1`` down. Energy per bin
+    is kept, not total energy: this is VTLP (Jaitly & Hinton 2013) on the linear spectrum.
+    """
+    n_freq = spec.shape[1]
+    bins = torch.arange(n_freq, device=spec.device, dtype=spec.dtype)
+    src = bins[None, :] / factors[:, None].to(spec.dtype)
+    lo = src.floor().long().clamp(0, n_freq - 1)
+    hi = (lo + 1).clamp(max=n_freq - 1)
+    w = (src - lo.to(spec.dtype)).clamp(0, 1)[..., None]
+    frames = spec.shape[2]
+    out = (spec.gather(1, lo[..., None].expand(-1, -1, frames)) * (1 - w)
+           + spec.gather(1, hi[..., None].expand(-1, -1, frames)) * w)
+    return out * (src <= n_freq - 1)[..., None].to(spec.dtype)
 
 
 class _EncoderLayer(nn.Module):
@@ -162,11 +182,18 @@ class TinyHubert(nn.Module):
         self.label_emb = nn.Parameter(torch.randn(c.num_classes, c.final_dim))
 
     # ---- front end
-    def logmel(self, waves: torch.Tensor) -> torch.Tensor:
-        """``(batch, samples)`` -> raw log-mel ``(batch, frames, n_mels)`` (no standardisation)."""
+    def logmel(self, waves: torch.Tensor, warp: torch.Tensor | None = None) -> torch.Tensor:
+        """``(batch, samples)`` -> raw log-mel ``(batch, frames, n_mels)`` (no standardisation).
+
+        ``warp`` ``(batch,)``: vocal tract length perturbation (training only): the linear-frequency
+        power spectrum of clip ``b`` is rescaled so that energy at ``f`` moves to ``warp[b] * f``.
+        """
         if waves.shape[-1] < WINDOW:
             return waves.new_zeros(waves.shape[0], 0, self.config.n_mels)
-        return torch.log(self.melspec(waves.float()) + 1e-6).transpose(1, 2)
+        spec = self.melspec.spectrogram(waves.float())  # (batch, freq, frames)
+        if warp is not None:
+            spec = warp_frequency(spec, warp.to(spec.device))
+        return torch.log(self.melspec.mel_scale(spec) + 1e-6).transpose(1, 2)
 
     def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Set the per-band log-mel mean and std ``(n_mels,)`` (estimated on training audio)."""
@@ -175,8 +202,8 @@ class TinyHubert(nn.Module):
 
     # ---- encoder
     def encode(self, waves: torch.Tensor, lengths: torch.Tensor | None = None,
-               mask: torch.Tensor | None = None, num_layers: int | None = None
-               ) -> tuple[list[torch.Tensor], torch.Tensor]:
+               mask: torch.Tensor | None = None, num_layers: int | None = None,
+               warp: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Run the encoder.
 
         Args:
@@ -184,6 +211,7 @@ class TinyHubert(nn.Module):
             lengths: ``(batch,)`` valid samples per clip; None = all full length.
             mask: ``(batch, frames)`` bool, True = replace the frame by the mask embedding (training).
             num_layers: stop after this many layers.
+            warp: ``(batch,)`` frequency warp factors (training augmentation, see :meth:`logmel`).
 
         Returns:
             ``([layer_1, ..., layer_n], frame_lengths)``: each ``(batch, frames, dim)``; frames past
@@ -193,9 +221,14 @@ class TinyHubert(nn.Module):
         if lengths is None:
             lengths = torch.full((B,), waves.shape[-1], dtype=torch.long)
         flen = frame_lengths(lengths.cpu())
-        x = (self.logmel(waves) - self.feat_mean) / self.feat_std
+        x = self.logmel(waves, warp)
         T = x.shape[1]
         keep = (torch.arange(T)[None, :] < flen[:, None]).to(x.device)
+        if self.config.utterance_cmvn:
+            # the mean over the clip's own frames only, so padding does not change it
+            k = keep[..., None].to(x.dtype)
+            x = x - (x * k).sum(1, keepdim=True) / k.sum(1, keepdim=True).clamp_min(1.0)
+        x = (x - self.feat_mean) / self.feat_std
         x = self.proj(x)
         if mask is not None:
             x = torch.where(mask[..., None].to(x.device), self.mask_emb.to(x.dtype), x)
@@ -244,6 +277,7 @@ class TinyHubertExtractor:
     """Features of one layer of a tiny HuBERT: ``(samples,)`` 16 kHz -> ``(frames, dim)`` at 50 Hz."""
 
     name = "tiny_hubert"
+    padding_invariant = True  # clips of any length may share a batch (see the module docstring)
 
     def __init__(self, model: TinyHubert, layer: int | None = None, *, source: str = "<model>",
                  digest: str = "", device: str | torch.device = "cpu"):

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from spkit.data.base import DataError, Utterance
+from spkit.features.base import num_frames
 from spkit.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -270,7 +271,9 @@ def quantize_corpus(utterances: Sequence[Utterance], extractor: Any, kmeans: Any
         name: file stem of the outputs (e.g. the split name: ``train``).
         identity: ``"stat"`` (path+size+mtime) or ``"content"`` (sha256) audio identity for the cache.
         batch_size: >1 encodes clips of exactly equal length together through the extractor's
-            ``extract_batch`` (no padding, so HuBERT's outputs do not change; e.g. 1 s KWS clips).
+            ``extract_batch`` (no padding, so HuBERT's outputs do not change; e.g. 1 s KWS clips); an
+            extractor whose ``padding_invariant`` is True (the tiny HuBERT) batches clips of any length,
+            padded, with the same units up to float rounding.
         progress: show a tqdm bar.
     """
     from tqdm.auto import tqdm
@@ -322,7 +325,19 @@ def quantize_corpus(utterances: Sequence[Utterance], extractor: Any, kmeans: Any
         t0 = time.perf_counter()
         feats: list[torch.Tensor | None] = [None] * len(waves)
         with torch.inference_mode():
-            if can_batch:
+            if can_batch and getattr(extractor, "padding_invariant", False):
+                # Any lengths may share a batch: sort by length (little padding), pad, pass the lengths.
+                order = sorted(range(len(waves)), key=lambda k: int(waves[k].shape[0]))
+                for s in range(0, len(order), batch_size):
+                    part = order[s:s + batch_size]
+                    lens = torch.tensor([int(waves[k].shape[0]) for k in part])
+                    batch = torch.zeros(len(part), int(lens.max()))
+                    for b, k in enumerate(part):
+                        batch[b, : lens[b]] = waves[k]
+                    out = extractor.extract_batch(batch, lens)
+                    for b, k in enumerate(part):
+                        feats[k] = out[b, : num_frames(int(lens[b]))]
+            elif can_batch:
                 by_len: dict[int, list[int]] = {}
                 for k, w in enumerate(waves):
                     by_len.setdefault(int(w.shape[0]), []).append(k)
