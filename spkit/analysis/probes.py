@@ -120,14 +120,15 @@ def information_probe(run_dir: str | os.PathLike, task: str = "kws", *, views: S
     unknown = sorted(set(views) - set(VIEWS))
     if unknown:
         raise ValueError(f"unknown probe views {unknown}; choose from {VIEWS}")
-    layout = RunLayout.at(run_dir)
-    examples = load_task(task, layout.unit_dir(TASK_CORPUS[task]), ("train", "valid", "test"))
     if task == "asr":
         raise ValueError("asr: the probe classifies one label per clip (kws, intent, lid)")
+    layout = RunLayout.at(run_dir)
+    examples = load_task(task, layout.unit_dir(TASK_CORPUS[task]), ("train", "valid", "test"))
     labels = sorted({e.label for split in examples.values() for e in split})
     extractor, kmeans, _ = load_unit_model(layout.root)
     logmel = LogMelExtractor(cmvn=True)
     need_audio = bool(set(views) & {"logmel", "features", "frame_units"})
+    need_feats = bool(set(views) & {"features", "frame_units"})
     raw: dict[str, dict[str, list[Tensor]]] = {v: {} for v in views}
     ys: dict[str, Tensor] = {}
     for split, exs in examples.items():
@@ -135,7 +136,7 @@ def information_probe(run_dir: str | os.PathLike, task: str = "kws", *, views: S
         for ex in tqdm(exs, desc=f"probe inputs ({split})", disable=not progress, leave=False):
             if need_audio:
                 wave = ex.load_audio()
-                feats = extractor.extract(wave)
+                feats = extractor.extract(wave) if need_feats else None
                 if "logmel" in cols:
                     cols["logmel"].append(logmel.extract(wave))
                 if "features" in cols:

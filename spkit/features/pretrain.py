@@ -201,6 +201,11 @@ def _colored_noise(n: int, exponent: float, g: torch.Generator) -> torch.Tensor:
     return x / x.pow(2).mean().sqrt().clamp_min(1e-8)
 
 
+def _uniform(bounds: tuple[float, float], u: torch.Tensor) -> float:
+    """``u`` in [0, 1) mapped onto ``bounds``."""
+    return bounds[0] + float(u) * (bounds[1] - bounds[0])
+
+
 def augment_batch(waves: torch.Tensor, lengths: torch.Tensor, config: PretrainConfig, step: int
                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The perturbed input of ``step``'s batch: ``(waves (B, samples), warp factors (B,) or None)``.
@@ -213,19 +218,16 @@ def augment_batch(waves: torch.Tensor, lengths: torch.Tensor, config: PretrainCo
     out = waves.clone()
     rms = torch.stack([w[: int(n)].pow(2).mean().sqrt().clamp_min(1e-5) for w, n in zip(waves, lengths)])
     draws = torch.rand(B, 6, generator=g)
-    def uniform(bounds: tuple[float, float], u: torch.Tensor) -> float:
-        return bounds[0] + float(u) * (bounds[1] - bounds[0])
-
     for b in range(B):
         n = int(lengths[b])
         if config.mix_prob > 0 and draws[b, 0] < config.mix_prob and B > 1:
             other = (b + 1 + int(draws[b, 1] * (B - 1))) % B
             src = waves[other, : int(lengths[other])]
-            snr = uniform(config.mix_snr_db, draws[b, 2])
+            snr = _uniform(config.mix_snr_db, draws[b, 2])
             take = min(n, src.shape[0])
             out[b, :take] += src[:take] * (rms[b] / rms[other]) * 10 ** (-snr / 20)
         if config.noise_prob > 0 and draws[b, 3] < config.noise_prob:
-            snr = uniform(config.noise_snr_db, draws[b, 4])
+            snr = _uniform(config.noise_snr_db, draws[b, 4])
             noise = _colored_noise(n, float(torch.randint(0, 3, (1,), generator=g)), g)
             out[b, :n] += noise * rms[b] * 10 ** (-snr / 20)
         if config.gain_db > 0:

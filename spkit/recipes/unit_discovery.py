@@ -44,8 +44,7 @@ CORPUS_KINDS = {"kws": "speech_commands", "intent": "fluent", "lid": "tsv", "asr
 # unperturbed clip). Measured on the default KWS corpus, one seed (README "Unit discovery"): test phone PNMI
 # 0.439 -> 0.492 and the SUPERB-style downstream head 51.5 -> 60.6 % at 500 steps. 1000 steps then beat 500
 # (deep prompts 54.7 % at 12 epochs vs 45.3 % at 20), 2000 did not beat 1000 (48.3 %), and a second HuBERT
-# iteration scored below the first one's best layer.
-AUGMENTATION: dict[str, Any] = INVARIANCE_AUGMENTATION
+# iteration scored below the first one's best layer. The settings: features.pretrain.INVARIANCE_AUGMENTATION.
 
 
 @dataclass
@@ -82,7 +81,8 @@ class UnitDiscoveryConfig:
     model: dict[str, Any] = field(default_factory=lambda: {"dim": 192, "layers": 4, "heads": 4,
                                                            "ffn_dim": 768, "utterance_cmvn": True})
     # 1 s crops: what the measurements above used (KWS clips are 1 s), half the cost of HuBERT's longer crops
-    pretrain_options: dict[str, Any] = field(default_factory=lambda: {"crop_seconds": 1.0, **AUGMENTATION})
+    pretrain_options: dict[str, Any] = field(
+        default_factory=lambda: {"crop_seconds": 1.0, **INVARIANCE_AUGMENTATION})
     select_utts: int = 300
     kmeans_max_frames: int = 100_000
     mfcc_baseline: bool = True
@@ -94,7 +94,7 @@ PRESETS: dict[str, UnitDiscoveryConfig] = {
                                  pretrain_audio_s=60.0, select_utts=12, kmeans_max_frames=5_000,
                                  model={"dim": 32, "layers": 2, "heads": 2, "ffn_dim": 64,
                                         "utterance_cmvn": True},
-                                 pretrain_options=dict(AUGMENTATION)),
+                                 pretrain_options=dict(INVARIANCE_AUGMENTATION)),
     "default": UnitDiscoveryConfig(),
     "paper": UnitDiscoveryConfig(features="hubert", layer=6, n_clusters=100, iterations=0,
                                  mfcc_baseline=False),
