@@ -11,6 +11,7 @@ import torch
 from fixtures_real import write_fairseq_hubert
 
 from spkit.features import KINDS, FeatureExtractor, LayeredExtractor, load_extractor, num_frames
+from spkit.features.base import clip_cmvn
 from spkit.features.hubert import (
     CheckpointError,
     HubertExtractor,
@@ -145,6 +146,9 @@ def test_fairseq_checkpoint_conversion_and_frames(fairseq_hubert, tmp_path: Path
     wave = _wave(6000, 5)
     torch.testing.assert_close(again.extract(wave), ext.extract(wave), atol=0, rtol=0)
     assert again.fingerprint == ext.fingerprint != ext.with_layer(1).fingerprint  # same weights
+    cm = HubertExtractor.from_checkpoint(path, layer=layers, cmvn=True)  # per-clip normalised layer
+    torch.testing.assert_close(cm.extract(wave), clip_cmvn(ext.extract(wave)[None])[0], atol=1e-5, rtol=1e-5)
+    assert cm.fingerprint == ext.fingerprint + "-cmvn" and cm.with_layer(1).cmvn
     assert ext.fingerprint != ext.with_layer(1).fingerprint
 
 
@@ -232,6 +236,28 @@ def test_tiny_hubert_frames_padding_invariance_and_layers() -> None:
     torch.testing.assert_close(layers[2], ext.with_layer(3).extract(a), atol=1e-6, rtol=1e-6)
     with pytest.raises(ValueError, match="layer 4 out of range"):
         ext.with_layer(4)
+
+
+def test_feature_cmvn_per_clip_padding_invariant_and_fingerprinted() -> None:
+    raw = TinyHubertExtractor(TinyHubert(SMALL))
+    ext = TinyHubertExtractor(raw.model, cmvn=True)
+    a, b = _wave(16000, 1), _wave(9000, 2)
+    fa = ext.extract(a)
+    torch.testing.assert_close(fa.mean(0), torch.zeros(32), atol=1e-4, rtol=0)
+    torch.testing.assert_close(fa.std(0, unbiased=False), torch.ones(32), atol=1e-3, rtol=0)
+    torch.testing.assert_close(fa, clip_cmvn(raw.extract(a)[None])[0], atol=1e-5, rtol=1e-5)
+    # stats over each clip's own frames: a padded batch gives each clip's units as alone; padding stays 0
+    batch = torch.zeros(2, 16000)
+    batch[0], batch[1, :9000] = a, b
+    out = ext.extract_batch(batch, torch.tensor([16000, 9000]))
+    torch.testing.assert_close(out[0], fa, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out[1, : num_frames(9000)], ext.extract(b), atol=1e-4, rtol=1e-4)
+    assert out[1, num_frames(9000):].abs().max() == 0
+    # extract_layers stays raw (the downstream baseline's input); with_layer keeps the setting
+    torch.testing.assert_close(ext.extract_layers(a), raw.extract_layers(a))
+    assert ext.with_layer(2).cmvn and ext.fingerprint == raw.fingerprint + "-cmvn"
+    assert clip_cmvn(torch.zeros(1, 0, 4)).shape == (1, 0, 4)
+    assert torch.isfinite(clip_cmvn(torch.ones(1, 3, 4))).all()  # constant dims: no division by zero
 
 
 def test_warp_frequency_moves_energy_and_keeps_identity() -> None:

@@ -58,9 +58,25 @@ def test_unit_discovery_artifacts(smoke_run):
         assert 0.0 <= rep["phones"]["pnmi"] <= 1.0
     assert metrics["layer_selection"], "layers were compared"
     assert (run / "units" / "km.bin").exists() and (run / "units" / "unit_model.json").exists()
+    # the embedded recipe normalises each clip's layer before k-means, and the saved unit model says so
+    from spkit.recipes.unit_discovery import load_unit_model
+
+    extractor, _, record = load_unit_model(run)
+    assert record["cmvn"] is True and extractor.cmvn and extractor.fingerprint.endswith("-cmvn")
     line = (run / "units" / "kws" / "test.txt").read_text().splitlines()[0]
     name, units = line.split("|")
     assert name.startswith("kws/") and all(u.isdigit() for u in units.split())
+
+
+def test_sweep_clusters_scores_the_chosen_layer_once_per_k(smoke_run):
+    from spkit.recipes.unit_discovery import load_corpora, load_unit_model, sweep_clusters
+
+    run, _ = smoke_run
+    extractor, _, _ = load_unit_model(run)
+    utts = load_corpora({"kws": run.parent / "data" / "smoke-seed0" / "kws"})["kws"]["valid"][:6]
+    rows = sweep_clusters(extractor, utts, [3, 6], seed=0)
+    assert [r["k"] for r in rows] == [3, 6]
+    assert all(0.0 <= r["phone_pnmi"] <= 1.0 and r["units_per_second"] > 0 for r in rows)
 
 
 def test_unit_lm_artifacts(smoke_run):

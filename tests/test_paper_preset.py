@@ -60,6 +60,7 @@ def test_paper_preset_runs_on_real_formats(real_files, capsys):
     assert rc == 0, out.err[-3000:]
     unit_model = json.loads((run / "units" / "unit_model.json").read_text())
     assert unit_model["features"] == "hubert" and unit_model["layer"] == 2 and unit_model["n_clusters"] == K
+    assert unit_model["cmvn"] is False  # GSLM's km.bin expects raw HuBERT features
     ulm = json.loads((run / "ulm" / "report.json").read_text())
     assert ulm["source"] == str(real_files["ulm"]) and ulm["vocab_size"] == 16  # 12 units + 4 specials
     results = json.loads((run / "results.json").read_text())

@@ -28,9 +28,9 @@ from spkit.prompt import (
     score_labels,
     train,
 )
-from spkit.prompt.decode import beam_decode, edit_distance, error_rate, label_log_probs
+from spkit.prompt.decode import beam_decode, edit_distance, error_rate, label_log_probs, output_length_cap
 from spkit.prompt.model import activation_batch
-from spkit.prompt.train import prepare_task
+from spkit.prompt.train import epoch_batches, epoch_order, prepare_task
 from spkit.prompt.verbalizer import Verbalizer, usable_tokens
 from spkit.ulm import UnitDictionary, UnitLM, ulm_tiny
 
@@ -132,8 +132,9 @@ def test_trainable_count_exact_and_every_parameter_gets_gradient(method, verbali
     assert all(p.grad is None for p in model.lm.parameters())
 
 
-def test_resume_equals_uninterrupted(tmp_path):
-    cfg = TrainConfig(max_epochs=4, patience=0, metric_every=0, batch_size=16)
+@pytest.mark.parametrize("buckets", [0, 2])
+def test_resume_equals_uninterrupted(tmp_path, buckets):
+    cfg = TrainConfig(max_epochs=4, patience=0, metric_every=0, batch_size=16, length_buckets=buckets)
     data = toy_data(96)
     a, col, _, _ = setup(data=data)
     ra = train(a, data, col, cfg, progress=False)
@@ -278,6 +279,80 @@ def test_constrained_scores_are_label_probabilities_multi_token():
         for c in range(4):
             full = _full_log_prob(model, batch, b, seqs[c].tolist())
             assert math.isclose(float(lp[b, c]), full, abs_tol=1e-4)
+
+
+def test_packed_label_scoring_matches_recomputation_three_tokens_and_chunks():
+    # classes' continuations share one row (block-diagonal causal mask): same numbers as a full recompute,
+    # whatever the number of classes per pass
+    data = toy_data(64)
+    model, col, _, _ = setup(data=data, tokens_per_atom=3)
+    assert model.verbalizer.code_len == 3
+    batch = col(data["test"][:5])
+    seqs = model.verbalizer.label_sequences(model.spec)
+    one_pass = label_log_probs(model, batch)
+    chunked = label_log_probs(model, batch, max_tokens=2)  # one class per pass
+    assert torch.allclose(one_pass, chunked, atol=1e-5)
+    for b in (0, 4):
+        for c in range(len(seqs)):
+            assert math.isclose(float(one_pass[b, c]), _full_log_prob(model, batch, b, seqs[c].tolist()),
+                                abs_tol=1e-4)
+
+
+def test_packed_continuations_need_a_cache_and_matching_shapes():
+    data = toy_data(16)
+    model, col, _, _ = setup(data=data)
+    tokens, mask = col(data["test"][:2]).prefixes()
+    cache = model(tokens, mask, use_cache=True).cache
+    feed = torch.full((2, 3), 5)
+    eye, steps = torch.eye(3, dtype=torch.bool), torch.zeros(3, dtype=torch.long)
+    with pytest.raises(ValueError, match="go together"):
+        model.lm(feed, cache=cache, token_mask=eye)
+    with pytest.raises(ValueError, match="go together"):
+        model.lm(feed, token_mask=eye, position_offsets=steps)
+    with pytest.raises(ValueError, match="token_mask"):
+        model.lm(feed, cache=cache, token_mask=torch.eye(2, dtype=torch.bool), position_offsets=steps)
+
+
+def test_output_length_cap_uses_training_labels_only():
+    data = toy_data(32)
+    _, col, _, _ = setup(data=data)
+    longest = max(len(col.label_tokens(e.label)) for e in data["train"])
+    assert output_length_cap(data["train"], col) == longest + 10
+    assert output_length_cap(data["train"], col, margin=0) == longest
+    with pytest.raises(ValueError, match="no training examples"):
+        output_length_cap([], col)
+
+
+def test_epoch_batches_partition_the_data_and_bucket_by_length():
+    lengths = [random.Random(i).randint(5, 60) for i in range(203)]
+    plain = epoch_batches(lengths, 16, seed=3, epoch=1)
+    order = epoch_order(203, 3, 1)
+    assert plain == [order[i:i + 16] for i in range(0, 203, 16)]
+    bucketed = epoch_batches(lengths, 16, seed=3, epoch=1, buckets=4)
+    assert bucketed == epoch_batches(lengths, 16, seed=3, epoch=1, buckets=4)  # seed and epoch only
+    assert bucketed != epoch_batches(lengths, 16, seed=3, epoch=2, buckets=4)
+    assert len(bucketed) == len(plain) == 13 and sorted(i for b in bucketed for i in b) == list(range(203))
+
+    def padded(batches):
+        return sum(max(lengths[i] for i in b) * len(b) for b in batches)
+
+    assert padded(bucketed) < 0.8 * padded(plain)
+    for b in bucketed:  # a batch comes from one sorted chunk: its lengths are contiguous in that chunk
+        span = 4 * 16
+        chunk_of = {order.index(i) // span for i in b}
+        assert len(chunk_of) == 1
+
+
+def test_evaluate_results_follow_the_examples_order():
+    data = toy_data(64)
+    model, col, _, _ = setup(data=data)
+    test = data["test"][:40]
+    res = evaluate(model, test, col, batch_size=8)  # evaluated in length order, reported in input order
+    for i in (0, 7, 39):
+        alone = score_labels(model, col([test[i]]))[0]
+        assert torch.allclose(torch.tensor(res["probs"][i]), alone, atol=1e-5)
+        assert res["predictions"][i]["uid"] == test[i].uid
+        assert res["predictions"][i]["prediction"] == model.spec.labels[int(alone.argmax())]
 
 
 def test_greedy_exact_match_mode():

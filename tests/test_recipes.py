@@ -52,9 +52,10 @@ def test_task_settings_apply_to_their_task_only_and_key_its_results():
         prompting.preset_config("default", task_settings={"sv": {"epochs": 1}})
     with pytest.raises(ValueError, match=r"task_settings\['kws'\]: unknown settings \['epoch'\]"):
         prompting.preset_config("default", task_settings={"kws": {"epoch": 1}})
-    # the default preset spends its budget on KWS: the other tasks train on fewer examples
+    # the default preset spends its budget on KWS (every training clip): the other tasks train on fewer
     d = prompting.preset_config("default")
-    assert all(d.for_task(t).max_train < d.max_train for t in ("intent", "lid", "asr"))
+    assert d.max_train is None and all(d.for_task(t).max_train for t in ("intent", "lid", "asr"))
+    assert d.length_buckets > 0 and d.for_task("asr").length_buckets == d.length_buckets
 
 
 def test_unknown_task_method_preset_and_field():

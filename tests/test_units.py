@@ -202,13 +202,15 @@ def test_batched_equal_lengths_same_units(tmp_path: Path, corpus: list[Utterance
     assert a.read_text() == b.read_text()
 
 
-def test_padding_invariant_extractor_batches_any_lengths(tmp_path: Path, corpus: list[Utterance]) -> None:
+@pytest.mark.parametrize("cmvn", [False, True])
+def test_padding_invariant_extractor_batches_any_lengths(tmp_path: Path, corpus: list[Utterance],
+                                                         cmvn: bool) -> None:
     from spkit.audio import load_audio
     from spkit.features.tiny_hubert import TinyHubert, TinyHubertConfig, TinyHubertExtractor
 
     torch.manual_seed(0)
     ext = TinyHubertExtractor(TinyHubert(TinyHubertConfig(n_mels=20, dim=16, layers=2, heads=2, ffn_dim=32,
-                                                          conv_pos=4, conv_pos_groups=2)))
+                                                          conv_pos=4, conv_pos_groups=2)), cmvn=cmvn)
     assert ext.padding_invariant
     frames = sample_frames((ext.extract(load_audio(u.path)) for u in corpus), 2000, seed=0)
     km = fit_kmeans(frames, 8, seed=0, n_init=2)

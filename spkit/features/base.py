@@ -60,6 +60,24 @@ class LayeredExtractor(FeatureExtractor, Protocol):
     def with_layer(self, layer: int) -> LayeredExtractor: ...
 
 
+def clip_cmvn(feats: torch.Tensor, frames: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+    """Per-clip mean/variance normalisation of ``(batch, frames, dim)`` features, each dim over the clip's
+    own ``frames`` ``(batch,)`` valid frames (default: all); padding frames stay zero.
+
+    A normalisation of the SSL layer before k-means: it takes away what is constant over a clip (speaker,
+    channel), so clusters follow the sounds. ``eps`` keeps near-constant dims finite.
+    """
+    B, T, _ = feats.shape
+    if T == 0:
+        return feats
+    n = torch.full((B,), T) if frames is None else frames.to(torch.long).cpu()
+    keep = (torch.arange(T)[None, :] < n[:, None]).to(feats.dtype)[..., None]
+    count = keep.sum(1, keepdim=True).clamp_min(1.0)
+    mean = (feats * keep).sum(1, keepdim=True) / count
+    var = ((feats - mean).pow(2) * keep).sum(1, keepdim=True) / count
+    return (feats - mean) / (var.sqrt() + eps) * keep
+
+
 def check_wave(wave: torch.Tensor) -> torch.Tensor:
     """Return ``wave`` as float32 ``(samples,)``; raise ``ValueError`` for any other shape."""
     if not isinstance(wave, torch.Tensor):

@@ -21,7 +21,8 @@ def load_extractor(kind: str, *, checkpoint: str | os.PathLike | None = None, la
         layer: 1-based transformer layer; default 6 for ``hubert`` (GSLM), the middle layer for
             ``tiny_hubert``. Not accepted for spectral kinds.
         device: where the transformer runs (outputs are returned on the CPU).
-        cmvn: per-utterance mean/variance normalisation, for ``mfcc`` and ``logmel`` only.
+        cmvn: per-utterance mean/variance normalisation of the output (every kind; for the SSL kinds it is
+            applied to the chosen layer, see :func:`spkit.features.base.clip_cmvn`).
     """
     if kind in ("mfcc", "logmel"):
         if checkpoint is not None or layer is not None:
@@ -32,13 +33,12 @@ def load_extractor(kind: str, *, checkpoint: str | os.PathLike | None = None, la
     if kind in ("hubert", "tiny_hubert"):
         if checkpoint is None:
             raise ValueError(f"{kind} features need a checkpoint file")
-        if cmvn:
-            raise ValueError("cmvn applies to mfcc/logmel only")
         if kind == "hubert":
             from spkit.features.hubert import HubertExtractor
 
-            return HubertExtractor.from_checkpoint(checkpoint, 6 if layer is None else layer, device=device)
+            return HubertExtractor.from_checkpoint(checkpoint, 6 if layer is None else layer, device=device,
+                                                   cmvn=cmvn)
         from spkit.features.tiny_hubert import TinyHubertExtractor
 
-        return TinyHubertExtractor.from_checkpoint(checkpoint, layer, device=device)
+        return TinyHubertExtractor.from_checkpoint(checkpoint, layer, device=device, cmvn=cmvn)
     raise ValueError(f"unknown feature kind {kind!r}; choose one of {', '.join(KINDS)}")

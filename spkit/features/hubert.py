@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from spkit.features.base import WINDOW, check_layer, check_wave, state_digest
+from spkit.features.base import WINDOW, check_layer, check_wave, clip_cmvn, state_digest
 
 SPKIT_FORMAT = "spkit.hubert"
 SPKIT_VERSION = 1
@@ -379,8 +379,9 @@ class HubertExtractor:
 
     def __init__(self, model: torch.nn.Module, config: Mapping[str, Any], layer: int, *,
                  normalize: bool = False, source: str = "<model>", digest: str = "",
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", cmvn: bool = False):
         self.model = model.to(device).eval()
+        self.cmvn = bool(cmvn)  # per-clip mean/variance normalisation of the layer (GSLM: off)
         self.config = dict(config)
         self.num_layers = int(config["encoder_num_layers"])
         self.layer = check_layer(layer, self.num_layers, source)
@@ -391,20 +392,21 @@ class HubertExtractor:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, layer: int = 6,
-                        device: str | torch.device = "cpu") -> HubertExtractor:
+                        device: str | torch.device = "cpu", cmvn: bool = False) -> HubertExtractor:
         """Load a fairseq / spkit.hubert / torchaudio HuBERT file (trusted files only, see module doc)."""
         model, config, normalize = load_hubert_model(path)
         return cls(model, config, layer, normalize=normalize, source=str(path),
-                   digest=state_digest(model), device=device)
+                   digest=state_digest(model), device=device, cmvn=cmvn)
 
     @property
     def fingerprint(self) -> str:
-        return f"hubert-{self.digest or 'unsaved'}-L{self.layer}-n{int(self.normalize)}"
+        return (f"hubert-{self.digest or 'unsaved'}-L{self.layer}-n{int(self.normalize)}"
+                + ("-cmvn" if self.cmvn else ""))
 
     def with_layer(self, layer: int) -> HubertExtractor:
         """The same weights (shared, not copied), outputting ``layer``."""
         return HubertExtractor(self.model, self.config, layer, normalize=self.normalize,
-                               source=self.source, digest=self.digest, device=self.device)
+                               source=self.source, digest=self.digest, device=self.device, cmvn=self.cmvn)
 
     def _layers(self, waves: torch.Tensor, num_layers: int) -> list[torch.Tensor]:
         waves = waves.to(self.device, torch.float32)
@@ -420,14 +422,15 @@ class HubertExtractor:
             raise ValueError(f"expected (batch, samples), got {tuple(waves.shape)}")
         if waves.shape[1] < WINDOW:  # shorter than one frame: no features (the convs would fail)
             return torch.zeros(waves.shape[0], 0, self.dim)
-        return self._layers(waves, self.layer)[self.layer - 1].float().cpu()
+        x = self._layers(waves, self.layer)[self.layer - 1].float().cpu()
+        return clip_cmvn(x) if self.cmvn else x
 
     def extract(self, wave: torch.Tensor) -> torch.Tensor:
         """``(samples,)`` at 16 kHz -> ``(frames, dim)``; frames = floor((N - 400) / 320) + 1 for Base."""
         return self.extract_batch(check_wave(wave)[None])[0]
 
     def extract_layers(self, wave: torch.Tensor) -> torch.Tensor:
-        """All layers of one clip: ``(samples,)`` -> ``(num_layers, frames, dim)``."""
+        """All layers of one clip, raw (no ``cmvn``): ``(samples,)`` -> ``(num_layers, frames, dim)``."""
         wave = check_wave(wave)
         if wave.shape[0] < WINDOW:
             return torch.zeros(self.num_layers, 0, self.dim)

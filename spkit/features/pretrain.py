@@ -193,14 +193,6 @@ def make_batch(waves: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], co
     return out, torch.tensor(lens), tg
 
 
-def _colored_noise(n: int, exponent: float, g: torch.Generator) -> torch.Tensor:
-    """Unit-RMS noise with power ~ 1/f**exponent (0 white, 1 pink, 2 brown), ``(n,)``."""
-    spec = torch.fft.rfft(torch.randn(n, generator=g))
-    f = torch.arange(spec.shape[0], dtype=torch.float32).clamp_min(1.0)
-    x = torch.fft.irfft(spec / f ** (exponent / 2), n=n)
-    return x / x.pow(2).mean().sqrt().clamp_min(1e-8)
-
-
 def _uniform(bounds: tuple[float, float], u: torch.Tensor) -> float:
     """``u`` in [0, 1) mapped onto ``bounds``."""
     return bounds[0] + float(u) * (bounds[1] - bounds[0])
@@ -213,6 +205,8 @@ def augment_batch(waves: torch.Tensor, lengths: torch.Tensor, config: PretrainCo
     Deterministic in ``(seed, step)``. Noise and the overlaid clip are scaled against each clip's own
     RMS; padding stays zero, so frame targets stay aligned.
     """
+    from spkit.synth.noise import colored  # the corpora's own noise colours (lazy: synth imports espeak)
+
     g = _generator(config.seed, 5, step)
     B = waves.shape[0]
     out = waves.clone()
@@ -228,7 +222,9 @@ def augment_batch(waves: torch.Tensor, lengths: torch.Tensor, config: PretrainCo
             out[b, :take] += src[:take] * (rms[b] / rms[other]) * 10 ** (-snr / 20)
         if config.noise_prob > 0 and draws[b, 3] < config.noise_prob:
             snr = _uniform(config.noise_snr_db, draws[b, 4])
-            noise = _colored_noise(n, float(torch.randint(0, 3, (1,), generator=g)), g)
+            exponent = float(torch.randint(0, 3, (1,), generator=g))  # white, pink or brown
+            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
+            noise = torch.from_numpy(colored(n, rng, exponent)).to(out.dtype)
             out[b, :n] += noise * rms[b] * 10 ** (-snr / 20)
         if config.gain_db > 0:
             out[b, :n] *= 10 ** (config.gain_db * (2 * float(draws[b, 5]) - 1) / 20)

@@ -14,18 +14,14 @@ import torch
 import torchaudio
 
 from spkit.audio import SAMPLE_RATE
-from spkit.features.base import HOP, WINDOW, check_wave
+from spkit.features.base import HOP, WINDOW, check_wave, clip_cmvn
 
 _LOG_FLOOR = 1e-6  # keeps log() finite on digital silence
 
 
 def cmvn(feats: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Per-utterance mean and variance normalisation of ``(frames, dim)`` (each dim to 0 mean, 1 std)."""
-    if feats.shape[0] == 0:
-        return feats
-    mean = feats.mean(dim=0, keepdim=True)
-    std = feats.std(dim=0, keepdim=True, unbiased=False)
-    return (feats - mean) / (std + eps)
+    return clip_cmvn(feats[None], eps=eps)[0]
 
 
 def _fingerprint(*parts: object) -> str:

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spkit.audio import SAMPLE_RATE
-from spkit.features.base import HOP, WINDOW, check_layer, check_wave, state_digest
+from spkit.features.base import HOP, WINDOW, check_layer, check_wave, clip_cmvn, state_digest
 
 FORMAT = "spkit.tiny_hubert"
 VERSION = 1
@@ -280,8 +280,9 @@ class TinyHubertExtractor:
     padding_invariant = True  # clips of any length may share a batch (see the module docstring)
 
     def __init__(self, model: TinyHubert, layer: int | None = None, *, source: str = "<model>",
-                 digest: str = "", device: str | torch.device = "cpu"):
+                 digest: str = "", device: str | torch.device = "cpu", cmvn: bool = False):
         self.model = model.to(device).eval()
+        self.cmvn = bool(cmvn)  # per-clip mean/variance normalisation of the layer (see clip_cmvn)
         self.num_layers = model.config.layers
         # The middle layer by default: in HuBERT the middle layers carry the most phonetic content.
         self.layer = check_layer(layer if layer is not None else max(1, self.num_layers // 2),
@@ -291,19 +292,19 @@ class TinyHubertExtractor:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, layer: int | None = None,
-                        device: str | torch.device = "cpu") -> TinyHubertExtractor:
+                        device: str | torch.device = "cpu", cmvn: bool = False) -> TinyHubertExtractor:
         """Load a checkpoint written by :mod:`spkit.features.pretrain` (strict; safe unpickling)."""
         model, _ = load_tiny_hubert(path)
-        return cls(model, layer, source=str(path), digest=state_digest(model), device=device)
+        return cls(model, layer, source=str(path), digest=state_digest(model), device=device, cmvn=cmvn)
 
     @property
     def fingerprint(self) -> str:
-        return f"tiny_hubert-{self.digest or 'unsaved'}-L{self.layer}"
+        return f"tiny_hubert-{self.digest or 'unsaved'}-L{self.layer}" + ("-cmvn" if self.cmvn else "")
 
     def with_layer(self, layer: int) -> TinyHubertExtractor:
         """The same weights (shared), outputting ``layer``."""
         return TinyHubertExtractor(self.model, layer, source=self.source, digest=self.digest,
-                                   device=self.device)
+                                   device=self.device, cmvn=self.cmvn)
 
     def _run(self, waves: torch.Tensor, lengths: torch.Tensor | None, num_layers: int
              ) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -318,7 +319,9 @@ class TinyHubertExtractor:
         """
         outs, flen = self._run(waves, lengths, self.layer)
         x = outs[self.layer - 1].float().cpu()
-        keep = torch.arange(x.shape[1])[None, :] < flen[:, None]
+        if self.cmvn:
+            return clip_cmvn(x, flen)
+        keep = torch.arange(x.shape[1])[None, :] < flen.cpu()[:, None]
         return x * keep[..., None]
 
     def extract(self, wave: torch.Tensor) -> torch.Tensor:
@@ -326,7 +329,8 @@ class TinyHubertExtractor:
         return self.extract_batch(check_wave(wave)[None])[0]
 
     def extract_layers(self, wave: torch.Tensor) -> torch.Tensor:
-        """All layers of one clip: ``(samples,)`` -> ``(num_layers, frames, dim)``."""
+        """All layers of one clip, raw (no ``cmvn``: the downstream baseline's input):
+        ``(samples,)`` -> ``(num_layers, frames, dim)``."""
         outs, _ = self._run(check_wave(wave)[None], None, self.num_layers)
         return torch.stack([o[0] for o in outs]).float().cpu()
 

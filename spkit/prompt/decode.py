@@ -47,7 +47,7 @@ def _prefix_run(model: PromptedULM, batch: PromptBatch) -> tuple[Tensor, KVCache
 
 
 @torch.no_grad()
-def label_log_probs(model: PromptedULM, batch: PromptBatch, max_rows: int = 1024) -> Tensor:
+def label_log_probs(model: PromptedULM, batch: PromptBatch, max_tokens: int = 512) -> Tensor:
     """(B, C) total log-probability of each class' token sequence (token verbalizers), or the
     log-softmax of the learnable verbalizer's class scores."""
     if model.verbalizer.head is not None:
@@ -60,17 +60,21 @@ def label_log_probs(model: PromptedULM, batch: PromptBatch, max_rows: int = 1024
     C, k = seqs.shape
     if k == 1:
         return scores
+    # All classes' continuations packed into one row per clip: class c's j-th fed token sees the shared
+    # cache and its own earlier tokens only, at position j after <sep>. One pass, no per-class cache copy.
     B = scores.shape[0]
-    chunk = max(1, max_rows // B)  # classes per pass, so B * chunk rows fit
+    chunk = max(1, max_tokens // (k - 1))  # classes per pass (max_tokens packed tokens per row)
     rest = []
     for c0 in range(0, C, chunk):
         part = seqs[c0:c0 + chunk]  # (c, k)
         c = part.shape[0]
-        rows = torch.arange(B, device=seqs.device).repeat_interleave(c)
-        feed = part[:, :-1].repeat(B, 1)  # (B*c, k-1): teacher-forced label tokens
-        out = model.lm(feed, cache=reorder_cache(cache, rows))
-        lp = out.logits.float().log_softmax(-1).gather(-1, part[:, 1:].repeat(B, 1)[..., None])[..., 0]
-        rest.append(lp.sum(-1).view(B, c))
+        feed = part[:, :-1].reshape(1, -1).expand(B, -1)  # (B, c*(k-1)): teacher-forced label tokens
+        owner = torch.arange(c, device=seqs.device).repeat_interleave(k - 1)
+        step = torch.arange(k - 1, device=seqs.device).repeat(c)
+        token_mask = (owner[:, None] == owner[None, :]) & (step[:, None] >= step[None, :])
+        out = model.lm(feed, cache=cache, token_mask=token_mask, position_offsets=step)
+        lp = out.logits.float().log_softmax(-1).gather(-1, part[:, 1:].reshape(1, -1, 1).expand(B, -1, 1))
+        rest.append(lp[..., 0].view(B, c, k - 1).sum(-1))
     return scores + torch.cat(rest, dim=1)
 
 
@@ -213,6 +217,14 @@ def error_rate(refs: Sequence[Sequence[Any]], hyps: Sequence[Sequence[Any]]) -> 
     return sum(edit_distance(r, h) for r, h in zip(refs, hyps)) / total
 
 
+def output_length_cap(train_examples: Sequence[TaskExample], collator: Collator, margin: int = 10) -> int:
+    """Most output tokens worth decoding for a sequence task: the longest *training* label's token count
+    plus ``margin`` (a hypothesis that has not stopped by then is cut; no test label is looked at)."""
+    if not train_examples:
+        raise ValueError("output_length_cap: no training examples")
+    return max(len(collator.label_tokens(e.label)) for e in train_examples) + margin
+
+
 def _batches(examples: Sequence[TaskExample], batch_size: int) -> list[Sequence[TaskExample]]:
     return [examples[i:i + batch_size] for i in range(0, len(examples), batch_size)]
 
@@ -226,8 +238,8 @@ def evaluate(model: PromptedULM, examples: Sequence[TaskExample], collator: Coll
     Args:
         mode: classification: ``constrained`` (default) or ``greedy`` (exact match); sequence: ``beam``
             (default; ``beam=1`` is constrained greedy) or ``greedy`` (unconstrained).
-        max_len: sequence tasks: most output tokens (default: 2 x the longest reference's token count + 10,
-            capped by the uLM's max_positions room).
+        max_len: sequence tasks: most output tokens (default: 2 x the chunk's longest reference token
+            count + 10; experiments pass :func:`output_length_cap` of the training split instead).
     Returns:
         ``{"metric", "value", "lower_is_better", "mode", "predictions": [{"uid", "label", "prediction"}],
         "labels"}`` plus, for classification, ``"probs"`` ((N, C) nested lists; constrained mode) and
@@ -247,7 +259,10 @@ def evaluate(model: PromptedULM, examples: Sequence[TaskExample], collator: Coll
     device = next(model.lm.parameters()).device
     preds: list[str | None] = []
     probs: list[list[float]] = []
-    for chunk in tqdm(_batches(examples, batch_size), desc=f"eval {spec.name}", disable=not progress):
+    # Batches of similar length pad little; the results are put back in the examples' order below.
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].units))
+    for chunk in tqdm(_batches([examples[i] for i in order], batch_size), desc=f"eval {spec.name}",
+                      disable=not progress):
         batch = collator(chunk).to(device)
         if spec.kind == "classification":
             if mode == "constrained":
@@ -265,6 +280,9 @@ def evaluate(model: PromptedULM, examples: Sequence[TaskExample], collator: Coll
                 outs = [row[row != 1].tolist() for row in greedy_tokens(model, batch, n).cpu()]
             preds.extend(spec.label_from_atoms(model.verbalizer.decode_tokens(o)) for o in outs)
     model.train(was_training)
+    back = sorted(range(len(order)), key=order.__getitem__)  # position of each example in `order`
+    preds = [preds[j] for j in back]
+    probs = [probs[j] for j in back] if probs else probs
     refs = [e.label for e in examples]
     result: dict[str, Any] = {"metric": spec.metric, "lower_is_better": spec.lower_is_better, "mode": mode,
                               "labels": list(spec.labels),

@@ -60,6 +60,10 @@ class TrainConfig:
             the toy task: lr 5e-2 on the MLP stayed at chance, 5e-3 learned).
         checkpoint_activations: recompute each frozen uLM block in backward instead of keeping its
             activations (memory for compute: see bench/prompt_memory.py).
+        length_buckets: 0: batches are consecutive slices of the epoch's random order; k > 0: that order
+            is cut into chunks of k batches, each chunk sorted by length before it is split, and the batches
+            are shuffled (fairseq-style bucketing: a batch pads little, so an epoch costs less; see
+            :func:`epoch_batches`).
     """
 
     lr: float = 5e-2
@@ -74,6 +78,7 @@ class TrainConfig:
     bf16: bool = True
     reparam_lr_scale: float = 0.1
     checkpoint_activations: bool = False
+    length_buckets: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -179,6 +184,31 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
+def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int, buckets: int = 0
+                  ) -> list[list[int]]:
+    """The batches (example indices) of ``epoch``, from ``seed`` and ``epoch`` only.
+
+    ``buckets`` = 0: consecutive slices of :func:`epoch_order`. ``buckets`` = k > 0: that order cut into
+    chunks of k * batch_size examples, each chunk sorted by ``lengths`` (stable) and split into batches,
+    the batches then shuffled. Either way every example is in exactly one of ceil(n / batch_size) batches.
+    """
+    order = epoch_order(len(lengths), seed, epoch)
+    if buckets <= 0:
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    span = buckets * batch_size
+    batches: list[list[int]] = []
+    for c in range(0, len(order), span):
+        chunk = sorted(order[c:c + span], key=lambda i: lengths[i])
+        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch) + 1)
+    return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+
+
+def _by_length(examples: Sequence[TaskExample]) -> list[int]:
+    """Indices of ``examples`` from shortest to longest (evaluation batches that pad little)."""
+    return sorted(range(len(examples)), key=lambda i: len(examples[i].units))
+
+
 def _autocast(device: torch.device, cfg: TrainConfig) -> Any:
     enabled = cfg.bf16 and device.type == "cuda"
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
@@ -192,6 +222,7 @@ def validation_loss(model: PromptedULM, examples: Sequence[TaskExample], collato
     was = model.training
     model.eval()
     total, count = 0.0, 0
+    examples = [examples[i] for i in _by_length(examples)]  # the sum does not depend on the order
     for i in range(0, len(examples), batch_size):
         batch = collator(examples[i:i + batch_size]).to(device)
         with _autocast(device, TrainConfig(bf16=bf16)):
@@ -257,6 +288,7 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
         result = TrainResult(**{**st["result"], "num_trainable": model.num_trainable()})
 
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    lengths = [len(e.units) for e in train_set]
     model.train()
     with PeakMemory(device) as mem:
         t0 = time.perf_counter()
@@ -264,12 +296,12 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
             if result.stopped_early:
                 break
             te = time.perf_counter()
-            order = epoch_order(len(train_set), cfg.seed, epoch)
+            batches = epoch_batches(lengths, cfg.batch_size, cfg.seed, epoch, cfg.length_buckets)
             total, count = 0.0, 0
-            bar = tqdm(range(steps_per_epoch), desc=f"prompt {model.spec.name} epoch {epoch + 1}",
+            bar = tqdm(batches, desc=f"prompt {model.spec.name} epoch {epoch + 1}",
                        disable=not progress, leave=False)
-            for s in bar:
-                batch = collator([train_set[i] for i in order[s * cfg.batch_size:(s + 1) * cfg.batch_size]])
+            for idx in bar:
+                batch = collator([train_set[i] for i in idx])
                 batch = batch.to(device)
                 with _autocast(device, cfg):
                     loss, n = model.loss(batch)

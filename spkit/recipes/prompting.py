@@ -60,6 +60,8 @@ class PromptingConfig:
         jobs: worker processes training runs side by side (each run uses one torch thread).
         valid_metric: also score the validation split after every epoch (logged only; classification
             tasks; about a tenth of a KWS epoch's time).
+        length_buckets: training batches from length-sorted chunks of this many batches (0: plain random
+            batches; see :func:`spkit.prompt.train.epoch_batches`).
         task_settings: per-task overrides of the fields above (``{"asr": {"max_train": 300}}``), so a
             time budget can go where it matters; a run's results are keyed by the settings it used.
     """
@@ -87,6 +89,7 @@ class PromptingConfig:
     ablation_seeds: Sequence[int] = (0, 1, 2)
     jobs: int = 1
     valid_metric: bool = True
+    length_buckets: int = 10
     task_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -122,12 +125,12 @@ PRESETS: dict[str, PromptingConfig] = {
     # Sized for the main job (30 minutes on 2 CPU cores, 2 workers): the budget goes to KWS, the headline
     # task and the one with the ablations; the other tasks train on fewer examples for fewer epochs.
     "default": PromptingConfig(
-        max_train=2000, epochs=8, finetune_epochs=8, jobs=2, valid_metric=False,
+        max_train=None, epochs=4, finetune_epochs=4, jobs=2, valid_metric=False,
         ablation_lengths=(40,), ablation_verbalizers=("random", "learnable"), ablation_prefix=False,
         task_settings={
-            "intent": {"max_train": 300, "epochs": 5, "finetune_epochs": 5, "downstream_epochs": 40},
-            "lid": {"max_train": 300, "epochs": 5, "finetune_epochs": 5, "downstream_epochs": 40},
-            "asr": {"max_train": 200, "epochs": 5, "finetune_epochs": 5, "downstream_epochs": 40,
+            "intent": {"max_train": 200, "epochs": 5, "finetune_epochs": 5, "downstream_epochs": 40},
+            "lid": {"max_train": 200, "epochs": 5, "finetune_epochs": 5, "downstream_epochs": 40},
+            "asr": {"max_train": 120, "epochs": 5, "finetune_epochs": 5, "downstream_epochs": 40,
                     "asr_beam": 2},
         },
     ),
@@ -196,8 +199,9 @@ def plan_runs(config: PromptingConfig) -> list[RunSpec]:
 
 # The config fields each kind of run depends on: changing one reruns only the runs that use it.
 _RUN_SETTINGS = {
-    "prompt": ("lr", "epochs", "batch_size", "patience", "max_train", "asr_beam"),
-    "finetune": ("finetune_lr", "finetune_epochs", "batch_size", "patience", "max_train", "asr_beam"),
+    "prompt": ("lr", "epochs", "batch_size", "patience", "max_train", "asr_beam", "length_buckets"),
+    "finetune": ("finetune_lr", "finetune_epochs", "batch_size", "patience", "max_train", "asr_beam",
+                 "length_buckets"),
     "downstream": ("downstream_lr", "downstream_epochs", "downstream_patience", "batch_size", "max_train"),
 }
 
@@ -332,7 +336,7 @@ def train_one(
     """Train one run, save its prompt (or model) file, score it on the test split -> RunResult."""
     from spkit.prompt.baselines import random_ulm, train_finetune
     from spkit.prompt.checkpoint import save_prompt
-    from spkit.prompt.decode import evaluate
+    from spkit.prompt.decode import evaluate, output_length_cap
     from spkit.prompt.model import PromptConfig, activation_batch, build_prompted
     from spkit.prompt.results import metric_name, run_result
     from spkit.prompt.train import TrainConfig, train
@@ -357,6 +361,7 @@ def train_one(
         patience=config.patience,
         seed=run.seed,
         metric_every=0 if spec.kind == "sequence" or not config.valid_metric else 1,
+        length_buckets=config.length_buckets,
     )
     if finetune:
         model, report = train_finetune(
@@ -386,7 +391,10 @@ def train_one(
                 "log": report.log,
             },
         )
-    ev = evaluate(model, data["test"], collator, batch_size=64, beam=config.asr_beam)
+    # Sequence outputs stop at the longest training transcript + 10 tokens: a decoder that never emits
+    # </s> costs no more than that, and no test reference sets the length.
+    max_len = output_length_cap(data["train"], collator) if spec.kind == "sequence" else None
+    ev = evaluate(model, data["test"], collator, batch_size=64, beam=config.asr_beam, max_len=max_len)
     write_json(
         out_dir / "eval.json",
         {k: v for k, v in ev.items() if k != "predictions"}

@@ -57,6 +57,9 @@ class UnitDiscoveryConfig:
         kmeans_path: an existing k-means model (GSLM ``km.bin``) to use instead of fitting one.
         layer: the transformer layer; None = choose by PNMI against phones (tiny HuBERT only).
         n_clusters: K, the unit vocabulary size (GSLM: 100).
+        feature_cmvn: normalise each clip's layer features to zero mean, unit variance per dim before
+            k-means (and wherever the unit model runs): removes what is constant over a clip (speaker,
+            channel). GSLM does not (its ``km.bin`` files expect raw HuBERT features).
         iterations: HuBERT pretraining iterations (1: MFCC targets; 2: iteration-1 targets).
         pretrain_steps: optimizer steps per iteration.
         pretrain_max_seconds: wall-clock cap per iteration (None: steps only).
@@ -74,6 +77,7 @@ class UnitDiscoveryConfig:
     kmeans_path: str | None = None
     layer: int | None = None
     n_clusters: int = 100
+    feature_cmvn: bool = True
     iterations: int = 1
     pretrain_steps: int = 1000
     pretrain_max_seconds: float | None = None  # a wall-clock cap makes results machine-dependent
@@ -97,7 +101,7 @@ PRESETS: dict[str, UnitDiscoveryConfig] = {
                                  pretrain_options=dict(INVARIANCE_AUGMENTATION)),
     "default": UnitDiscoveryConfig(),
     "paper": UnitDiscoveryConfig(features="hubert", layer=6, n_clusters=100, iterations=0,
-                                 mfcc_baseline=False),
+                                 feature_cmvn=False, mfcc_baseline=False),
 }
 
 
@@ -170,6 +174,18 @@ def _frame_units(feats: Sequence[torch.Tensor], n_clusters: int, seed: int) -> l
     return [km.predict(f).numpy() for f in feats]
 
 
+def _score_units(utts: Sequence[Utterance], feats: Sequence[torch.Tensor], alignments: Mapping[str, Any],
+                 n_clusters: int, seed: int) -> dict[str, float]:
+    """Fit k-means with ``n_clusters`` on ``feats`` (one per utterance) and score its frame units."""
+    from spkit.units.metrics import unit_report
+
+    units = _frame_units(feats, n_clusters, seed)
+    rep = unit_report({u.uid: x.tolist() for u, x in zip(utts, units)}, alignments)
+    return {"phone_pnmi": rep["phones"]["pnmi"], "phone_purity": rep["phones"]["purity"],
+            "cluster_purity": rep["phones"]["cluster_purity"], "word_pnmi": rep["words"]["pnmi"],
+            "units_per_second": rep["sequence"]["dedup_units_per_second"]}
+
+
 def compare_layers(extractors: Mapping[str, Any], utts: Sequence[Utterance], n_clusters: int,
                    seed: int = 0) -> list[dict[str, Any]]:
     """Unit quality of each candidate on ``utts`` (which carry phone alignments).
@@ -182,7 +198,8 @@ def compare_layers(extractors: Mapping[str, Any], utts: Sequence[Utterance], n_c
     from tqdm.auto import tqdm
 
     from spkit.data.corpus import load_utterance
-    from spkit.units.metrics import alignments_by_uid, unit_report
+    from spkit.features.base import clip_cmvn
+    from spkit.units.metrics import alignments_by_uid
 
     alignments = alignments_by_uid(utts)
     if not alignments:
@@ -195,17 +212,14 @@ def compare_layers(extractors: Mapping[str, Any], utts: Sequence[Utterance], n_c
         with torch.inference_mode():
             if hasattr(ex, "extract_layers"):
                 per = [ex.extract_layers(w) for w in tqdm(waves, desc=f"features {name}", leave=False)]
+                if getattr(ex, "cmvn", False):  # score the layers as k-means will see them
+                    per = [clip_cmvn(p) for p in per]
                 layers = {i + 1: [p[i] for p in per] for i in range(per[0].shape[0])}
             else:
                 layers = {0: [ex.extract(w) for w in waves]}
         for layer, feats in layers.items():
-            units = _frame_units(feats, n_clusters, seed)
-            rep = unit_report({u.uid: x.tolist() for u, x in zip(utts, units)}, alignments)
             rows.append({"candidate": name, "layer": layer,
-                         "phone_pnmi": rep["phones"]["pnmi"], "phone_purity": rep["phones"]["purity"],
-                         "cluster_purity": rep["phones"]["cluster_purity"],
-                         "word_pnmi": rep["words"]["pnmi"],
-                         "units_per_second": rep["sequence"]["dedup_units_per_second"]})
+                         **_score_units(utts, feats, alignments, n_clusters, seed)})
     rows.sort(key=lambda r: -r["phone_pnmi"])
     return rows
 
@@ -223,6 +237,7 @@ def save_unit_model(layout: RunLayout, features: str, checkpoint: str | None, la
     return write_json(layout.units / "unit_model.json", {
         "features": features, "checkpoint": rel(checkpoint), "layer": layer,
         "kmeans": rel(str(layout.kmeans)), "n_clusters": kmeans.n_clusters, "dim": kmeans.dim,
+        "cmvn": bool(getattr(extractor, "cmvn", False)),
         "extractor_fingerprint": extractor.fingerprint, "kmeans_fingerprint": kmeans.fingerprint})
 
 
@@ -242,7 +257,7 @@ def load_unit_model(run_dir: str | os.PathLike, device: str = "cpu") -> tuple[An
 
     layer = rec["layer"] if rec["features"] in ("hubert", "tiny_hubert") else None
     extractor = load_extractor(rec["features"], checkpoint=absolute(rec["checkpoint"]), layer=layer,
-                               device=device)
+                               device=device, cmvn=bool(rec.get("cmvn", False)))
     kmeans = KMeansModel.load(absolute(rec["kmeans"]))
     kmeans.check_dim(extractor.dim, f"features of {rec['features']}")
     if extractor.fingerprint != rec["extractor_fingerprint"]:
@@ -293,7 +308,8 @@ def discover_units(corpora: Mapping[str, Any], run_dir: str | os.PathLike, confi
         del waves
         report["pretrain"] = results
         timings["pretrain_s"] = time.perf_counter() - t0
-        candidates = {f"iter{i + 1}": load_extractor("tiny_hubert", checkpoint=r["path"])
+        candidates = {f"iter{i + 1}": load_extractor("tiny_hubert", checkpoint=r["path"],
+                                                     cmvn=config.feature_cmvn)
                       for i, r in enumerate(results)}
         if layer is None:
             t0 = time.perf_counter()
@@ -307,7 +323,8 @@ def discover_units(corpora: Mapping[str, Any], run_dir: str | os.PathLike, confi
         else:
             checkpoint = results[-1]["path"]
     extractor = load_extractor(config.features, checkpoint=checkpoint,
-                               layer=layer if config.features in ("hubert", "tiny_hubert") else None)
+                               layer=layer if config.features in ("hubert", "tiny_hubert") else None,
+                               cmvn=config.feature_cmvn)
     layer = getattr(extractor, "layer", None)
     report["unit_model"] = {"features": config.features, "checkpoint": checkpoint, "layer": layer}
 
@@ -336,9 +353,9 @@ def discover_units(corpora: Mapping[str, Any], run_dir: str | os.PathLike, confi
             if not utts:
                 continue
             path = quantize_corpus(utts, extractor, kmeans, layout.unit_dir(name), name=split,
-                                   cache_dir=cache, progress=progress,
-                                   batch_size=16 if name == "kws" or getattr(extractor, "padding_invariant",
-                                                                             False) else 1)
+                                   # equal-length clips batch unpadded for any extractor; padding-invariant
+                                   # ones (the tiny HuBERT) batch clips of any length
+                                   cache_dir=cache, progress=progress, batch_size=16)
             if split == "test":
                 metrics[name] = unit_report(read_units(path), alignments_by_uid(utts))
     timings["quantize_s"] = time.perf_counter() - t0
@@ -374,12 +391,18 @@ def _same_unit_model(layout: RunLayout, extractor: Any) -> bool:
 
 def sweep_clusters(extractor: Any, utts: Sequence[Utterance], ks: Sequence[int], seed: int = 0
                    ) -> list[dict[str, Any]]:
-    """Unit quality of one extractor for several K (phone PNMI/purity, word PNMI, units per second)."""
-    rows: list[dict[str, Any]] = []
-    for k in ks:
-        for r in compare_layers({"chosen": extractor}, utts, k, seed):
-            rows.append({"k": k, **{key: v for key, v in r.items() if key not in ("candidate", "layer")}})
-    return rows
+    """Unit quality of one extractor for several K (phone PNMI/purity, word PNMI, units per second);
+    the features are extracted once."""
+    from spkit.data.corpus import load_utterance
+    from spkit.units.metrics import alignments_by_uid
+
+    alignments = alignments_by_uid(utts)
+    if not alignments:
+        raise DataError("sweep_clusters: the utterances carry no phone alignments (spkit/alignments.jsonl)")
+    utts = [u for u in utts if u.uid in alignments]
+    with torch.inference_mode():
+        feats = [extractor.extract(load_utterance(u)) for u in utts]
+    return [{"k": k, **_score_units(utts, feats, alignments, k, seed)} for k in ks]
 
 
 def ensure_corpora(corpora: Mapping[str, Any] | None, preset: str, seed: int = 0,

@@ -61,8 +61,8 @@ class UnitLMConfig:
 PRESETS: dict[str, UnitLMConfig] = {
     "smoke": UnitLMConfig(model_overrides={"dim": 32, "n_layers": 2, "n_heads": 2, "ffn_dim": 64},
                           max_steps=30, max_cpu_seconds=None, batch_size=8, warmup_steps=5, eval_every=10),
-    # 1500 steps (about 1.3 k tokens a step over the four corpora's units) keep the main job near 30 minutes
-    "default": UnitLMConfig(max_steps=1500),
+    # 1000 steps (about 1.3 k tokens a step over the four corpora's units) keep the main job under 30 minutes
+    "default": UnitLMConfig(max_steps=1000),
     "paper": UnitLMConfig(model="transformer_lm_big", export_fairseq=False),
 }
 

@@ -433,6 +433,8 @@ class UnitLM(nn.Module):
         return_hidden: bool = False,
         return_attn: bool = False,
         return_layer_states: bool = False,
+        token_mask: Tensor | None = None,
+        position_offsets: Tensor | None = None,
     ) -> ULMOutput:
         """Run the LM.
 
@@ -450,6 +452,11 @@ class UnitLM(nn.Module):
                 be None: they are already in the cache).
             use_cache: return the updated cache in ``.cache``.
             return_hidden / return_attn / return_layer_states: fill the matching :class:`ULMOutput` fields.
+            token_mask, position_offsets: continue a ``cache`` with several independent continuations packed
+                into one row (scoring candidates without copying the cache per candidate): ``token_mask``
+                (T, T) bool says which new tokens each new token sees (the cache is always visible; default
+                causal) and ``position_offsets`` (T,) long gives each new token's position after the cache
+                (default 0..T-1). Both together, with a cache, no padding and no ``use_cache``.
 
         Returns:
             :class:`ULMOutput` with ``logits`` (B, T, V) for the token positions only.
@@ -476,7 +483,17 @@ class UnitLM(nn.Module):
             if padding_mask is None
             else ~padding_mask.to(device=device, dtype=torch.bool)
         )
-        pos = self.positions(valid, None if cache is None else cache.next_position)
+        packed = token_mask is not None or position_offsets is not None
+        if packed:
+            if token_mask is None or position_offsets is None or cache is None or use_cache:
+                raise ValueError("UnitLM.forward: token_mask and position_offsets go together, continue a "
+                                 "cache and return no cache")
+            if not bool(valid.all()) or token_mask.shape != (T, T) or position_offsets.shape != (T,):
+                raise ValueError(f"UnitLM.forward: packed continuations need {T} unpadded tokens, a "
+                                 f"({T}, {T}) token_mask and ({T},) position_offsets")
+            pos = cache.next_position[:, None] + position_offsets.to(device)[None, :]
+        else:
+            pos = self.positions(valid, None if cache is None else cache.next_position)
         x = self.embed_scale * token_embeds + self._position_embeddings(pos).to(token_embeds.dtype)
 
         P = 0
@@ -509,9 +526,13 @@ class UnitLM(nn.Module):
         )
         old_mask = torch.cat([past_mask, torch.ones(B, n_prefix, dtype=torch.bool, device=device)], dim=1)
         all_valid = bool(valid.all()) and bool(old_mask.all())
-        is_causal = old_mask.shape[1] == 0 and all_valid and N > 1
+        is_causal = old_mask.shape[1] == 0 and all_valid and N > 1 and not packed
         mask = None
-        if not is_causal and not (all_valid and N == 1):
+        if packed:
+            assert token_mask is not None
+            new = token_mask.to(device=device, dtype=torch.bool)[None].expand(B, N, N)
+            mask = torch.cat([old_mask[:, None, :].expand(B, N, -1), new], dim=2)[:, None]
+        elif not is_causal and not (all_valid and N == 1):
             causal = torch.ones(N, N, dtype=torch.bool, device=device).tril()
             # A pad key is visible only to itself, so no row is empty (no NaN) and real tokens skip pads.
             new = causal & (valid[:, None, :] | torch.eye(N, dtype=torch.bool, device=device))

@@ -40,6 +40,9 @@ def _corpus_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="extractor weights (hubert: fairseq/torchaudio/spkit file; trusted files only)")
     parser.add_argument("--layer", type=int, default=None, help="1-based transformer layer (GSLM: 6)")
+    parser.add_argument("--cmvn", action="store_true",
+                        help="per-clip mean/variance normalisation of the features (use the same setting for "
+                             "fit-kmeans and quantize; GSLM's km.bin files expect it off)")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: shared box)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N utterances per split")
@@ -83,7 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _extractor(args: argparse.Namespace) -> Any:
     from spkit.features.factory import load_extractor
 
-    return load_extractor(args.features, checkpoint=args.checkpoint, layer=args.layer, device=args.device)
+    return load_extractor(args.features, checkpoint=args.checkpoint, layer=args.layer, device=args.device,
+                          cmvn=args.cmvn)
 
 
 def _splits(args: argparse.Namespace, default: list[str] | None) -> dict[str, list[Any]]:
