@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from spkit.prompt.model import PromptedULM
-from spkit.prompt.tasks import EOS_IDX, Collator, PromptBatch, TaskExample, TaskSpec
+from spkit.prompt.tasks import EOS_IDX, Collator, PromptBatch, TaskExample, TaskSpec, length_order
 from spkit.ulm.model import KVCache
 
 MODES: tuple[str, ...] = ("constrained", "greedy", "beam")
@@ -260,7 +260,7 @@ def evaluate(model: PromptedULM, examples: Sequence[TaskExample], collator: Coll
     preds: list[str | None] = []
     probs: list[list[float]] = []
     # Batches of similar length pad little; the results are put back in the examples' order below.
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i].units))
+    order = length_order(examples)
     for chunk in tqdm(_batches([examples[i] for i in order], batch_size), desc=f"eval {spec.name}",
                       disable=not progress):
         batch = collator(chunk).to(device)

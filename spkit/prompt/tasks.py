@@ -190,6 +190,11 @@ class TaskExample:
         return load_audio(self.path, sample_rate)
 
 
+def length_order(examples: Sequence[TaskExample]) -> list[int]:
+    """Indices of ``examples`` from fewest to most units (stable): batches taken in this order pad little."""
+    return sorted(range(len(examples)), key=lambda i: len(examples[i].units))
+
+
 def _check_task(task: str) -> None:
     if task not in TASKS:
         raise TaskError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")

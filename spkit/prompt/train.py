@@ -36,7 +36,7 @@ import torch
 
 from spkit.io import torch_save
 from spkit.prompt.model import PromptedULM
-from spkit.prompt.tasks import Collator, TaskExample
+from spkit.prompt.tasks import Collator, TaskExample, length_order
 
 STATE_NAME = "train_state.pt"
 
@@ -204,11 +204,6 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int
     return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
 
 
-def _by_length(examples: Sequence[TaskExample]) -> list[int]:
-    """Indices of ``examples`` from shortest to longest (evaluation batches that pad little)."""
-    return sorted(range(len(examples)), key=lambda i: len(examples[i].units))
-
-
 def _autocast(device: torch.device, cfg: TrainConfig) -> Any:
     enabled = cfg.bf16 and device.type == "cuda"
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
@@ -222,7 +217,7 @@ def validation_loss(model: PromptedULM, examples: Sequence[TaskExample], collato
     was = model.training
     model.eval()
     total, count = 0.0, 0
-    examples = [examples[i] for i in _by_length(examples)]  # the sum does not depend on the order
+    examples = [examples[i] for i in length_order(examples)]  # the sum does not depend on the order
     for i in range(0, len(examples), batch_size):
         batch = collator(examples[i:i + batch_size]).to(device)
         with _autocast(device, TrainConfig(bf16=bf16)):

@@ -174,6 +174,17 @@ def _frame_units(feats: Sequence[torch.Tensor], n_clusters: int, seed: int) -> l
     return [km.predict(f).numpy() for f in feats]
 
 
+def _aligned(utts: Sequence[Utterance], caller: str, hint: str = ""
+             ) -> tuple[list[Utterance], dict[str, Any]]:
+    """The utterances that carry phone alignments, and the alignments by uid (none: an error)."""
+    from spkit.units.metrics import alignments_by_uid
+
+    alignments = alignments_by_uid(utts)
+    if not alignments:
+        raise DataError(f"{caller}: the utterances carry no phone alignments (spkit/alignments.jsonl){hint}")
+    return [u for u in utts if u.uid in alignments], alignments
+
+
 def _score_units(utts: Sequence[Utterance], feats: Sequence[torch.Tensor], alignments: Mapping[str, Any],
                  n_clusters: int, seed: int) -> dict[str, float]:
     """Fit k-means with ``n_clusters`` on ``feats`` (one per utterance) and score its frame units."""
@@ -199,13 +210,8 @@ def compare_layers(extractors: Mapping[str, Any], utts: Sequence[Utterance], n_c
 
     from spkit.data.corpus import load_utterance
     from spkit.features.base import clip_cmvn
-    from spkit.units.metrics import alignments_by_uid
 
-    alignments = alignments_by_uid(utts)
-    if not alignments:
-        raise DataError("compare_layers: the utterances carry no phone alignments "
-                        "(spkit/alignments.jsonl); give a layer explicitly")
-    utts = [u for u in utts if u.uid in alignments]
+    utts, alignments = _aligned(utts, "compare_layers", "; give a layer explicitly")
     waves = [load_utterance(u) for u in utts]
     rows: list[dict[str, Any]] = []
     for name, ex in extractors.items():
@@ -394,12 +400,8 @@ def sweep_clusters(extractor: Any, utts: Sequence[Utterance], ks: Sequence[int],
     """Unit quality of one extractor for several K (phone PNMI/purity, word PNMI, units per second);
     the features are extracted once."""
     from spkit.data.corpus import load_utterance
-    from spkit.units.metrics import alignments_by_uid
 
-    alignments = alignments_by_uid(utts)
-    if not alignments:
-        raise DataError("sweep_clusters: the utterances carry no phone alignments (spkit/alignments.jsonl)")
-    utts = [u for u in utts if u.uid in alignments]
+    utts, alignments = _aligned(utts, "sweep_clusters")
     with torch.inference_mode():
         feats = [extractor.extract(load_utterance(u)) for u in utts]
     return [{"k": k, **_score_units(utts, feats, alignments, k, seed)} for k in ks]
