@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("spkit.pipeline", "run the main job (the notebook sequence) with papermill"),
     "predict": ("spkit.prompt.cli", "predict labels of audio files with a run's trained prompt (JSON lines)"),
     "pretrain-hubert": ("spkit.features.cli", "pre-train the tiny log-mel HuBERT (HuBERT iterations 1-2)"),
+    "pretrain-base": ("spkit.recipes.base_cli", "build or resume spkit-base, the shipped pretrained models"),
     "train-ulm": ("spkit.ulm.cli", "pretrain the unit language model on unit files (name|u1 u2 ...)"),
     "fit-kmeans": ("spkit.units.cli", "fit k-means (GSLM km.bin) on a corpus's features"),
     "quantize": ("spkit.units.cli", "quantize a corpus to discrete units (GSLM name|units files)"),

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from spkit.io import read_json, write_json
+from spkit.presets import RUN_PRESETS, corpus_preset
 
-PRESETS = ("smoke", "default", "paper")
+PRESETS = RUN_PRESETS
 CORPUS_KINDS = ("kws", "intent", "lid", "asr")
 SMOKE_CELL_TIMEOUT_S = 900
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -115,10 +116,11 @@ def plan(preset: str, run_dir: Path, *, seed: int = 0, data_root: Path | None = 
                          "--corpus kws=speech_commands_v0.01 --corpus intent=fluent_speech_commands_dataset")
     else:
         corpora = {}
+        size = corpus_preset(preset)
         for kind in kinds:
-            out = corpus_dir(data_root, kind, preset, seed)
+            out = corpus_dir(data_root, kind, size, seed)
             corpora[kind] = str(out)
-            stages.append(synth_stage(kind, out, preset, seed))
+            stages.append(synth_stage(kind, out, size, seed))
     if timeout_s is None and preset == "smoke":
         timeout_s = SMOKE_CELL_TIMEOUT_S  # a hung kernel (e.g. jupyter/nbclient#312) must fail, not block
     nb_params = {"preset": preset, "run_dir": str(run_dir), "seed": seed, "corpora": corpora,
@@ -158,7 +160,8 @@ def execute(stages: list[Stage], run_dir: Path, *, log: Callable[[str], None] = 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=PRESETS, default="default",
-                   help="smoke: seconds, for tests; default: the main job; paper: real data (GPU)")
+                   help="smoke: seconds, for tests; default: the main job on the shipped spkit-base; "
+                        "scratch: the main job training its units and uLM from zero; paper: real data (GPU)")
     p.add_argument("--out", type=Path, required=True, help="run folder (created; resumed if present)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthesized corpora")
     p.add_argument("--data-root", type=Path, default=None,

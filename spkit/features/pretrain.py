@@ -113,38 +113,67 @@ def assign(feats: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
     return d.argmin(dim=1)
 
 
-def _target_features(waves: Sequence[torch.Tensor], config: PretrainConfig,
-                     teacher: TinyHubertExtractor | None, progress: bool = True) -> list[torch.Tensor]:
-    from tqdm import tqdm
-
+def _target_extractor(config: PretrainConfig, teacher: TinyHubertExtractor | None) -> Any:
     if config.iteration == 1:
         from spkit.features.spectral import MFCCExtractor
 
-        extractor: Any = MFCCExtractor(cmvn=True)
-    else:
-        if teacher is None:
-            raise ValueError(f"iteration {config.iteration} needs a teacher checkpoint (iteration-1 model)")
-        extractor = teacher
-    return [extractor.extract(w) for w in tqdm(waves, desc=f"targets ({extractor.name})", leave=False,
-                                           disable=not progress)]
+        return MFCCExtractor(cmvn=True)
+    if teacher is None:
+        raise ValueError(f"iteration {config.iteration} needs a teacher checkpoint (iteration-1 model)")
+    return teacher
+
+
+def clip_lengths(waves: Sequence[torch.Tensor]) -> np.ndarray:
+    """Samples per clip; read from the index of a :class:`~spkit.data.packed.PackedAudio` (no audio)."""
+    lengths = getattr(waves, "lengths", None)
+    if lengths is not None:
+        return np.asarray(lengths, np.int64)
+    return np.array([w.shape[-1] for w in waves], np.int64)
 
 
 def make_targets(waves: Sequence[torch.Tensor], config: PretrainConfig,
                  teacher: TinyHubertExtractor | None = None,
-                 centers: torch.Tensor | None = None, progress: bool = True
-                 ) -> tuple[list[torch.Tensor], torch.Tensor]:
+                 centers: torch.Tensor | None = None, progress: bool = True,
+                 keep_features_bytes: int = 2**30) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Frame targets per clip ``[(num_frames(N_i),)]`` and the k-means centres ``(K, dim)``.
 
-    Fits k-means on up to ``kmeans_max_frames`` frames unless ``centers`` are given (a resume).
+    Fits k-means on up to ``kmeans_max_frames`` frames drawn uniformly over all clips' frames unless
+    ``centers`` are given (a resume). Streams: the features of a clip are assigned and dropped, so a
+    corpus of any size fits; only when they are under ``keep_features_bytes`` in all are they kept
+    between the fitting pass and the assignment pass instead of being computed twice.
     """
-    feats = _target_features(waves, config, teacher, progress)
+    from tqdm import tqdm
+
+    extractor = _target_extractor(config, teacher)
+    frames = np.array([num_frames(int(n)) for n in clip_lengths(waves)], np.int64)
+    total = int(frames.sum())
+    kept: list[torch.Tensor] | None = None
     if centers is None:
-        allf = torch.cat(feats).numpy()
         rng = np.random.default_rng(config.seed)
-        if allf.shape[0] > config.kmeans_max_frames:
-            allf = allf[np.sort(rng.choice(allf.shape[0], config.kmeans_max_frames, replace=False))]
+        pick = (np.sort(rng.choice(total, config.kmeans_max_frames, replace=False))
+                if total > config.kmeans_max_frames else np.arange(total))
+        starts = np.concatenate([[0], np.cumsum(frames)])
+        dim = extractor.dim
+        keep = total * dim * 4 <= keep_features_bytes
+        kept = [] if keep else None
+        sample = []
+        for i in tqdm(range(len(waves)), desc=f"targets ({extractor.name}, k-means sample)", leave=False,
+                      disable=not progress):
+            lo, hi = np.searchsorted(pick, [starts[i], starts[i + 1]])
+            if lo == hi and not keep:
+                continue
+            f = extractor.extract(waves[i])
+            if kept is not None:
+                kept.append(f)
+            if hi > lo:
+                sample.append(f[torch.from_numpy(pick[lo:hi] - starts[i])])
+        allf = torch.cat(sample).numpy()
         centers = torch.from_numpy(fit_kmeans(allf, config.num_clusters, config.seed, config.kmeans_n_init))
-    return [assign(f, centers) for f in feats], centers
+    labels = []
+    for i in tqdm(range(len(waves)), desc=f"targets ({extractor.name})", leave=False, disable=not progress):
+        f = kept[i] if kept is not None else extractor.extract(waves[i])
+        labels.append(assign(f, centers))
+    return labels, centers
 
 
 # --------------------------------------------------------------------------- batches
@@ -267,6 +296,26 @@ def loss_fn(model: TinyHubert, waves: torch.Tensor, lengths: torch.Tensor, targe
 
 
 # --------------------------------------------------------------------------- training
+def _cached_targets(waves: Sequence[torch.Tensor], config: PretrainConfig,
+                    teacher: TinyHubertExtractor | None, centers: torch.Tensor | None, progress: bool,
+                    cache: str | os.PathLike | None) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """:func:`make_targets`, through ``cache`` when given (keyed by the clips, the iteration and K)."""
+    lengths = clip_lengths(waves)
+    key = {"iteration": config.iteration, "num_clusters": config.num_clusters, "seed": config.seed,
+           "kmeans_max_frames": config.kmeans_max_frames, "clips": len(lengths),
+           "samples": int(lengths.sum()), "teacher": None if teacher is None else teacher.fingerprint}
+    if cache is not None and Path(cache).is_file():
+        saved = torch.load(cache, map_location="cpu", weights_only=True)
+        if saved["key"] == key and (centers is None or torch.equal(saved["centers"], centers)):
+            flat, counts = saved["labels"].long(), saved["counts"].tolist()
+            return list(torch.split(flat, counts)), saved["centers"]
+    labels, centers = make_targets(waves, config, teacher, centers, progress)
+    if cache is not None:
+        torch_save({"key": key, "centers": centers, "labels": torch.cat(labels).to(torch.int16),
+                    "counts": torch.tensor([len(y) for y in labels])}, cache)
+    return labels, centers
+
+
 def _normalization(waves: Sequence[torch.Tensor], model: TinyHubert) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
         mels = [model.logmel(w[None])[0] for w in waves[:2000]]
@@ -279,7 +328,8 @@ def _normalization(waves: Sequence[torch.Tensor], model: TinyHubert) -> tuple[to
 def pretrain(waves: Sequence[torch.Tensor], out: str | os.PathLike,
              config: PretrainConfig | None = None, model_config: TinyHubertConfig | None = None,
              teacher: str | os.PathLike | None = None, until_step: int | None = None,
-             progress: bool = True, on_step: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+             progress: bool = True, on_step: Callable[[int, float], None] | None = None,
+             targets_cache: str | os.PathLike | None = None) -> dict[str, Any]:
     """Train (or resume) a tiny HuBERT on ``waves`` and write its checkpoint to ``out``.
 
     Args:
@@ -289,6 +339,8 @@ def pretrain(waves: Sequence[torch.Tensor], out: str | os.PathLike,
             ``config.num_clusters``).
         teacher: iteration-1 checkpoint whose ``target_layer`` is clustered (iteration >= 2).
         until_step: stop after this global step (a chunk of a longer run), checkpointing.
+        targets_cache: a file for the frame targets of ``waves`` (``.pt``): a resume loads them instead
+            of running the target features over the whole corpus again (minutes at tens of hours).
         progress: show a tqdm bar; ``on_step(step, loss)`` is called after every step.
 
     Returns:
@@ -301,9 +353,9 @@ def pretrain(waves: Sequence[torch.Tensor], out: str | os.PathLike,
     out = Path(out)
     if not waves:
         raise ValueError("no training clips")
-    short = [i for i, w in enumerate(waves) if w.ndim != 1 or w.shape[0] < 400]
+    short = np.flatnonzero(clip_lengths(waves) < 400).tolist()
     if short:
-        raise ValueError(f"clips {short[:5]} are not mono or shorter than 400 samples (25 ms)")
+        raise ValueError(f"clips {short[:5]} are shorter than 400 samples (25 ms)")
 
     teacher_ext = None
     if config.iteration >= 2:
@@ -339,7 +391,7 @@ def pretrain(waves: Sequence[torch.Tensor], out: str | os.PathLike,
     else:
         model.set_normalization(*_normalization(waves, model))
 
-    labels, centers = make_targets(waves, config, teacher_ext, centers, progress)
+    labels, centers = _cached_targets(waves, config, teacher_ext, centers, progress, targets_cache)
     target_info = {"kind": "mfcc" if config.iteration == 1 else "tiny_hubert",
                    "num_clusters": config.num_clusters, "centers": centers,
                    "teacher": None if teacher is None else str(teacher),

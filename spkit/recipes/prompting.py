@@ -136,6 +136,7 @@ PRESETS: dict[str, PromptingConfig] = {
     ),
     "paper": PromptingConfig(tasks=("kws", "intent"), lr=5e-3, epochs=50, patience=5, ablation_task=None),
 }
+PRESETS["scratch"] = PRESETS["default"]  # the same prompting budgets; only the units and uLM differ
 
 
 def preset_config(preset: str, **overrides: Any) -> PromptingConfig:

@@ -33,6 +33,7 @@ from spkit.data.base import DataError, Utterance
 from spkit.features.pretrain import INVARIANCE_AUGMENTATION
 from spkit.io import read_json, write_json
 from spkit.layout import RunLayout
+from spkit.presets import REPO_ROOT, SHIPPED_BASE, corpus_preset
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class UnitDiscoveryConfig:
     """Settings of :func:`discover_units` (a preset fills them; notebooks override single fields).
 
     Attributes:
+        base: an spkit-base folder (``models/spkit-base``): its tiny HuBERT, layer, CMVN and ``km.bin`` are
+            used as they are (nothing is trained; the fields below that it sets are ignored).
         features: ``tiny_hubert`` (trained here), ``hubert`` (a real checkpoint), ``mfcc`` or ``logmel``.
         checkpoint: the HuBERT checkpoint for ``features="hubert"`` (trusted files only).
         kmeans_path: an existing k-means model (GSLM ``km.bin``) to use instead of fitting one.
@@ -72,6 +75,7 @@ class UnitDiscoveryConfig:
         seed: seed of every random choice here.
     """
 
+    base: str | None = None
     features: str = "tiny_hubert"
     checkpoint: str | None = None
     kmeans_path: str | None = None
@@ -99,17 +103,30 @@ PRESETS: dict[str, UnitDiscoveryConfig] = {
                                  model={"dim": 32, "layers": 2, "heads": 2, "ffn_dim": 64,
                                         "utterance_cmvn": True},
                                  pretrain_options=dict(INVARIANCE_AUGMENTATION)),
-    "default": UnitDiscoveryConfig(),
+    "default": UnitDiscoveryConfig(base=str(SHIPPED_BASE)),
+    "scratch": UnitDiscoveryConfig(),
     "paper": UnitDiscoveryConfig(features="hubert", layer=6, n_clusters=100, iterations=0,
                                  feature_cmvn=False, mfcc_baseline=False),
 }
 
 
 def preset_config(preset: str, **overrides: Any) -> UnitDiscoveryConfig:
-    """The preset's config with ``overrides`` (unknown names are an error)."""
+    """The preset's config with ``overrides`` (unknown names are an error), spkit-base resolved."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    return dataclasses.replace(PRESETS[preset], **overrides)
+    return resolve_base(dataclasses.replace(PRESETS[preset], **overrides))
+
+
+def resolve_base(config: UnitDiscoveryConfig) -> UnitDiscoveryConfig:
+    """``config`` with an spkit-base folder's parts filled in (unchanged when ``base`` is None)."""
+    if config.base is None:
+        return config
+    from spkit.recipes.spkit_base import load_base
+
+    card = load_base(config.base)
+    return dataclasses.replace(config, features="tiny_hubert", checkpoint=card["hubert"], layer=card["layer"],
+                               kmeans_path=card["kmeans"], n_clusters=card["n_clusters"],
+                               feature_cmvn=bool(card["cmvn"]), iterations=0)
 
 
 # ------------------------------------------------------------------------------------------ corpora
@@ -283,6 +300,7 @@ def discover_units(corpora: Mapping[str, Any], run_dir: str | os.PathLike, confi
     from spkit.units.quantize import quantize_corpus, read_units
 
     t_start = time.perf_counter()
+    config = resolve_base(config)
     layout = RunLayout.at(run_dir)
     layout.units.mkdir(parents=True, exist_ok=True)
     data = load_corpora(corpora)
@@ -417,12 +435,12 @@ def ensure_corpora(corpora: Mapping[str, Any] | None, preset: str, seed: int = 0
     if preset == "paper":
         raise DataError("the paper preset needs the real corpora: set the notebook's `corpora` parameter "
                         "to {'kws': <speech_commands_v0.01>, 'intent': <fluent_speech_commands_dataset>}")
-    from spkit.pipeline import corpus_dir, default_data_root
     from spkit.synth import synthesize_corpus
 
-    root = Path(data_root) if data_root else default_data_root()
+    size = corpus_preset(preset)
+    root = Path(data_root or os.environ.get("SPKIT_DATA", REPO_ROOT / "data" / "corpora"))
     out = {}
     for kind in kinds:
-        folder = corpus_dir(root, kind, preset, seed)
-        out[kind] = str(synthesize_corpus(kind, folder, preset=preset, seed=seed))
+        folder = root / f"{size}-seed{seed}" / kind
+        out[kind] = str(synthesize_corpus(kind, folder, preset=size, seed=seed))
     return out

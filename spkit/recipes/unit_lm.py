@@ -24,6 +24,7 @@ import torch
 from spkit.data.base import DataError
 from spkit.io import read_json, write_json, write_text
 from spkit.layout import RunLayout
+from spkit.presets import SHIPPED_BASE
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class UnitLMConfig:
     """Settings of :func:`build_unit_lm`.
 
     Attributes:
+        base: an spkit-base folder: its uLM (``base/ulm``, a fairseq/GSLM folder) is loaded, not trained.
         gslm_checkpoint: a GSLM/fairseq uLM (file or folder with ``dict.txt``) to load instead of
             training one (trusted files only: full unpickling).
         model: spkit config name (``tiny``, ``small``, ``transformer_lm``, ``transformer_lm_big``).
@@ -44,6 +46,7 @@ class UnitLMConfig:
         seed: init and data order.
     """
 
+    base: str | None = None
     gslm_checkpoint: str | None = None
     model: str = "tiny"
     model_overrides: dict[str, Any] = field(default_factory=lambda: {"dropout": 0.1})
@@ -62,7 +65,8 @@ PRESETS: dict[str, UnitLMConfig] = {
     "smoke": UnitLMConfig(model_overrides={"dim": 32, "n_layers": 2, "n_heads": 2, "ffn_dim": 64},
                           max_steps=30, max_cpu_seconds=None, batch_size=8, warmup_steps=5, eval_every=10),
     # 1000 steps (about 1.3 k tokens a step over the four corpora's units) keep the main job under 30 minutes
-    "default": UnitLMConfig(max_steps=1000),
+    "default": UnitLMConfig(base=str(SHIPPED_BASE)),
+    "scratch": UnitLMConfig(max_steps=1000),
     "paper": UnitLMConfig(model="transformer_lm_big", export_fairseq=False),
 }
 
@@ -104,6 +108,10 @@ def build_unit_lm(run_dir: str | os.PathLike, config: UnitLMConfig, progress: bo
 
     layout = RunLayout.at(run_dir)
     layout.ulm.mkdir(parents=True, exist_ok=True)
+    if config.base is not None and config.gslm_checkpoint is None:
+        from spkit.recipes.spkit_base import load_base
+
+        config = dataclasses.replace(config, gslm_checkpoint=load_base(config.base)["ulm"])
     if config.gslm_checkpoint is not None:
         model, dictionary = load_run_ulm(run_dir, config.gslm_checkpoint)
         report = {"source": str(config.gslm_checkpoint), "num_parameters": model.num_parameters(),

@@ -1,17 +1,18 @@
-"""``spkit synth {kws,intent,lid,asr} --preset {smoke,default} --out DIR --seed N``."""
+"""``spkit synth {kws,intent,lid,asr,pretrain} --preset {smoke,default} --out DIR --seed N``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-KINDS = ("kws", "intent", "lid", "asr")
+KINDS = ("kws", "intent", "lid", "asr", "pretrain")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kind", choices=KINDS,
                         help="kws: Speech Commands v0.01; intent: Fluent Speech Commands; "
-                             "lid: language ID manifest; asr: LibriSpeech layout")
+                             "lid: language ID manifest; asr: LibriSpeech layout; "
+                             "pretrain: continuous read speech for spkit-base (training-side voices only)")
     parser.add_argument("--preset", choices=("smoke", "default"), default="default",
                         help="corpus size: smoke (seconds, for tests) or default (minutes)")
     parser.add_argument("--out", required=True,
@@ -23,10 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from spkit.synth.corpora import SynthError, build_corpus
+    from spkit.synth.pretrain_text import TextSourceError
 
     try:
         report = build_corpus(args.kind, args.out, args.preset, args.seed, args.jobs)
-    except (SynthError, ValueError) as e:
+    except (SynthError, TextSourceError, ValueError) as e:
         print(f"spkit synth: error: {e}", file=sys.stderr)
         return 2
     if report.noop:

@@ -36,6 +36,8 @@ from spkit.synth import texts
 from spkit.synth.speakers import ENGLISH_ACCENTS, SPLITS, Speaker, fsc_id, hex_id, make_speakers
 
 KINDS = ("kws", "intent", "lid", "asr")
+ALL_KINDS = (*KINDS, "pretrain")
+"""``KINDS`` are the task corpora; ``pretrain`` is the continuous read speech spkit-base learns from."""
 SYNTH_VERSION = 3
 """Bump when generation changes: a corpus made by another version is not silently reused."""
 SAMPLE_RATE = 16_000
@@ -61,6 +63,13 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "default": {"speakers": (128, 16, 16), "clips_per_speaker": 25, "chapters_per_speaker": 2,
                     "shard_size": 400},
     },
+    # Continuous read speech for spkit-base (no test split: its voices are all training-side voices;
+    # "valid" holds out whole speakers). ``english_share`` of the speakers read English.
+    "pretrain": {
+        "smoke": {"speakers": (8, 2, 0), "clips_per_speaker": 4, "english_share": 0.75, "shard_size": 64},
+        "default": {"speakers": (1500, 40, 0), "clips_per_speaker": 34, "english_share": 0.85,
+                    "shard_size": 250},
+    },
 }
 
 # Per-utterance variation, the same for every corpus and preset.
@@ -78,9 +87,9 @@ AUGMENT: dict[str, Any] = {
 }
 
 FORMATS = {"kws": "speech_commands_v0.01", "intent": "fluent_speech_commands",
-           "lid": "spkit_lid_manifest", "asr": "librispeech"}
+           "lid": "spkit_lid_manifest", "asr": "librispeech", "pretrain": "spkit_tsv_manifest"}
 ASR_SPLIT_DIRS = {"train": "train-clean-100", "valid": "dev-clean", "test": "test-clean"}
-_KIND_CODE = {"kws": 1, "intent": 2, "lid": 3, "asr": 4}
+_KIND_CODE = {"kws": 1, "intent": 2, "lid": 3, "asr": 4, "pretrain": 5}
 _BACKGROUND_TAG = 2**31 - 1
 
 
@@ -140,7 +149,7 @@ def plan_corpus(kind: str, preset: str = "smoke", seed: int = 0) -> tuple[list[S
     ``label``, ``speaker``, ``split``, ``fixed_len`` and ``meta``.
     """
     if kind not in PRESETS:
-        raise ValueError(f"unknown corpus kind {kind!r}; expected one of {KINDS}")
+        raise ValueError(f"unknown corpus kind {kind!r}; expected one of {ALL_KINDS}")
     if preset not in PRESETS[kind]:
         raise ValueError(f"unknown preset {preset!r} for {kind}; expected one of {sorted(PRESETS[kind])}")
     cfg = PRESETS[kind][preset]
@@ -187,6 +196,8 @@ def plan_corpus(kind: str, preset: str = "smoke", seed: int = 0) -> tuple[list[S
                 t = texts.lid_text(rng, spk.language)
                 path = f"wavs/{spk.language}/{spk.id}/{n}.wav"
                 clips.append(_clip(path, t, t, spk.language, spk, fixed=False))
+    elif kind == "pretrain":
+        speakers = _plan_pretrain(rng, cfg, pools, taken, clips)
     else:  # asr
         def libri_id(r: np.random.Generator) -> str:
             return str(int(r.integers(10, 10000)))
@@ -210,6 +221,43 @@ def plan_corpus(kind: str, preset: str = "smoke", seed: int = 0) -> tuple[list[S
                 clips.append(_clip(f"{ASR_SPLIT_DIRS[spk.split]}/{spk.id}/{chap}/{uid}.flac", spoken.upper(),
                                    spoken, None, spk, fixed=False, meta={"chapter": chap, "id": uid}))
     return speakers, clips
+
+
+def _plan_pretrain(rng: np.random.Generator, cfg: dict[str, Any], pools: dict[str, list[str]],
+                   taken: set[str], clips: list[dict]) -> list[Speaker]:
+    """Speakers and utterances of the pretraining corpus: training-side voice variants only.
+
+    Both of its splits draw from the *train* variant pool (and the plain voice), so no voice variant that a
+    task corpus keeps for validation or test is ever heard here; ``valid`` holds out whole speakers.
+    """
+    from spkit.synth import pretrain_text
+
+    train_only = {"train": pools["train"], "valid": pools["train"], "test": pools["train"]}
+    n_train, n_valid, n_test = cfg["speakers"]
+    other = [lang for lang in texts.LID_LANGUAGES if lang != "en"]
+    speakers: list[Speaker] = []
+    for split, n in zip(SPLITS, (n_train, n_valid, n_test)):
+        n_en = round(n * cfg["english_share"])
+        counts = {s: 0 for s in SPLITS}
+        counts[split] = n_en
+        # make_speakers allows the plain voice for "train" only; every pretraining speaker may use it.
+        speakers += make_speakers(rng, counts, list(ENGLISH_ACCENTS), "en", train_only, hex_id, taken)
+        for k in range(n - n_en):
+            lang = other[k % len(other)]
+            counts = {s: 0 for s in SPLITS}
+            counts[split] = 1
+            speakers += make_speakers(rng, counts, list(texts.LID_LANGUAGES[lang][0]), lang, train_only,
+                                      hex_id, taken)
+    sentences = pretrain_text.english_sentences()
+    for spk in speakers:
+        for n in range(cfg["clips_per_speaker"]):
+            if spk.language == "en":
+                text = pretrain_text.english_utterance(rng, sentences)
+            else:
+                text = pretrain_text.other_language_utterance(rng, spk.language)
+            clips.append(_clip(f"audio/{spk.language}/{spk.id}/{spk.id}-{n:03d}.flac", text, text,
+                               spk.language, spk, fixed=False))
+    return speakers
 
 
 def _fingerprint(kind: str, preset: str, seed: int) -> dict:
@@ -296,6 +344,15 @@ def _write_layout(kind: str, root: Path, clips: list[dict], speakers: list[Speak
         for split in SPLITS:
             lines = ["path\tlabel\tspeaker"] + [f"{c['path']}\t{c['label']}\t{c['speaker']['id']}"
                                                 for c in clips if c["split"] == split]
+            write_text(root / f"{split}.tsv", "\n".join(lines) + "\n")
+            written.append(f"{split}.tsv")
+    elif kind == "pretrain":
+        for split in SPLITS:
+            rows = [c for c in clips if c["split"] == split]
+            if not rows:
+                continue
+            lines = ["path\tlabel\tspeaker\ttext"] + [
+                f"{c['path']}\t{c['label']}\t{c['speaker']['id']}\t{c['text']}" for c in rows]
             write_text(root / f"{split}.tsv", "\n".join(lines) + "\n")
             written.append(f"{split}.tsv")
     else:  # asr

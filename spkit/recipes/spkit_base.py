@@ -1,0 +1,713 @@
+"""spkit-base: the kit's pretrained embedded models, trained once by one recipe and shipped.
+
+GSLM pretrains its SSL model, k-means and uLM once, at scale, and only the prompts are trained per
+task. spkit-base does the same at CPU scale (``spkit pretrain-base --out models/spkit-base``):
+
+1. ``corpus``: the pretraining corpus (``spkit synth pretrain``: continuous read speech by training-side
+   voices only, about 50 h at ``default``).
+2. ``pack``: its train/valid clips packed into one int16 file each (:mod:`spkit.data.packed`), so
+   pretraining streams the audio instead of holding 11 GB of float32 in memory.
+3. ``hubert``: the tiny HuBERT, HuBERT's iterations (1: MFCC k-means targets; 2: k-means of iteration
+   1's middle layer), invariance augmentation as in the task presets, checkpointed every few hundred
+   steps; ``--max-seconds`` ends a call early and the next call resumes bit-identically.
+4. ``select``: (iteration, layer) by phone PNMI of K=100 units on the KWS *validation* clips (k-means fit
+   on the pretraining corpus), then K by a supervised probe on deduplicated units (trained on KWS train
+   clips, epoch chosen on held-out training speakers, scored on KWS validation). Nothing sees test clips.
+5. ``kmeans``: k-means with the chosen layer and K on the pretraining corpus (GSLM ``km.bin``).
+6. ``units``: the pretraining corpus quantized (GSLM ``name|units`` files).
+7. ``ulm``: the uLM (``small`` or larger) on those units, validation perplexity on held-out speakers.
+8. ``export``: ``OUT/hubert.pt`` (weights only), ``OUT/km.bin``, ``OUT/ulm/`` (fairseq/GSLM folder:
+   ``checkpoint_best.pt`` + ``dict.txt``), ``OUT/spkit-base.json`` (what the main job loads: layer, K,
+   CMVN, fingerprints, measurements), ``OUT/curves.json`` and ``OUT/README.md`` (the model card).
+
+The working state lives in ``WORK`` (default ``OUT.work``): checkpoints and logs that must survive a
+session are small; the packed audio, targets and unit files are rebuilt from the corpus. ``WORK/state.json``
+records each finished stage with its settings; a stage whose settings changed is an error, not a silent
+reuse.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from spkit.data.base import DataError, Utterance
+from spkit.io import read_json, torch_save, write_json, write_text
+
+log = logging.getLogger(__name__)
+
+FORMAT = "spkit.base"
+VERSION = 1
+
+
+@dataclass
+class BaseRecipe:
+    """Settings of :func:`pretrain_base` (a preset fills them).
+
+    Attributes:
+        corpus_preset, corpus_seed: the pretraining corpus (``spkit synth pretrain``).
+        task_preset: the task corpora whose *validation* clips choose the layer and K (KWS).
+        model: tiny HuBERT architecture (:class:`~spkit.features.tiny_hubert.TinyHubertConfig` fields).
+        iterations: one dict per HuBERT iteration: ``num_clusters`` (targets' K) and ``max_steps``.
+        pretrain: further :class:`~spkit.features.pretrain.PretrainConfig` fields for every iteration.
+        select_k: K candidates of the units; ``select_utts``: KWS validation clips for PNMI;
+        probe_train: KWS training clips for the K probe; ``probe_epochs``.
+        k_tolerance: the smallest K whose probe accuracy is within this of the best is chosen (a larger
+            vocabulary makes the uLM's job harder for little information).
+        kmeans_max_frames: frames sampled from the pretraining corpus to fit k-means.
+        ulm: :class:`~spkit.ulm.train.TrainConfig` fields of the uLM.
+        threads: torch CPU threads.
+        seed: every random choice.
+    """
+
+    corpus_preset: str = "default"
+    corpus_seed: int = 0
+    task_preset: str = "default"
+    model: dict[str, Any] = field(
+        default_factory=lambda: {"dim": 256, "layers": 6, "heads": 4, "ffn_dim": 1024, "utterance_cmvn": True}
+    )
+    # HuBERT's iteration 1 (MFCC k-means targets). A second iteration (K=500 targets of iteration 1's
+    # middle layer) is one more entry here; finished iterations are kept when one is added.
+    iterations: list[dict[str, Any]] = field(
+        default_factory=lambda: [{"num_clusters": 100, "max_steps": 3000}]
+    )
+    pretrain: dict[str, Any] = field(
+        default_factory=lambda: {
+            "crop_seconds": 2.0,
+            "batch_size": 16,
+            "lr": 5e-4,
+            "warmup_steps": 300,
+            "save_every": 200,
+            "kmeans_max_frames": 200_000,
+        }
+    )
+    select_k: tuple[int, ...] = (100, 200)
+    select_utts: int = 400
+    probe_train: int = 3000
+    probe_epochs: int = 15
+    k_tolerance: float = 0.01
+    kmeans_max_frames: int = 200_000
+    ulm: dict[str, Any] = field(
+        default_factory=lambda: {
+            "model": "small",
+            "max_steps": 2000,
+            "batch_size": 16,
+            "max_len": 256,
+            "lr": 1e-3,
+            "warmup_steps": 200,
+            "eval_every": 250,
+            "save_every": 100,
+        }
+    )
+    threads: int = 2
+    seed: int = 0
+
+
+PRESETS: dict[str, BaseRecipe] = {
+    "smoke": BaseRecipe(
+        corpus_preset="smoke",
+        task_preset="smoke",
+        model={"dim": 32, "layers": 2, "heads": 2, "ffn_dim": 64, "utterance_cmvn": True},
+        iterations=[{"num_clusters": 20, "max_steps": 8}, {"num_clusters": 20, "max_steps": 6}],
+        pretrain={
+            "crop_seconds": 1.0,
+            "batch_size": 4,
+            "lr": 1e-3,
+            "warmup_steps": 2,
+            "save_every": 4,
+            "kmeans_max_frames": 4000,
+        },
+        select_k=(12, 20),
+        select_utts=12,
+        probe_train=60,
+        probe_epochs=2,
+        kmeans_max_frames=4000,
+        ulm={
+            "model": "tiny",
+            "model_overrides": {"dim": 32, "n_layers": 2, "n_heads": 2, "ffn_dim": 64},
+            "max_steps": 12,
+            "batch_size": 8,
+            "max_len": 128,
+            "lr": 2e-3,
+            "warmup_steps": 2,
+            "eval_every": 6,
+            "save_every": 6,
+        },
+        threads=1,
+    ),
+    "default": BaseRecipe(),
+}
+
+STAGES = ("corpus", "pack", "hubert", "select", "kmeans", "units", "ulm", "export")
+
+
+def preset_recipe(preset: str, **overrides: Any) -> BaseRecipe:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown spkit-base preset {preset!r}; choose one of {sorted(PRESETS)}")
+    return dataclasses.replace(PRESETS[preset], **overrides)
+
+
+# ------------------------------------------------------------------------------------------ state
+class _State:
+    """``WORK/state.json``: finished stages with their settings and results (atomic writes)."""
+
+    def __init__(self, work: Path):
+        self.path = work / "state.json"
+        self.data: dict[str, Any] = read_json(self.path) if self.path.is_file() else {"stages": {}}
+
+    def done(self, stage: str, settings: Any) -> dict[str, Any] | None:
+        """The stage's result when it finished with exactly ``settings``; None means (re)run it."""
+        rec = self.data["stages"].get(stage)
+        if rec is None or rec["settings"] != json.loads(json.dumps(settings)):
+            return None
+        return rec["result"]
+
+    def finish(self, stage: str, settings: Any, result: Any) -> Any:
+        self.data["stages"][stage] = json.loads(json.dumps({"settings": settings, "result": result}))
+        write_json(self.path, self.data)
+        return result
+
+    def log(self, event: str, **fields: Any) -> None:
+        with open(self.path.parent / "log.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "event": event, **fields}) + "\n")
+
+
+def _data_root() -> Path:
+    return Path(__file__).resolve().parents[2] / "data" / "corpora"
+
+
+def corpus_path(recipe: BaseRecipe, data_root: str | os.PathLike | None = None) -> Path:
+    root = Path(data_root) if data_root else _data_root()
+    return root / f"pretrain-{recipe.corpus_preset}-seed{recipe.corpus_seed}"
+
+
+# ---------------------------------------------------------------------------------------- stages
+def _hubert_stage(
+    recipe: BaseRecipe, work: Path, packed: Any, max_seconds: float | None, progress: bool, state: _State
+) -> dict[str, Any] | None:
+    """Train the HuBERT iterations in turn; None when the time budget ran out first (resume later).
+
+    Each iteration is its own stage (``hubert1``, ``hubert2``...): adding an iteration to the recipe
+    later keeps the finished ones.
+    """
+    from spkit.features.pretrain import INVARIANCE_AUGMENTATION, PretrainConfig, pretrain
+    from spkit.features.tiny_hubert import TinyHubertConfig
+
+    started = time.monotonic()
+    results, teacher = [], None
+    for it, spec in enumerate(recipe.iterations, start=1):
+        settings = {
+            "model": recipe.model,
+            "iteration": spec,
+            "pretrain": recipe.pretrain,
+            "seed": recipe.seed,
+            "teacher": teacher,
+        }
+        res = state.done(f"hubert{it}", settings)
+        if res is None:
+            left = None if max_seconds is None else max_seconds - (time.monotonic() - started)
+            if left is not None and left <= 0:
+                return None
+            pcfg = PretrainConfig(
+                **{
+                    "seed": recipe.seed,
+                    **INVARIANCE_AUGMENTATION,
+                    **recipe.pretrain,
+                    **spec,
+                    "iteration": it,
+                    "max_seconds": left,
+                }
+            )
+            mcfg = TinyHubertConfig(**{**recipe.model, "num_classes": pcfg.num_clusters})
+            res = pretrain(
+                packed,
+                work / "hubert" / f"iter{it}.pt",
+                pcfg,
+                mcfg,
+                teacher=teacher,
+                progress=progress,
+                targets_cache=work / "cache" / f"targets_iter{it}.pt",
+            )
+            state.log(
+                "hubert",
+                iteration=it,
+                step=res["step"],
+                loss=res["loss"],
+                acc=res["acc"],
+                seconds=round(res["seconds"], 1),
+                finished=res["finished"],
+            )
+            if not res["finished"]:
+                return None
+            res = state.finish(f"hubert{it}", settings, res)
+        results.append(res)
+        teacher = res["path"]
+    return {"iterations": results}
+
+
+def _probe_units(
+    units: dict[str, list[list[int]]], labels: dict[str, list[str]], vocab: int, epochs: int, seed: int
+) -> float:
+    """Validation accuracy of a BiGRU probe on deduplicated units (spkit.analysis.probes' model)."""
+    from spkit.analysis.probes import ProbeData, _pad, train_probe
+
+    classes = sorted(set(labels["train"]))
+    data = {}
+    for split in ("train", "valid", "test"):
+        keep = [i for i, y in enumerate(labels[split]) if y in classes]
+        x, lengths = _pad([torch.tensor(units[split][i], dtype=torch.long) + 1 for i in keep])
+        data[split] = ProbeData(x, lengths, torch.tensor([classes.index(labels[split][i]) for i in keep]))
+    return float(train_probe(data, len(classes), vocab=vocab, epochs=epochs, seed=seed)["test"])
+
+
+def _select_stage(
+    recipe: BaseRecipe,
+    hubert: dict[str, Any],
+    packed: Any,
+    progress: bool,
+    data_root: str | os.PathLike | None,
+) -> dict[str, Any]:
+    """Choose (iteration, layer) by phone PNMI on KWS validation clips, then K by the unit probe."""
+    from spkit.data import load_corpus
+    from spkit.data.corpus import load_utterance
+    from spkit.features import load_extractor
+    from spkit.synth import synthesize_corpus
+    from spkit.units.kmeans import fit_kmeans, sample_frames
+    from spkit.units.metrics import alignments_by_uid, unit_report
+    from spkit.units.quantize import dedup
+
+    root = Path(data_root) if data_root else _data_root()
+    kws_root = synthesize_corpus(
+        "kws",
+        root / f"{recipe.task_preset}-seed{recipe.corpus_seed}" / "kws",
+        preset=recipe.task_preset,
+        seed=recipe.corpus_seed,
+    )
+    kws = load_corpus("speech_commands", kws_root)
+    rng = np.random.default_rng(recipe.seed)
+
+    def sample(utts: list[Utterance], n: int) -> list[Utterance]:
+        idx = rng.choice(len(utts), size=min(n, len(utts)), replace=False)
+        return [utts[i] for i in sorted(idx)]
+
+    valid = kws["valid"]
+    alignments = alignments_by_uid(valid)
+    sel = [u for u in sample(valid, recipe.select_utts) if u.uid in alignments]
+    fit_clips = [
+        packed[i] for i in sorted(rng.choice(len(packed), size=min(len(packed), 1500), replace=False))
+    ]
+    rows = []
+    for it, res in enumerate(hubert["iterations"], start=1):
+        base = load_extractor("tiny_hubert", checkpoint=res["path"], cmvn=True)
+        n_layers = base.model.config.layers
+        for layer in range(1, n_layers + 1):
+            ext = base.with_layer(layer)
+            with torch.inference_mode():
+                frames = sample_frames(
+                    (ext.extract(w) for w in fit_clips), recipe.kmeans_max_frames // 4, recipe.seed
+                )
+                km = fit_kmeans(frames, recipe.select_k[0], seed=recipe.seed)
+                units = {u.uid: km.predict(ext.extract(load_utterance(u))).tolist() for u in sel}
+            rep = unit_report(units, alignments)
+            rows.append(
+                {
+                    "iteration": it,
+                    "layer": layer,
+                    "k": recipe.select_k[0],
+                    "phone_pnmi": rep["phones"]["pnmi"],
+                    "word_pnmi": rep["words"]["pnmi"],
+                }
+            )
+            log.info("select: iteration %d layer %d phone PNMI %.3f", it, layer, rep["phones"]["pnmi"])
+    best = max(rows, key=lambda r: r["phone_pnmi"])
+    ext = load_extractor(
+        "tiny_hubert",
+        checkpoint=hubert["iterations"][best["iteration"] - 1]["path"],
+        layer=best["layer"],
+        cmvn=True,
+    )
+
+    # K by the probe: train on KWS training clips (epoch chosen on held-out training speakers), score valid.
+    train = sample(kws["train"], recipe.probe_train)
+    speakers = sorted({u.speaker for u in train})
+    held = set(speakers[::10])
+    splits = {
+        "train": [u for u in train if u.speaker not in held],
+        "valid": [u for u in train if u.speaker in held],
+        "test": valid,
+    }
+    with torch.inference_mode():
+        feats = {s: [ext.extract(load_utterance(u)) for u in us] for s, us in splits.items()}
+        frames = sample_frames(
+            (ext.extract(w) for w in fit_clips), recipe.kmeans_max_frames // 4, recipe.seed
+        )
+    labels = {s: [str(u.label) for u in us] for s, us in splits.items()}
+    k_rows = []
+    for k in recipe.select_k:
+        km = fit_kmeans(frames, k, seed=recipe.seed)
+        units = {s: [dedup(km.predict(f).tolist())[0] for f in fs] for s, fs in feats.items()}
+        acc = _probe_units(units, labels, k, recipe.probe_epochs, recipe.seed)
+        k_rows.append({"k": k, "probe_valid_accuracy": acc})
+        log.info("select: K=%d dedup-unit probe %.3f on KWS valid", k, acc)
+    top = max(r["probe_valid_accuracy"] for r in k_rows)
+    chosen_k = min(r["k"] for r in k_rows if r["probe_valid_accuracy"] >= top - recipe.k_tolerance)
+    return {
+        "iteration": best["iteration"],
+        "layer": best["layer"],
+        "k": chosen_k,
+        "layers": rows,
+        "ks": k_rows,
+        "checkpoint": hubert["iterations"][best["iteration"] - 1]["path"],
+    }
+
+
+def _extractor(select: dict[str, Any]) -> Any:
+    from spkit.features import load_extractor
+
+    return load_extractor("tiny_hubert", checkpoint=select["checkpoint"], layer=select["layer"], cmvn=True)
+
+
+# ------------------------------------------------------------------------------------------ driver
+def pretrain_base(
+    out: str | os.PathLike,
+    preset: str = "default",
+    *,
+    work: str | os.PathLike | None = None,
+    data_root: str | os.PathLike | None = None,
+    max_seconds: float | None = None,
+    until: str | None = None,
+    progress: bool = True,
+    recipe: BaseRecipe | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) the spkit-base recipe into ``out``; returns ``WORK/state.json``'s content.
+
+    ``max_seconds`` bounds this call's HuBERT training (the longest stage): the call then stops with a
+    checkpoint and a later call resumes. ``until`` stops after the named stage (see :data:`STAGES`).
+    """
+    from spkit.data.manifest import load_tsv_corpus
+    from spkit.data.packed import pack_utterances
+    from spkit.synth import synthesize_corpus
+
+    recipe = recipe or preset_recipe(preset)
+    if until is not None and until not in STAGES:
+        raise ValueError(f"unknown stage {until!r}; choose one of {STAGES}")
+    out = Path(out)
+    work = Path(work) if work else out.with_name(out.name + ".work")
+    work.mkdir(parents=True, exist_ok=True)
+    write_text(
+        work / ".gitignore", "# rebuilt from the corpus on resume; not committed\naudio/\ncache/\nunits/\n"
+    )
+    torch.set_num_threads(recipe.threads)
+    state = _State(work)
+    settings = dataclasses.asdict(recipe)
+    t0 = time.perf_counter()
+
+    def stop_after(stage: str) -> bool:
+        return until == stage
+
+    # 1-2. corpus and packed audio (rebuilt whenever missing: neither is committed)
+    corpus = synthesize_corpus(
+        "pretrain", corpus_path(recipe, data_root), preset=recipe.corpus_preset, seed=recipe.corpus_seed
+    )
+    corpus_info = read_json(corpus / "spkit" / "corpus.json")
+    state.finish(
+        "corpus",
+        {"preset": recipe.corpus_preset, "seed": recipe.corpus_seed},
+        {
+            "path": str(corpus),
+            "clips": corpus_info["clips"],
+            "hours": {s: v["hours"] for s, v in corpus_info["splits"].items()},
+        },
+    )
+    if stop_after("corpus"):
+        return state.data
+    splits = load_tsv_corpus(corpus, ("train", "valid"))
+    packed = pack_utterances(splits["train"], work / "audio" / "train.json", progress=progress)
+    state.finish(
+        "pack",
+        {"clips": len(splits["train"])},
+        {"clips": len(packed), "hours": round(packed.seconds / 3600, 2)},
+    )
+    if stop_after("pack"):
+        return state.data
+
+    # 3. HuBERT iterations
+    state.log("hubert_start", max_seconds=max_seconds)
+    hubert = _hubert_stage(recipe, work, packed, max_seconds, progress, state)
+    if hubert is None:
+        state.log("paused", stage="hubert", seconds=round(time.perf_counter() - t0, 1))
+        return state.data
+    state.finish("hubert", {"iterations": len(recipe.iterations)}, hubert)
+    if stop_after("hubert"):
+        return state.data
+
+    # 4. layer and K on validation clips
+    sel_settings = {
+        k: settings[k]
+        for k in (
+            "select_k",
+            "select_utts",
+            "probe_train",
+            "probe_epochs",
+            "k_tolerance",
+            "kmeans_max_frames",
+            "task_preset",
+            "seed",
+        )
+    }
+    sel_settings["checkpoints"] = [r["path"] for r in hubert["iterations"]]
+    select = state.done("select", sel_settings)
+    if select is None:
+        select = state.finish(
+            "select", sel_settings, _select_stage(recipe, hubert, packed, progress, data_root)
+        )
+    if stop_after("select"):
+        return state.data
+
+    # 5. k-means on the pretraining corpus
+    from spkit.units.kmeans import KMeansModel, fit_kmeans_on_corpus
+
+    km_path = work / "km.bin"
+    ext = _extractor(select)
+    km_settings = {
+        "layer": select["layer"],
+        "k": select["k"],
+        "iteration": select["iteration"],
+        "max_frames": recipe.kmeans_max_frames,
+    }
+    if state.done("kmeans", km_settings) is None or not km_path.is_file():
+        rng = np.random.default_rng(recipe.seed)
+        fit_utts = [
+            splits["train"][i]
+            for i in sorted(
+                rng.choice(len(splits["train"]), size=min(6000, len(splits["train"])), replace=False)
+            )
+        ]
+        km = fit_kmeans_on_corpus(
+            fit_utts,
+            ext,
+            select["k"],
+            max_frames=recipe.kmeans_max_frames,
+            seed=recipe.seed,
+            progress=progress,
+        )
+        km.save(km_path)
+        state.finish("kmeans", km_settings, {"fingerprint": km.fingerprint, "n_clusters": km.n_clusters})
+    km = KMeansModel.load(km_path)
+    if stop_after("kmeans"):
+        return state.data
+
+    # 6. units of the pretraining corpus
+    from spkit.units.quantize import quantize_corpus
+
+    unit_files = {}
+    for split, utts in splits.items():
+        unit_files[split] = str(
+            quantize_corpus(
+                utts,
+                ext,
+                km,
+                work / "units",
+                name=split,
+                cache_dir=work / "cache" / "units",
+                batch_size=16,
+                progress=progress,
+            )
+        )
+    state.finish("units", km_settings, unit_files)
+    if stop_after("units"):
+        return state.data
+
+    # 7. the uLM
+    from spkit.ulm.dictionary import UnitDictionary
+    from spkit.ulm.train import TrainConfig, train
+
+    tcfg = TrainConfig(**{**recipe.ulm, "seed": recipe.seed})
+    ulm_settings = {"train": dataclasses.asdict(tcfg), "kmeans": km.fingerprint}
+    ulm = state.done("ulm", ulm_settings)
+    ulm_dir = work / f"ulm-{km.fingerprint[:8]}"
+    if ulm is None:
+        ulm_dir = work / f"ulm-{km.fingerprint[:8]}"
+        summary = train(
+            tcfg,
+            unit_files["train"],
+            unit_files["valid"],
+            ulm_dir,
+            resume=(ulm_dir / "checkpoint_last.pt").is_file(),
+            progress=progress,
+            dictionary=UnitDictionary.from_units(range(km.n_clusters)),
+        )
+        if summary["steps"] < tcfg.max_steps:  # interrupted: the next call resumes checkpoint_last.pt
+            return state.data
+        ulm = state.finish("ulm", ulm_settings, {**summary, "dir": str(ulm_dir)})
+    if stop_after("ulm"):
+        return state.data
+
+    # 8. export
+    export = export_base(out, work, recipe, state.data)
+    state.finish("export", {"out": str(out)}, export)
+    return state.data
+
+
+def export_base(out: Path, work: Path, recipe: BaseRecipe, state: dict[str, Any]) -> dict[str, Any]:
+    """Write the shipped files (see the module docstring) from the finished stages in ``work``."""
+    from spkit.features.tiny_hubert import load_tiny_hubert
+    from spkit.ulm.fairseq_io import save_fairseq_ulm
+    from spkit.ulm.train import load_ulm
+    from spkit.units.kmeans import KMeansModel
+
+    stages = state["stages"]
+    select = stages["select"]["result"]
+    out.mkdir(parents=True, exist_ok=True)
+    _, ckpt = load_tiny_hubert(select["checkpoint"])
+    torch_save(
+        {
+            k: ckpt[k]
+            for k in (
+                "format",
+                "version",
+                "config",
+                "model",
+                "targets",
+                "step",
+                "history",
+                "seconds",
+                "audio_seconds",
+                "train",
+            )
+        }
+        | {"optimizer": None, "scheduler": None},
+        out / "hubert.pt",
+    )
+    KMeansModel.load(work / "km.bin").save(out / "km.bin")
+    lm, dictionary = load_ulm(Path(stages["ulm"]["result"]["dir"]) / "checkpoint_best.pt")
+    save_fairseq_ulm(lm, dictionary, out / "ulm")
+    ext = _extractor({**select, "checkpoint": str(out / "hubert.pt")})
+    km = KMeansModel.load(out / "km.bin")
+    card = {
+        "format": FORMAT,
+        "version": VERSION,
+        "recipe": dataclasses.asdict(recipe),
+        "hubert": "hubert.pt",
+        "layer": select["layer"],
+        "iteration": select["iteration"],
+        "kmeans": "km.bin",
+        "n_clusters": km.n_clusters,
+        "cmvn": True,
+        "ulm": "ulm",
+        "extractor_fingerprint": ext.fingerprint,
+        "kmeans_fingerprint": km.fingerprint,
+        "ulm_fingerprint": lm.fingerprint(),
+        "selection": select,
+        "corpus": stages["corpus"]["result"],
+        "ulm_summary": stages["ulm"]["result"],
+        "hubert_summary": [
+            {k: r[k] for k in ("step", "loss", "acc", "seconds", "audio_seconds")}
+            for r in stages["hubert"]["result"]["iterations"]
+        ],
+    }
+    write_json(out / "spkit-base.json", card)
+    write_text(out / "README.md", model_card(card))
+    return {"files": sorted(p.name for p in out.iterdir())}
+
+
+def model_card(card: dict[str, Any]) -> str:
+    """The shipped folder's README: data, sizes, steps, CPU time, selection, perplexity, rebuild command."""
+    sel = card["selection"]
+    hub = card["hubert_summary"]
+    ulm = card["ulm_summary"]
+    corpus = card["corpus"]
+    recipe = card["recipe"]
+    lines = [
+        "# spkit-base",
+        "",
+        "The kit's pretrained embedded models (tiny HuBERT, k-means, unit LM), trained once on the CPU by",
+        "`spkit pretrain-base` and loaded by `spkit run --preset default`.",
+        "Generated by the recipe; do not edit.",
+        "",
+        "## Data",
+        "",
+        "Pretraining corpus "
+        f"`spkit synth pretrain --preset {recipe['corpus_preset']} --seed {recipe['corpus_seed']}`: "
+        f"{corpus['clips']} clips, {corpus['hours']} hours (train/valid), read by training-side voices only "
+        "(no voice variant of any task corpus' validation or test split).",
+        "",
+        "## Models",
+        "",
+        f"- `hubert.pt`: tiny HuBERT {recipe['model']}, iterations "
+        + ", ".join(
+            f"{i + 1}: K={it['num_clusters']} targets, {h['step']} steps, {h['seconds'] / 3600:.2f} CPU-h, "
+            f"masked acc {h['acc']:.3f}"
+            for i, (it, h) in enumerate(zip(recipe["iterations"], hub))
+        )
+        + ".",
+        f"- units: iteration {sel['iteration']}, layer {sel['layer']} (per-clip CMVN), "
+        f"K={card['n_clusters']} (`km.bin`).",
+        f"- `ulm/`: {recipe['ulm']['model']} uLM, {ulm.get('steps')} steps, validation perplexity "
+        f"{ulm.get('best_valid_ppl', ulm.get('valid_ppl'))} on held-out speakers.",
+        "",
+        "## Selection (KWS validation clips; no test clip is used)",
+        "",
+        f"| iteration | layer | phone PNMI (K={sel['layers'][0]['k']}) | word PNMI |",
+        "|---|---|---:|---:|",
+        *[
+            f"| {r['iteration']} | {r['layer']} | {r['phone_pnmi']:.3f} | {r['word_pnmi']:.3f} |"
+            for r in sel["layers"]
+        ],
+        "",
+        "| K | dedup-unit probe, KWS valid |",
+        "|---:|---:|",
+        *[f"| {r['k']} | {100 * r['probe_valid_accuracy']:.1f} % |" for r in sel["ks"]],
+        "",
+        "## Rebuild",
+        "",
+        f"```\nspkit pretrain-base --out models/spkit-base --preset {recipe['corpus_preset']} --resume\n```",
+        "(resumable: `--max-seconds S` ends a call after S seconds of HuBERT training with a checkpoint).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def load_base(folder: str | os.PathLike) -> dict[str, Any]:
+    """The shipped ``spkit-base.json`` with absolute paths; a missing or broken folder is a DataError."""
+    folder = Path(folder)
+    path = folder / "spkit-base.json"
+    if not path.is_file():
+        raise DataError(
+            f"{path}: no spkit-base model card; build it with `spkit pretrain-base --out {folder}`"
+        )
+    card = read_json(path)
+    if card.get("format") != FORMAT:
+        raise DataError(f"{path}: not an spkit-base folder (format {card.get('format')!r})")
+    for key in ("hubert", "kmeans", "ulm"):
+        if not (folder / card[key]).exists():
+            raise DataError(f"{folder / card[key]}: missing ({key} of spkit-base)")
+    return {
+        **card,
+        "hubert": str(folder / card["hubert"]),
+        "kmeans": str(folder / card["kmeans"]),
+        "ulm": str(folder / card["ulm"]),
+    }
+
+
+def curves(work: str | os.PathLike) -> dict[str, Any]:
+    """Training curves from the work folder: HuBERT loss/accuracy per step per iteration, uLM history."""
+    from spkit.features.tiny_hubert import load_tiny_hubert
+
+    work = Path(work)
+    out: dict[str, Any] = {"hubert": {}, "ulm": None}
+    for p in sorted((work / "hubert").glob("iter*.pt")):
+        _, ckpt = load_tiny_hubert(p)
+        out["hubert"][p.stem] = ckpt["history"]
+    for hist in sorted(work.glob("ulm-*/history.json")):
+        out["ulm"] = read_json(hist)
+    return out
