@@ -172,6 +172,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layer", type=int, default=None, help="HuBERT layer (GSLM: 6)")
     p.add_argument("--kmeans", default=None, help="GSLM k-means model (km.bin) to use instead of fitting")
     p.add_argument("--ulm", default=None, help="GSLM uLM folder (checkpoint_best.pt + dict.txt)")
+    p.add_argument("--base", default=None, metavar="DIR",
+                   help="an spkit-base folder to build on instead of the preset's (default preset: "
+                        "models/spkit-base; see spkit pretrain-base)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="extra notebook parameter (VALUE parsed as a Python literal, else a string)")
     p.add_argument("--timeout", type=int, default=None,
@@ -201,6 +204,8 @@ def notebook_params(args: argparse.Namespace) -> dict[str, Any]:
         params["kmeans_path"] = str(Path(args.kmeans).resolve())
     if args.ulm:
         params["gslm_checkpoint"] = str(Path(args.ulm).resolve())
+    if args.base:
+        params["base"] = str(Path(args.base).resolve())
     for key, value in _pairs(args.param, "--param").items():
         try:
             params[key] = ast.literal_eval(value)

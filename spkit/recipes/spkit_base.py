@@ -615,6 +615,7 @@ def export_base(out: Path, work: Path, recipe: BaseRecipe, state: dict[str, Any]
             for r in stages["hubert"]["result"]["iterations"]
         ],
     }
+    write_json(out / "curves.json", curves(work, select["checkpoint"], Path(stages["ulm"]["result"]["dir"])))
     write_json(out / "spkit-base.json", card)
     write_text(out / "README.md", model_card(card))
     return {"files": sorted(p.name for p in out.iterdir())}
@@ -699,15 +700,32 @@ def load_base(folder: str | os.PathLike) -> dict[str, Any]:
     }
 
 
-def curves(work: str | os.PathLike) -> dict[str, Any]:
-    """Training curves from the work folder: HuBERT loss/accuracy per step per iteration, uLM history."""
+def curves(work: str | os.PathLike, hubert: str | os.PathLike, ulm_dir: str | os.PathLike) -> dict[str, Any]:
+    """Training curves for the model card and notebooks 01-02: HuBERT ``[step, loss, masked acc]`` of every
+    iteration up to the shipped one (every 10th step), and the uLM's validation history."""
     from spkit.features.tiny_hubert import load_tiny_hubert
 
-    work = Path(work)
     out: dict[str, Any] = {"hubert": {}, "ulm": None}
-    for p in sorted((work / "hubert").glob("iter*.pt")):
+    for p in sorted((Path(work) / "hubert").glob("iter*.pt")):
         _, ckpt = load_tiny_hubert(p)
-        out["hubert"][p.stem] = ckpt["history"]
-    for hist in sorted(work.glob("ulm-*/history.json")):
-        out["ulm"] = read_json(hist)
+        hist = ckpt["history"]
+        out["hubert"][p.stem] = [[int(h[0]), round(float(h[1]), 4), round(float(h[2]), 4)]
+                                 for h in hist if h[0] % 10 == 0 or h is hist[-1]]
+        if Path(p).resolve() == Path(hubert).resolve():
+            break
+    hist_file = Path(ulm_dir) / "history.json"
+    if hist_file.is_file():
+        out["ulm"] = read_json(hist_file)["history"]
     return out
+
+
+def hubert_curve_figure(curves_: dict[str, Any]) -> Any:
+    """Masked-prediction loss by step, one line per iteration (plotly)."""
+    from spkit.viz import _go
+
+    go = _go()
+    fig = go.Figure([go.Scatter(x=[h[0] for h in hist], y=[h[1] for h in hist], mode="lines", name=name)
+                     for name, hist in curves_["hubert"].items()])
+    fig.update_layout(title="spkit-base: tiny HuBERT masked-prediction loss", xaxis_title="step",
+                      yaxis_title="loss", height=350)
+    return fig

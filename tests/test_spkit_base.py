@@ -1,0 +1,290 @@
+"""spkit-base: the pretraining corpus, packed audio, streamed targets, and the recipe end to end (smoke)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from spkit.data.base import Utterance
+from spkit.data.packed import PackedAudio, pack_utterances
+from spkit.features.pretrain import PretrainConfig, make_targets
+from spkit.synth import pretrain_text, texts
+from spkit.synth.corpora import _variant_pools, plan_corpus
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------------------------- corpus
+def test_sentences_from_fortunes_keeps_plain_sentences_only():
+    raw = ("The early bird gets the worm, but the second mouse gets the cheese.\n\t\t-- Steven Wright\n%\n"
+           "|| a table || with bars ||\n%\n"
+           "Short one.  This sentence has exactly enough words to count here. Yes!\n%\n"
+           "x = y + 1; print(x)\n%\n")
+    out = pretrain_text.sentences_from_fortunes(raw)
+    assert out == ["The early bird gets the worm, but the second mouse gets the cheese.",
+                   "This sentence has exactly enough words to count here."]
+
+
+def test_english_text_source_is_installed_and_large():
+    sentences = pretrain_text.english_sentences()
+    assert len(sentences) > 15_000
+    words = sum(len(s.split()) for s in sentences)
+    assert words > 200_000
+    assert all(5 <= len(s.split()) <= 32 for s in sentences[:2000])
+
+
+def test_pretrain_plan_uses_training_side_voices_only():
+    speakers, clips = plan_corpus("pretrain", "smoke", seed=0)
+    train_pool = set(_variant_pools()["train"])
+    held_out = set(_variant_pools()["valid"]) | set(_variant_pools()["test"])
+    assert speakers and {s.split for s in speakers} == {"train", "valid"}
+    for s in speakers:
+        assert s.variant is None or s.variant in train_pool, s
+        assert s.variant not in held_out
+    # valid holds out whole speakers
+    by_split = {sp: {c["speaker"]["id"] for c in clips if c["split"] == sp} for sp in ("train", "valid")}
+    assert by_split["train"].isdisjoint(by_split["valid"])
+    # same seed, same plan; another seed, another plan
+    assert plan_corpus("pretrain", "smoke", seed=0)[1] == clips
+    assert plan_corpus("pretrain", "smoke", seed=1)[1] != clips
+
+
+def test_pretrain_default_plan_size_and_task_material():
+    speakers, clips = plan_corpus("pretrain", "default", seed=0)
+    assert len(clips) >= 28_000 and len(speakers) >= 1500  # about 6 s each: ~47 h
+    langs = {c["label"] for c in clips}
+    assert langs == set(texts.LID_LANGUAGES)
+    english = [c["text"].lower() for c in clips if c["label"] == "en"]
+    joined = " ".join(english)
+    phrasings = [p for ps in texts.FSC_INTENTS.values() for p in ps]
+    assert sum(any(p in t for p in phrasings) for t in english[:3000]) > 100  # commands in running text
+    for kw in texts.KWS_TARGETS:  # every keyword occurs in running speech
+        assert f" {kw} " in f" {joined} ", kw
+    assert sum(" ".join(texts.DIGITS[:3]) in t or "the number is" in t for t in english) > 0
+    train_pool = set(_variant_pools()["train"])
+    assert all(s.variant is None or s.variant in train_pool for s in speakers)
+
+
+def test_synth_pretrain_smoke_writes_manifests_and_alignments(tmp_path):
+    from spkit.data.manifest import load_tsv_corpus
+    from spkit.synth import synthesize_corpus
+
+    root = synthesize_corpus("pretrain", tmp_path / "pt", preset="smoke", seed=0)
+    splits = load_tsv_corpus(root, ("train", "valid"))
+    assert len(splits["train"]) == 32 and len(splits["valid"]) == 8
+    rows = [json.loads(x) for x in (root / "spkit" / "alignments.jsonl").read_text().splitlines()]
+    assert len(rows) == 40 and all(r["phones"] and r["words"] for r in rows)
+    durations = [sf.info(str(root / r["path"])).duration for r in rows]
+    assert min(durations) > 1.0 and max(durations) < 20.0
+    info = json.loads((root / "spkit" / "corpus.json").read_text())
+    assert info["kind"] == "pretrain" and info["splits"]["test"]["clips"] == 0
+
+
+# ---------------------------------------------------------------------------------------- packing
+def _utt(path: Path, uid: str) -> Utterance:
+    return Utterance(uid=uid, path=path, split="train", speaker="s", label=None)
+
+
+def test_pack_utterances_round_trip_and_skips_unreadable(tmp_path):
+    rng = np.random.default_rng(0)
+    waves = [rng.uniform(-0.5, 0.5, n).astype(np.float32) for n in (1600, 4000, 800)]
+    utts = []
+    for i, w in enumerate(waves):
+        sf.write(tmp_path / f"{i}.wav", w, 16000, subtype="PCM_16")
+        utts.append(_utt(tmp_path / f"{i}.wav", f"c{i}"))
+    (tmp_path / "bad.wav").write_bytes(b"not audio at all")
+    utts.insert(1, _utt(tmp_path / "bad.wav", "bad"))
+    packed = pack_utterances(utts, tmp_path / "pack" / "train.json", progress=False)
+    assert len(packed) == 3 and packed.uids == ["c0", "c1", "c2"]
+    assert packed.lengths.tolist() == [1600, 4000, 800]
+    for got, want in zip(packed, waves):
+        assert got.dtype == torch.float32
+        assert torch.allclose(got, torch.from_numpy(want), atol=1 / 32768 + 1e-6)
+    index = json.loads((tmp_path / "pack" / "train.json").read_text())
+    assert [s["uid"] for s in index["skipped"]] == ["bad"] and "bad.wav" in index["skipped"][0]["path"]
+    # a finished pack is reused; the file on disk is int16 of the right size
+    again = PackedAudio.open(tmp_path / "pack" / "train.json")
+    assert again.uids == packed.uids
+    assert (tmp_path / "pack" / "train.int16").stat().st_size == 2 * 6400
+
+
+def test_make_targets_streaming_equals_in_memory():
+    g = torch.Generator().manual_seed(0)
+    waves = [torch.randn(int(n), generator=g) * 0.1 for n in (8000, 12000, 5000, 16000)]
+    cfg = PretrainConfig(num_clusters=8, kmeans_max_frames=60, seed=3, kmeans_n_init=1)
+    kept, c1 = make_targets(waves, cfg, progress=False)
+    streamed, c2 = make_targets(waves, cfg, progress=False, keep_features_bytes=0)
+    assert torch.equal(c1, c2)
+    assert all(torch.equal(a, b) for a, b in zip(kept, streamed))
+    assert [len(y) for y in kept] == [(len(w) - 400) // 320 + 1 for w in waves]
+
+
+# ---------------------------------------------------------------------------------------- recipe
+@pytest.fixture(scope="module")
+def smoke_base(tmp_path_factory):
+    """spkit-base built end to end at the smoke size by the CLI, reading which clips it loads."""
+    root = tmp_path_factory.mktemp("spkit_base")
+    r = subprocess.run([sys.executable, "-m", "spkit", "pretrain-base", "--out", str(root / "base"),
+                        "--preset", "smoke", "--data-root", str(root / "data")],
+                       capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return root
+
+
+def test_pretrain_base_ships_every_file(smoke_base):
+    from spkit.recipes.spkit_base import load_base
+
+    base = smoke_base / "base"
+    assert sorted(p.name for p in base.iterdir()) == ["README.md", "curves.json", "hubert.pt", "km.bin",
+                                                     "spkit-base.json", "ulm"]
+    card = load_base(base)
+    assert card["n_clusters"] in (12, 20) and card["layer"] in (1, 2) and card["cmvn"] is True
+    assert sum(p.stat().st_size for p in base.rglob("*") if p.is_file()) < 60 * 2**20
+    state = json.loads((smoke_base / "base.work" / "state.json").read_text())
+    assert [s for s in ("corpus", "pack", "hubert1", "hubert2", "hubert", "select", "kmeans", "units", "ulm",
+                        "export") if s not in state["stages"]] == []
+    # the selection is made on validation clips and records every candidate
+    sel = state["stages"]["select"]["result"]
+    assert len(sel["layers"]) == 4 and all(0 < r["phone_pnmi"] < 1 for r in sel["layers"])
+    best = max(sel["layers"], key=lambda r: r["phone_pnmi"])
+    assert (sel["iteration"], sel["layer"]) == (best["iteration"], best["layer"])
+    assert "Rebuild" in (base / "README.md").read_text()
+    curves = json.loads((base / "curves.json").read_text())
+    assert set(curves["hubert"]) == {"iter1", "iter2"} or sel["iteration"] == 1
+    assert curves["ulm"] and curves["ulm"][-1]["valid_ppl"] > 1
+
+
+def test_shipped_parts_load_strictly_and_in_their_native_tools(smoke_base):
+    import joblib
+
+    from spkit.features import load_extractor
+    from spkit.ulm.fairseq_io import load_fairseq_ulm
+    from spkit.units.kmeans import KMeansModel
+
+    base = smoke_base / "base"
+    state = torch.load(base / "hubert.pt", map_location="cpu", weights_only=True)
+    assert state["optimizer"] is None  # weights only, no training state shipped
+    card = json.loads((base / "spkit-base.json").read_text())
+    ext = load_extractor("tiny_hubert", checkpoint=str(base / "hubert.pt"), layer=card["layer"], cmvn=True)
+    assert ext.fingerprint == card["extractor_fingerprint"]
+    km = KMeansModel.load(base / "km.bin")
+    assert km.fingerprint == card["kmeans_fingerprint"]
+    assert joblib.load(base / "km.bin").cluster_centers_.shape == (card["n_clusters"], ext.dim)
+    lm, dictionary = load_fairseq_ulm(base / "ulm")
+    assert lm.fingerprint() == card["ulm_fingerprint"] and len(dictionary) >= card["n_clusters"] + 4
+
+    pytest.importorskip("fairseq")
+    from spkit.fairseq_compat import import_fairseq
+
+    import_fairseq()
+    from fairseq import checkpoint_utils
+
+    models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task(
+        [str(base / "ulm" / "checkpoint_best.pt")], arg_overrides={"data": str(base / "ulm")})
+    assert len(task.source_dictionary) == len(dictionary)
+    x = torch.tensor([[2, 4, 5, 6, 7]])
+    with torch.no_grad():
+        ours = lm(x).logits
+        theirs = models[0].eval()(x)[0]
+    assert torch.allclose(ours, theirs, atol=1e-4)
+
+
+def test_rerun_resumes_nothing_and_refuses_without_resume(smoke_base):
+    work = smoke_base / "base.work"
+    before = (work / "state.json").read_text()
+    args = [sys.executable, "-m", "spkit", "pretrain-base", "--out", str(smoke_base / "base"),
+            "--preset", "smoke", "--data-root", str(smoke_base / "data")]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 2 and "--resume" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    after = json.loads((work / "state.json").read_text())
+    assert after["stages"]["hubert1"] == json.loads(before)["stages"]["hubert1"]
+    assert json.loads(r.stdout.strip().splitlines()[-1])["left"] == []
+
+
+def test_time_budget_pauses_and_resume_is_bit_identical(tmp_path, smoke_base):
+    from spkit.recipes.spkit_base import pretrain_base
+
+    data = smoke_base / "data"
+    paused = pretrain_base(tmp_path / "a" / "base", "smoke", data_root=data, max_seconds=0.0, until="hubert",
+                           progress=False)
+    assert "hubert" not in paused["stages"]
+    done = pretrain_base(tmp_path / "a" / "base", "smoke", data_root=data, until="hubert", progress=False)
+    assert "hubert" in done["stages"]
+    ref = torch.load(smoke_base / "base.work" / "hubert" / "iter2.pt", weights_only=True)
+    got = torch.load(tmp_path / "a" / "base.work" / "hubert" / "iter2.pt", weights_only=True)
+    assert all(torch.equal(ref["model"][k], got["model"][k]) for k in ref["model"])
+
+
+def test_selection_never_reads_test_clips(tmp_path, smoke_base, monkeypatch):
+    import spkit.data.corpus as corpus_mod
+    from spkit.data.packed import PackedAudio
+    from spkit.recipes.spkit_base import _select_stage, preset_recipe
+
+    seen: list[str] = []
+    real = corpus_mod.load_utterance
+
+    def spy(utt, *a, **k):
+        seen.append(utt.split)
+        return real(utt, *a, **k)
+
+    monkeypatch.setattr(corpus_mod, "load_utterance", spy)
+    state = json.loads((smoke_base / "base.work" / "state.json").read_text())
+    packed = PackedAudio.open(smoke_base / "base.work" / "audio" / "train.json")
+    recipe = preset_recipe("smoke")
+    sel = _select_stage(recipe, state["stages"]["hubert"]["result"], packed, False, smoke_base / "data")
+    assert seen and set(seen) <= {"train", "valid"}
+    assert sel == state["stages"]["select"]["result"]
+
+
+def test_notebooks_01_02_build_on_a_base_folder_and_train_nothing(tmp_path, smoke_base):
+    """`spkit run --base DIR` (what the default preset does with models/spkit-base): units and uLM come
+    from the folder."""
+    import shutil
+
+    from spkit.pipeline import execute, plan
+
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    for name in ("01_unit_discovery.ipynb", "02_unit_lm.ipynb"):
+        shutil.copy(REPO / "notebooks" / name, nbs / name)
+    base = smoke_base / "base"
+    run = tmp_path / "run"
+    old = os.environ.get("SPKIT_NOTEBOOKS")
+    os.environ["SPKIT_NOTEBOOKS"] = str(nbs)
+    try:
+        execute(plan("smoke", run, data_root=smoke_base / "data", params={"base": str(base)}), run,
+                log=lambda _: None)
+    finally:
+        if old is None:
+            os.environ.pop("SPKIT_NOTEBOOKS")
+        else:
+            os.environ["SPKIT_NOTEBOOKS"] = old
+    card = json.loads((base / "spkit-base.json").read_text())
+    unit_model = json.loads((run / "units" / "unit_model.json").read_text())
+    assert unit_model["checkpoint"] == str(base / "hubert.pt") and unit_model["layer"] == card["layer"]
+    assert unit_model["kmeans_fingerprint"] == card["kmeans_fingerprint"]
+    assert not (run / "hubert").exists()  # nothing pretrained in the run
+    report = json.loads((run / "ulm" / "report.json").read_text())
+    assert report["source"] == str(base / "ulm") and report["fingerprint"] == card["ulm_fingerprint"]
+    assert (run / "figures" / "01_base_hubert_curve.html").is_file()
+    assert (run / "units" / "kws" / "test.jsonl").is_file()
+
+
+def test_default_preset_without_the_shipped_folder_names_it(tmp_path, monkeypatch):
+    from spkit.data.base import DataError
+    from spkit.recipes import unit_discovery
+
+    monkeypatch.setitem(unit_discovery.PRESETS, "default",
+                        unit_discovery.UnitDiscoveryConfig(base=str(tmp_path / "missing-base")))
+    with pytest.raises(DataError, match=r"missing-base.*spkit pretrain-base"):
+        unit_discovery.preset_config("default")
