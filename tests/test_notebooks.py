@@ -118,7 +118,7 @@ def test_index_report(smoke_run):
 
 
 def test_presets_known():
-    assert PRESETS == ("smoke", "default", "paper")
+    assert PRESETS == ("smoke", "default", "scratch", "paper")
 
 
 def test_information_probe_on_the_smoke_run(smoke_run):

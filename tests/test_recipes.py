@@ -72,5 +72,18 @@ def test_unknown_task_method_preset_and_field():
 
 def test_default_budgets_are_step_based():
     # Wall-clock or CPU-time budgets would make results depend on the machine's load.
-    assert unit_discovery.preset_config("default").pretrain_max_seconds is None
-    assert unit_lm.preset_config("default").max_cpu_seconds is None
+    assert unit_discovery.preset_config("scratch").pretrain_max_seconds is None
+    assert unit_lm.preset_config("scratch").max_cpu_seconds is None
+
+
+def test_default_builds_on_the_shipped_base_and_scratch_trains_from_zero():
+    from spkit.presets import SHIPPED_BASE, corpus_preset
+
+    assert unit_discovery.PRESETS["default"].base == str(SHIPPED_BASE)
+    assert unit_lm.PRESETS["default"].base == str(SHIPPED_BASE)
+    assert unit_discovery.PRESETS["scratch"].base is None and unit_lm.PRESETS["scratch"].base is None
+    assert unit_discovery.PRESETS["scratch"].pretrain_steps == 1000
+    assert corpus_preset("scratch") == corpus_preset("default") == "default"
+    assert corpus_preset("smoke") == "smoke"
+    with pytest.raises(ValueError, match="real data sets"):
+        corpus_preset("paper")
