@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from spkit.errors import UserError
 from spkit.layout import RunLayout
 
 VERBALIZERS: tuple[str, ...] = ("frequency", "random", "learnable")
@@ -43,7 +44,7 @@ SAMPLES_PER_FRAME = 320  # HuBERT hop at 16 kHz: one unit per 20 ms
 SAMPLE_RATE = 16_000
 
 
-class AnalysisError(ValueError):
+class AnalysisError(UserError, ValueError):
     """Missing or inconsistent inputs of an analysis; the message names the file or run folder."""
 
 
