@@ -201,9 +201,10 @@ def test_downstream_ctc_trains(tone_task, tmp_path):
     spec = DownstreamSpec.from_task(TaskSpec("asr", "sequence", ("h", "i", "l", "m", "o"), "cer", True,
                                              "chars"))
     ext = ToyLayeredExtractor()
-    res = train_downstream(spec, data, ext, seed=1, epochs=3, lr=3e-3, batch_size=8, progress=False)
+    res = train_downstream(spec, data, ext, seed=1, epochs=40, lr=1e-2, batch_size=8, progress=False)
     assert res.metric == "cer (lower is better)"
-    assert 0.0 <= res.value and "test_wer" in res.extra
+    # a learnable case: the CTC head spells the unseen clips' pitch words (an untrained one scores 1.0)
+    assert res.value < 0.5 and res.extra["test_wer"] < 1.0, (res.value, res.extra["test_wer"])
     assert res.log[-1]["train_loss"] < res.log[0]["train_loss"]
 
 

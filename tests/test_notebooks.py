@@ -192,3 +192,26 @@ def test_information_probe_on_the_smoke_run(smoke_run):
         information_probe(run, "kws", views=("mfcc",))
     with pytest.raises(ValueError, match="asr: the probe classifies one label per clip"):
         information_probe(run, "asr", views=("units",))
+
+
+def test_random_lm_control_runs_on_other_weights(smoke_run):
+    """The deep_prompt_random_lm control trains on a random uLM of the same shape (its prompt file names that
+    uLM's fingerprint, not the pretrained one's) and scores the test clips differently."""
+    from spkit.prompt.baselines import random_ulm
+    from spkit.prompt.checkpoint import read_prompt_file
+    from spkit.recipes.unit_lm import load_run_ulm
+
+    run, _ = smoke_run
+    lm, _ = load_run_ulm(run)
+    control_lm = random_ulm(lm)
+    assert control_lm.cfg == lm.cfg and control_lm.fingerprint() != lm.fingerprint()
+    for task in ("kws", "intent", "lid"):
+        base = run / "prompts" / task
+        trained = read_prompt_file(base / "deep_prompt" / "seed0" / "prompt.pt")
+        control = read_prompt_file(base / "deep_prompt_random_lm" / "seed0" / "prompt.pt")
+        assert trained["ulm"]["fingerprint"] == lm.fingerprint(), task
+        assert control["ulm"]["fingerprint"] == control_lm.fingerprint(), task
+        probs = [json.loads((base / m / "seed0" / "eval.json").read_text())["probs"]
+                 for m in ("deep_prompt", "deep_prompt_random_lm")]
+        assert len(probs[0]) == len(probs[1]) > 0
+        assert max(abs(a - b) for ra, rb in zip(*probs) for a, b in zip(ra, rb)) > 1e-3, task
