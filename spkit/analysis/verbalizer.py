@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 
 from spkit.errors import UserError
 from spkit.layout import RunLayout
@@ -183,7 +184,7 @@ def confusion_matrix(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] |
         raise ValueError(f"confusion_matrix: y_true {t.shape} and y_pred {p.shape} differ")
     if t.size and (min(t.min(), p.min()) < 0 or max(t.max(), p.max()) >= n_classes):
         raise ValueError(f"confusion_matrix: a class index is outside 0..{n_classes - 1}")
-    cm = np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    cm = sklearn_confusion_matrix(t, p, labels=np.arange(n_classes)).astype(np.int64)
     return confusion_matrix_normalise(cm) if normalize else cm
 
 
