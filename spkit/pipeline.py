@@ -22,21 +22,16 @@ from typing import Any
 
 from spkit.errors import UserError
 from spkit.io import read_json, write_json
+from spkit.layout import REPO_ROOT, corpus_dir, default_data_root
 
 PRESETS = ("smoke", "default", "paper")
 CORPUS_KINDS = ("kws", "intent", "lid", "asr")
 SMOKE_CELL_TIMEOUT_S = 900
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def notebooks_dir() -> Path:
     """The folder of the notebook sequence (``SPKIT_NOTEBOOKS`` overrides, e.g. for tests)."""
     return Path(os.environ.get("SPKIT_NOTEBOOKS", REPO_ROOT / "notebooks"))
-
-
-def default_data_root() -> Path:
-    """Where synthesized corpora live, shared between runs (``SPKIT_DATA`` overrides)."""
-    return Path(os.environ.get("SPKIT_DATA", REPO_ROOT / "data" / "corpora"))
 
 
 @dataclass
@@ -96,11 +91,6 @@ def check_parameters(params: dict[str, Any], notebooks: list[Path]) -> None:
     if unknown:
         raise RunRequestError(f"unknown notebook parameter(s) {', '.join(unknown)}: no notebook of the run "
                               f"declares them; the notebooks' parameters are: {', '.join(declared)}")
-
-
-def corpus_dir(data_root: Path, kind: str, preset: str, seed: int) -> Path:
-    """The folder of one synthesized corpus: ``<data_root>/<preset>-seed<seed>/<kind>``."""
-    return data_root / f"{preset}-seed{seed}" / kind
 
 
 def synth_stage(kind: str, out: Path, preset: str, seed: int) -> Stage:

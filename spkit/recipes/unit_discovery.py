@@ -417,7 +417,7 @@ def ensure_corpora(corpora: Mapping[str, Any] | None, preset: str, seed: int = 0
     if preset == "paper":
         raise DataError("the paper preset needs the real corpora: set the notebook's `corpora` parameter "
                         "to {'kws': <speech_commands_v0.01>, 'intent': <fluent_speech_commands_dataset>}")
-    from spkit.pipeline import corpus_dir, default_data_root
+    from spkit.layout import corpus_dir, default_data_root
     from spkit.synth import synthesize_corpus
 
     root = Path(data_root) if data_root else default_data_root()
