@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from spkit.errors import UserError
 from spkit.io import atomic_path
 
 SAMPLE_RATE = 16_000
@@ -24,13 +26,29 @@ MIN_SAMPLES = 400
 """One HuBERT frame needs 400 samples (25 ms at 16 kHz); anything shorter yields no units."""
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     """A clip that cannot be used: unreadable, empty, too short, or with NaN/inf samples."""
 
     def __init__(self, path: str | os.PathLike | None, problem: str):
         self.path = None if path is None else str(path)
         self.problem = problem
         super().__init__(f"{self.path or '<array>'}: {problem}")
+
+
+class LowSampleRateWarning(UserWarning):
+    """Audio recorded below 16 kHz: upsampling adds no content above its Nyquist frequency."""
+
+
+_WARNED_RATES: set[int] = set()  # warn once per rate, not once per clip of an 8 kHz corpus
+
+
+def warn_low_rate(path: str | os.PathLike, sample_rate: int) -> None:
+    """Warn (once per rate) that ``path`` is below :data:`SAMPLE_RATE` and will be upsampled."""
+    if sample_rate < SAMPLE_RATE and sample_rate not in _WARNED_RATES:
+        _WARNED_RATES.add(sample_rate)
+        warnings.warn(f"{path}: {sample_rate} Hz audio is upsampled to {SAMPLE_RATE} Hz; the models expect "
+                      f"speech recorded at {SAMPLE_RATE} Hz or more, so results may suffer (warned once per "
+                      "rate)", LowSampleRateWarning, stacklevel=3)
 
 
 @functools.lru_cache(maxsize=32)
@@ -70,7 +88,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
                min_samples: int = MIN_SAMPLES) -> torch.Tensor:
     """Read a WAV/FLAC file as a mono float32 waveform ``(samples,)`` at ``sample_rate`` Hz.
 
-    Stereo is downmixed, other rates are resampled. Raises :class:`AudioError` (naming the file)
+    Stereo is downmixed, other rates are resampled (a rate below 16 kHz warns, once per rate:
+    :class:`LowSampleRateWarning`). Raises :class:`AudioError` (naming the file)
     for a missing or unreadable file, an empty or too-short clip, or NaN/inf samples.
     """
     path = Path(path)
@@ -85,6 +104,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
         raise AudioError(path, "empty clip (0 samples)")
     if not torch.isfinite(wave).all():
         raise AudioError(path, "contains NaN or infinite samples")
+    warn_low_rate(path, sr)
     wave = resample(wave, sr, sample_rate)
     return validate(wave, path, min_samples)
 

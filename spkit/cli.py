@@ -7,6 +7,8 @@ import argparse
 import importlib
 import sys
 
+from spkit.errors import UserError
+
 # name -> (module, one-line help). A module provides add_arguments(parser) and main(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("spkit.synth.cli", "synthesize an embedded spoken corpus in a real data set's layout"),
@@ -33,8 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Dispatch to the subcommand; a user error (:class:`spkit.errors.UserError`, or a file that does not
+    exist) prints one line naming it and returns 2, without a traceback."""
     args = build_parser().parse_args(argv)
-    return int(importlib.import_module(args._module).main(args) or 0)
+    try:
+        return int(importlib.import_module(args._module).main(args) or 0)
+    except (UserError, FileNotFoundError) as e:
+        print(f"spkit {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text or type(e).__name__
 
 
 if __name__ == "__main__":

@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from spkit.audio import SAMPLE_RATE
+from spkit.errors import UserError
 from spkit.layout import RunLayout
 
 DEFAULT_PHRASE = "turn on the lights in the kitchen"
 
 
-class DemoError(ValueError):
+class DemoError(UserError, ValueError):
     """The run folder cannot drive the demo (no units, no prompts...); the message says what is missing."""
 
 

@@ -72,3 +72,16 @@ class RunLayout:
     @property
     def index_html(self) -> Path:
         return self.root / "index.html"
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_data_root() -> Path:
+    """Where synthesized corpora live, shared between runs (``SPKIT_DATA`` overrides)."""
+    return Path(os.environ.get("SPKIT_DATA", REPO_ROOT / "data" / "corpora"))
+
+
+def corpus_dir(data_root: Path, kind: str, preset: str, seed: int) -> Path:
+    """The folder of one synthesized corpus: ``<data_root>/<preset>-seed<seed>/<kind>``."""
+    return data_root / f"{preset}-seed{seed}" / kind

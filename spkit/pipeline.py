@@ -20,23 +20,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spkit.errors import UserError
 from spkit.io import read_json, write_json
+from spkit.layout import REPO_ROOT, corpus_dir, default_data_root
 from spkit.presets import RUN_PRESETS, corpus_preset
 
 PRESETS = RUN_PRESETS
 CORPUS_KINDS = ("kws", "intent", "lid", "asr")
 SMOKE_CELL_TIMEOUT_S = 900
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def notebooks_dir() -> Path:
     """The folder of the notebook sequence (``SPKIT_NOTEBOOKS`` overrides, e.g. for tests)."""
     return Path(os.environ.get("SPKIT_NOTEBOOKS", REPO_ROOT / "notebooks"))
-
-
-def default_data_root() -> Path:
-    """Where synthesized corpora live, shared between runs (``SPKIT_DATA`` overrides)."""
-    return Path(os.environ.get("SPKIT_DATA", REPO_ROOT / "data" / "corpora"))
 
 
 @dataclass
@@ -57,9 +53,45 @@ class StageFailed(RuntimeError):
     """A stage of the main job failed; the message says which and where its output is."""
 
 
-def corpus_dir(data_root: Path, kind: str, preset: str, seed: int) -> Path:
-    """The folder of one synthesized corpus: ``<data_root>/<preset>-seed<seed>/<kind>``."""
-    return data_root / f"{preset}-seed{seed}" / kind
+class RunRequestError(UserError, ValueError):
+    """What ``spkit run`` refuses before anything runs: unknown preset, missing corpus, unknown parameter."""
+
+
+# Parameters the pipeline sets itself in every notebook (from --preset, --out, --seed, --corpus).
+RUN_PARAMETERS = ("preset", "run_dir", "seed", "corpora")
+
+
+def notebook_parameters(nb: Path) -> list[str]:
+    """The names a notebook's ``parameters`` cell assigns (the ones papermill can override), in order."""
+    import ast
+
+    try:
+        cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError) as e:
+        raise RunRequestError(f"{nb}: not a readable notebook ({e})") from None
+    names: list[str] = []
+    for cell in cells:
+        if "parameters" not in cell.get("metadata", {}).get("tags", []):
+            continue
+        src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        for node in ast.parse(src).body:
+            targets = node.targets if isinstance(node, ast.Assign) else (
+                [node.target] if isinstance(node, ast.AnnAssign) else [])
+            names += [t.id for t in targets if isinstance(t, ast.Name) and t.id not in names]
+    return names
+
+
+def check_parameters(params: dict[str, Any], notebooks: list[Path]) -> None:
+    """Refuse a parameter that no notebook of the run declares (a typo would otherwise be ignored)."""
+    declared = sorted({n for nb in notebooks for n in notebook_parameters(nb)} - set(RUN_PARAMETERS))
+    reserved = sorted(set(params) & set(RUN_PARAMETERS))
+    if reserved:
+        raise RunRequestError(f"--param {', '.join(reserved)}: set by spkit run itself; use --preset, --out, "
+                              "--seed or --corpus instead")
+    unknown = sorted(set(params) - set(declared))
+    if unknown:
+        raise RunRequestError(f"unknown notebook parameter(s) {', '.join(unknown)}: no notebook of the run "
+                              f"declares them; the notebooks' parameters are: {', '.join(declared)}")
 
 
 def synth_stage(kind: str, out: Path, preset: str, seed: int) -> Stage:
@@ -102,17 +134,21 @@ def plan(preset: str, run_dir: Path, *, seed: int = 0, data_root: Path | None = 
     ``kmeans_path``, ``gslm_checkpoint``; a notebook ignores the ones it does not use).
     """
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS}")
+        raise RunRequestError(f"unknown preset {preset!r}; choose one of {PRESETS}")
     data_root = (data_root or default_data_root()).resolve()
     run_dir = run_dir.resolve()
     stages: list[Stage] = []
     if corpora:
+        unknown = sorted(set(corpora) - set(CORPUS_KINDS))
+        if unknown:
+            raise RunRequestError(f"--corpus {', '.join(unknown)}: unknown corpus name; use "
+                                  f"{', '.join(CORPUS_KINDS)}")
         missing = [f"{k}={v}" for k, v in corpora.items() if not Path(v).exists()]
         if missing:
-            raise FileNotFoundError(f"corpus folders do not exist: {', '.join(missing)}")
+            raise RunRequestError(f"corpus folders do not exist: {', '.join(missing)}")
         corpora = {k: str(Path(v).resolve()) for k, v in corpora.items()}
     elif preset == "paper":
-        raise ValueError("the paper preset reads the real data sets: give them with --corpus, e.g. "
+        raise RunRequestError("the paper preset reads the real data sets: give them with --corpus, e.g. "
                          "--corpus kws=speech_commands_v0.01 --corpus intent=fluent_speech_commands_dataset")
     else:
         corpora = {}
@@ -123,9 +159,12 @@ def plan(preset: str, run_dir: Path, *, seed: int = 0, data_root: Path | None = 
             stages.append(synth_stage(kind, out, size, seed))
     if timeout_s is None and preset == "smoke":
         timeout_s = SMOKE_CELL_TIMEOUT_S  # a hung kernel (e.g. jupyter/nbclient#312) must fail, not block
+    notebooks = sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+    if params:
+        check_parameters(params, notebooks)
     nb_params = {"preset": preset, "run_dir": str(run_dir), "seed": seed, "corpora": corpora,
                  **(params or {})}
-    for nb in sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb")):
+    for nb in notebooks:
         stages.append(notebook_stage(nb, run_dir, nb_params, timeout_s))
     return stages
 
@@ -186,7 +225,7 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"spkit run: {what} must look like NAME=VALUE, got {item!r}")
+            raise RunRequestError(f"{what} must look like NAME=VALUE, got {item!r}")
         out[key] = value
     return out
 
@@ -196,6 +235,9 @@ def notebook_params(args: argparse.Namespace) -> dict[str, Any]:
     import ast
 
     params: dict[str, Any] = {}
+    for option, path in (("--hubert", args.hubert), ("--kmeans", args.kmeans), ("--ulm", args.ulm)):
+        if path and not Path(path).exists():
+            raise RunRequestError(f"{option} {path}: no such file or folder")
     if args.hubert:
         params.update(features="hubert", checkpoint=str(Path(args.hubert).resolve()))
     if args.layer is not None:
@@ -206,12 +248,24 @@ def notebook_params(args: argparse.Namespace) -> dict[str, Any]:
         params["gslm_checkpoint"] = str(Path(args.ulm).resolve())
     if args.base:
         params["base"] = str(Path(args.base).resolve())
+    if args.kmeans and args.ulm:
+        check_quantizer_matches_ulm(Path(args.kmeans), Path(args.ulm))
     for key, value in _pairs(args.param, "--param").items():
         try:
             params[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             params[key] = value
     return params
+
+
+def check_quantizer_matches_ulm(kmeans: Path, ulm: Path) -> None:
+    """Refuse a k-means model whose K differs from the number of units in the uLM's ``dict.txt``."""
+    from spkit.ulm.dictionary import UnitDictionary, check_unit_vocabulary
+    from spkit.units.kmeans import KMeansModel
+
+    dict_path = ulm / "dict.txt" if ulm.is_dir() else ulm.parent / "dict.txt"
+    check_unit_vocabulary(KMeansModel.load(kmeans).n_clusters, kmeans, UnitDictionary.load(dict_path),
+                          dict_path)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -10,10 +10,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from spkit.layout import REPO_ROOT
 
 RUN_PRESETS = ("smoke", "default", "scratch", "paper")
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_BASE = REPO_ROOT / "models" / "spkit-base"
 """The shipped spkit-base folder (``spkit pretrain-base --out models/spkit-base`` rebuilds it)."""
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,38 @@ import torch
 log = logging.getLogger(__name__)
 
 FRAME_RATE = 50
+
+NOTEBOOK_RENDERER = "plotly_mimetype+spkit_notebook"
+"""Each figure as plotly JSON (JupyterLab) *and* a ``text/html`` fallback (nbconvert's HTML, GitHub and
+other viewers without the plotly extension); the first figure of a kernel embeds plotly.js (offline)."""
+
+_MATHJAX_CDN = re.compile(r'<script src="https://[^"]*mathjax[^"]*"></script>')
+
+
+def use_notebook_renderer() -> None:
+    """Make :data:`NOTEBOOK_RENDERER` plotly's default (done on import of this module inside a kernel,
+    i.e. before the first figure of every notebook, which all import ``spkit.viz`` first).
+
+    ``spkit_notebook`` is plotly's ``notebook`` renderer (plotly.js inlined once per kernel) without the
+    MathJax script it fetches from a CDN for every figure: the kit's figures have no LaTeX, and a page
+    must draw offline.
+    """
+    import plotly.io as pio
+    from plotly.io._base_renderers import NotebookRenderer
+
+    class OfflineNotebookRenderer(NotebookRenderer):
+        def to_mimebundle(self, fig_dict: Any) -> dict[str, Any]:
+            bundle = super().to_mimebundle(fig_dict)
+            bundle["text/html"] = _MATHJAX_CDN.sub("", bundle["text/html"])
+            return bundle
+
+    if "spkit_notebook" not in pio.renderers:
+        pio.renderers["spkit_notebook"] = OfflineNotebookRenderer(connected=False)
+    pio.renderers.default = NOTEBOOK_RENDERER
+
+
+if "ipykernel" in sys.modules:  # a notebook kernel: papermill, JupyterLab
+    use_notebook_renderer()
 
 
 def _go():

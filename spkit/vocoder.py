@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from spkit.audio import SAMPLE_RATE
+from spkit.errors import UserError
 from spkit.layout import RunLayout
 
 FORMAT = "spkit.vocoder"
@@ -45,7 +46,7 @@ FRAME_WIN = 400  # samples a unit frame sees (HuBERT's receptive field starts wi
 LOG_FLOOR = 1e-5  # magnitude floor before the log (about -100 dB): silence stays finite
 
 
-class VocoderError(ValueError):
+class VocoderError(UserError, ValueError):
     """Unusable templates file, or a unit sequence the templates cannot voice; the message says which."""
 
 

@@ -173,7 +173,8 @@ def test_downstream_learns_toy_task_and_caches_features(tone_task, tmp_path):
     assert ext.calls == n_clips  # each clip's layers computed once over all epochs
     assert res.value >= 0.9 and res.metric == "accuracy" and res.method == "downstream"
     assert res.num_trainable == sum(p.numel() for p in res.model.parameters())
-    assert res.peak_memory_bytes >= 0 and res.memory_method and res.wall_seconds > 0
+    # the CPU peak is a resident-set delta (can be 0; tests/test_prompt.py checks that it sees growth)
+    assert 0 <= res.peak_memory_bytes < 2 ** 34 and res.memory_method and res.wall_seconds > 0
     assert 1 <= res.best_epoch <= 12
     assert abs(sum(res.extra["layer_weights"]) - 1) < 1e-3
     # Features are float16 (L, frames, d) and come back from disk for a fresh cache (no recompute).
@@ -200,9 +201,10 @@ def test_downstream_ctc_trains(tone_task, tmp_path):
     spec = DownstreamSpec.from_task(TaskSpec("asr", "sequence", ("h", "i", "l", "m", "o"), "cer", True,
                                              "chars"))
     ext = ToyLayeredExtractor()
-    res = train_downstream(spec, data, ext, seed=1, epochs=3, lr=3e-3, batch_size=8, progress=False)
+    res = train_downstream(spec, data, ext, seed=1, epochs=40, lr=1e-2, batch_size=8, progress=False)
     assert res.metric == "cer (lower is better)"
-    assert 0.0 <= res.value and "test_wer" in res.extra
+    # a learnable case: the CTC head spells the unseen clips' pitch words (an untrained one scores 1.0)
+    assert res.value < 0.5 and res.extra["test_wer"] < 1.0, (res.value, res.extra["test_wer"])
     assert res.log[-1]["train_loss"] < res.log[0]["train_loss"]
 
 

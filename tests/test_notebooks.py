@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import ast
 import json
+import math
+import re
 from pathlib import Path
 
 import pytest
+from smoke_golden import GOLDEN, smoke_numbers
 
 from spkit.pipeline import PRESETS, execute, notebooks_dir, plan
 
@@ -83,6 +86,12 @@ def test_unit_lm_artifacts(smoke_run):
     run, _ = smoke_run
     report = json.loads((run / "ulm" / "report.json").read_text())
     assert report["source"] == "trained here" and report["best_valid_ppl"] > 1.0
+    history = json.loads((run / "ulm" / "history.json").read_text())["history"]
+    losses = [h["valid_loss"] for h in history]
+    assert len(losses) >= 2 and losses[-1] < losses[0]  # the uLM learned: validation loss fell
+    # below the loss of a uniform guess over the vocabulary (ln V)
+    vocab = len((run / "ulm" / "dict.txt").read_text().splitlines()) + 4
+    assert losses[-1] < math.log(vocab)
     assert (run / "ulm" / "fairseq" / "checkpoint_best.pt").exists()
     assert (run / "ulm" / "fairseq" / "dict.txt").exists()
 
@@ -94,8 +103,16 @@ def test_prompt_results(smoke_run):
     assert set(results["tasks"]) == {"kws", "intent", "lid", "asr"}
     for task, info in results["tasks"].items():
         assert methods <= set(info["methods"]), task
-        for entry in info["methods"].values():
+        lower_is_better = "lower is better" in info["metric"]
+        for method, entry in info["methods"].items():
             assert {"mean", "std", "seeds", "trainable_params", "peak_mem_mb", "train_s"} <= set(entry)
+            values = entry["seeds"]
+            assert values and all(math.isfinite(v) for v in values), (task, method)
+            # accuracy lies in [0, 1]; an error rate is >= 0 (it can pass 1 when the output is too long)
+            assert all(v >= 0 for v in values) and (lower_is_better or all(v <= 1 for v in values))
+            assert entry["mean"] == pytest.approx(sum(values) / len(values))
+            # the CPU peak is a delta of the resident set and can be 0 (see test_peak_memory_measures_growth)
+            assert entry["trainable_params"] > 0 and entry["train_s"] > 0 and entry["peak_mem_mb"] >= 0
     assert "lower is better" in results["tasks"]["asr"]["metric"]
     assert (run / "results.md").read_text().startswith("# Results")
     prompt = run / "prompts" / "kws" / "deep_prompt" / "seed0" / "prompt.pt"
@@ -117,8 +134,49 @@ def test_index_report(smoke_run):
     assert "01_unit_discovery.ipynb" in index and "figures/" in index
 
 
-def test_presets_known():
-    assert PRESETS == ("smoke", "default", "scratch", "paper")
+def test_every_pipeline_preset_exists_in_every_recipe():
+    from spkit.recipes import prompting, unit_discovery, unit_lm
+
+    for recipe in (unit_discovery, unit_lm, prompting):
+        assert set(PRESETS) <= set(recipe.PRESETS), recipe.__name__
+
+
+def test_smoke_numbers_unchanged(smoke_run):
+    """The smoke preset gives the numbers recorded before the refactors of issue 14 (tests/smoke_golden.py
+    says how to re-record them for a change meant to alter them)."""
+    run, _ = smoke_run
+    now, golden = smoke_numbers(run), json.loads(GOLDEN.read_text())
+    assert now["kmeans_fingerprint"] == golden["kmeans_fingerprint"]
+    assert now["extractor_fingerprint"] == golden["extractor_fingerprint"]
+    assert now["unit_files"] == golden["unit_files"]
+    assert now["ulm_valid_loss"] == pytest.approx(golden["ulm_valid_loss"], rel=1e-6)
+    assert set(now["results"]) == set(golden["results"])
+    for task, methods in golden["results"].items():
+        assert set(now["results"][task]) == set(methods), task
+        for method, values in methods.items():
+            assert now["results"][task][method] == pytest.approx(values, rel=1e-6, abs=1e-9), (task, method)
+
+
+def test_report_notebook_pages_show_every_figure(smoke_run):
+    """Executed notebooks carry each plotly figure with a text/html fallback, so the report's notebook pages
+    (nbconvert HTML) draw them: one plotly-graph-div per figure, plotly.js inlined once, no CDN."""
+    from spkit.report import notebook_html
+
+    run, _ = smoke_run
+    total = 0
+    for nb in NOTEBOOKS:
+        executed = run / "notebooks" / nb.name
+        outputs = [o for c in json.loads(executed.read_text())["cells"] if c["cell_type"] == "code"
+                   for o in c.get("outputs", [])]
+        figures = [o for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
+        assert all("text/html" in o["data"] for o in figures), nb.name
+        assert not any("https://" in "".join(o["data"]["text/html"]) for o in figures), nb.name  # no CDN
+        page = notebook_html(executed).read_text()
+        assert page.count('class="plotly-graph-div"') == len(figures), nb.name
+        if figures:
+            assert len(re.findall(r"plotly\.js v\d", page)) == 1, nb.name  # inlined once
+        total += len(figures)
+    assert total >= len(NOTEBOOKS)
 
 
 def test_information_probe_on_the_smoke_run(smoke_run):
@@ -134,3 +192,26 @@ def test_information_probe_on_the_smoke_run(smoke_run):
         information_probe(run, "kws", views=("mfcc",))
     with pytest.raises(ValueError, match="asr: the probe classifies one label per clip"):
         information_probe(run, "asr", views=("units",))
+
+
+def test_random_lm_control_runs_on_other_weights(smoke_run):
+    """The deep_prompt_random_lm control trains on a random uLM of the same shape (its prompt file names that
+    uLM's fingerprint, not the pretrained one's) and scores the test clips differently."""
+    from spkit.prompt.baselines import random_ulm
+    from spkit.prompt.checkpoint import read_prompt_file
+    from spkit.recipes.unit_lm import load_run_ulm
+
+    run, _ = smoke_run
+    lm, _ = load_run_ulm(run)
+    control_lm = random_ulm(lm)
+    assert control_lm.cfg == lm.cfg and control_lm.fingerprint() != lm.fingerprint()
+    for task in ("kws", "intent", "lid"):
+        base = run / "prompts" / task
+        trained = read_prompt_file(base / "deep_prompt" / "seed0" / "prompt.pt")
+        control = read_prompt_file(base / "deep_prompt_random_lm" / "seed0" / "prompt.pt")
+        assert trained["ulm"]["fingerprint"] == lm.fingerprint(), task
+        assert control["ulm"]["fingerprint"] == control_lm.fingerprint(), task
+        probs = [json.loads((base / m / "seed0" / "eval.json").read_text())["probs"]
+                 for m in ("deep_prompt", "deep_prompt_random_lm")]
+        assert len(probs[0]) == len(probs[1]) > 0
+        assert max(abs(a - b) for ra, rb in zip(*probs) for a, b in zip(ra, rb)) > 1e-3, task

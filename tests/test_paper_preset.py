@@ -18,6 +18,7 @@ from fixtures_real import (
 )
 
 from spkit.cli import main as spkit_main
+from spkit.errors import UserError
 from spkit.pipeline import plan
 
 pytest.importorskip("fairseq")
@@ -43,7 +44,7 @@ def real_files(tmp_path_factory) -> dict[str, Path]:
 def test_paper_preset_needs_real_corpora(tmp_path):
     with pytest.raises(ValueError, match="paper preset reads the real data sets"):
         plan("paper", tmp_path / "run")
-    with pytest.raises(FileNotFoundError, match="kws="):
+    with pytest.raises(UserError, match="kws="):
         plan("paper", tmp_path / "run", corpora={"kws": str(tmp_path / "missing")})
 
 

@@ -218,6 +218,24 @@ def test_missing_stages_and_wrong_unit_model(run, tmp_path):
         Predictor(other.root, "kws", seed=0)
 
 
+def test_asr_decodes_with_the_runs_own_settings(run):
+    """Without --beam/--max-len, predict decodes as the run's evaluation did (``decode`` in eval.json)."""
+    eval_json = RunLayout.at(run["root"]).prompt_dir("asr", "deep_prompt", 0) / "eval.json"
+    with pytest.raises(PredictError, match=r"eval\.json: no decoding settings recorded.*--beam"):
+        Predictor(run["root"], "asr")
+    eval_json.write_text(json.dumps({"metric": "wer", "value": 1.0, "decode": {"beam": 3, "max_len": 7}}))
+    try:
+        pred = Predictor(run["root"], "asr")
+        assert (pred.beam, pred.max_len) == (3, 7)
+        assert Predictor(run["root"], "asr", beam=1).beam == 1
+        assert Predictor(run["root"], "asr", max_len=4).max_len == 4
+        rc = cli.main(_args(run, [run["audio"] / "a16k.wav"], task="asr"))
+        assert rc == 0
+    finally:
+        eval_json.unlink()
+    assert Predictor(run["root"], "kws", seed=0).beam is None  # classification does not decode
+
+
 def test_asr_transcript_without_scores(run):
     pred = Predictor(run["root"], "asr", beam=2, max_len=12)
     out = pred.predict_file(run["audio"] / "a16k.wav")

@@ -103,8 +103,20 @@ def test_deep_prompts_learn_toy_task_and_lm_stays_bit_identical():
     assert res.best_valid_loss == min(e["valid_loss"] for e in res.log)
     # The CPU peak is a delta of the process's resident set: it can be 0 when earlier tests in this process
     # freed memory that training reused (see spkit.prompt.train); the absolute peak is always there.
-    assert res.peak_memory_bytes >= 0 and res.peak_process_bytes > 0
+    assert 0 <= res.peak_memory_bytes <= res.peak_process_bytes and res.peak_process_bytes > 2 ** 20
     assert res.memory_method and res.wall_seconds > 0
+
+
+def test_peak_memory_measures_growth():
+    """PeakMemory sees memory allocated inside the block (a 64 MiB tensor), not just a non-negative number."""
+    from spkit.prompt.train import PeakMemory
+
+    with PeakMemory(torch.device("cpu")) as mem:
+        block = torch.ones(16 * 2 ** 20)  # 64 MiB, touched
+        assert float(block.sum()) == 16 * 2 ** 20
+        del block
+    assert mem.peak_bytes() >= 48 * 2 ** 20 and mem.process_bytes() >= mem.peak_bytes()
+    assert mem.method
 
 
 @pytest.mark.parametrize("method,verbalizer,reparam", [
@@ -449,7 +461,12 @@ def test_asr_task_collate_decode_and_error_rates():
     train(model, data, Collator(spec, v, d), TrainConfig(max_epochs=2, metric_every=1, batch_size=8),
           progress=False)
     res = evaluate(model, data["test"], Collator(spec, v, d), beam=3, max_len=12)
-    assert res["metric"] == "cer" and res["value"] == res["cer"] and 0 <= res["wer"]
+    assert res["metric"] == "cer" and res["value"] == res["cer"]
+    # the rates are those of the predictions it returns (recomputed here), not just numbers >= 0
+    refs, hyps = [p["label"] for p in res["predictions"]], [p["prediction"] for p in res["predictions"]]
+    assert refs == [e.label for e in data["test"]] and all(set(h) <= set("abc |") for h in hyps)
+    assert res["cer"] == pytest.approx(error_rate(refs, hyps))
+    assert res["wer"] == pytest.approx(error_rate([r.split() for r in refs], [h.split() for h in hyps]))
     assert edit_distance("kitten", "sitting") == 3
     assert error_rate(["ab cd"], ["ab cd"]) == 0.0
     assert math.isclose(error_rate([["a", "b"]], [["a"]]), 0.5)

@@ -354,5 +354,5 @@ def test_cli_fit_and_quantize(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert set(read_units(tmp_path / "u" / "test.txt")) == {f"test{i}" for i in range(4)}
     assert (tmp_path / "u" / "train.report.json").is_file()
     assert run("quantize", "--km", str(tmp_path / "km.bin"), "--out", str(tmp_path / "v"),
-               "--features", "logmel") == 1  # 80-dim features vs a 39-dim km.bin
+               "--features", "logmel") == 2  # 80-dim features vs a 39-dim km.bin
     assert "dimension 39" in capsys.readouterr().err

@@ -5,7 +5,7 @@ Prompt files come from ``RUN/prompts/<task>/<method>/seed<N>/prompt.pt`` (notebo
 :mod:`spkit.recipes.prompting`), one method per verbalizer (:data:`VERBALIZER_METHODS`): the main
 ``deep_prompt`` uses the frequency verbalizer, the ablations ``deep_prompt_verb-random`` and
 ``deep_prompt_verb-learnable`` the two others, with the same prompt length and trainer settings.
-:func:`ensure_prompts` trains the missing ones through the same recipe (with the preset's budget).
+:func:`spkit.recipes.analysis_prompts.ensure_prompts` trains missing ones (a recipe: analyses never train).
 
 What is computed (numpy, on the test split unless said otherwise):
 
@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 
+from spkit.errors import UserError
 from spkit.layout import RunLayout
 
 VERBALIZERS: tuple[str, ...] = ("frequency", "random", "learnable")
@@ -43,7 +45,7 @@ SAMPLES_PER_FRAME = 320  # HuBERT hop at 16 kHz: one unit per 20 ms
 SAMPLE_RATE = 16_000
 
 
-class AnalysisError(ValueError):
+class AnalysisError(UserError, ValueError):
     """Missing or inconsistent inputs of an analysis; the message names the file or run folder."""
 
 
@@ -60,59 +62,6 @@ def prompt_files(run_dir: str | os.PathLike, task: str, method: str) -> dict[int
         if m:
             out[int(m.group(1))] = p
     return dict(sorted(out.items()))
-
-
-def ensure_prompts(run_dir: str | os.PathLike, preset: str, task: str,
-                   methods: Mapping[str, Mapping[str, Any]], seeds: Sequence[int],
-                   progress: bool = True, **overrides: Any) -> dict[str, dict[int, Path]]:
-    """Make sure ``RUN/prompts/<task>/<method>/seed<N>/prompt.pt`` exists for every method and seed,
-    training the missing ones with notebook 03's recipe and the preset's budget (smoke: seconds).
-
-    Args:
-        methods: ``{method name: RunSpec fields}``, e.g. ``{"deep_prompt_verb-random": {"verbalizer":
-            "random"}}``; the prompt length defaults to the preset's.
-        seeds: the seeds wanted.
-        overrides: :class:`spkit.recipes.prompting.PromptingConfig` fields to change.
-    Returns:
-        ``{method: {seed: path}}`` (every seed the run has afterwards, not only ``seeds``).
-    """
-    from spkit.recipes.prompting import RunSpec, preset_config, run_experiments
-
-    config = preset_config(preset, **overrides)
-    missing = []
-    for method, fields in methods.items():
-        have = prompt_files(run_dir, task, method)
-        for seed in seeds:
-            if seed not in have:
-                spec = {"length": config.prompt_length, "verbalizer": config.verbalizer, **fields}
-                missing.append(RunSpec(task, method, int(seed), **spec))
-    if missing:
-        run_experiments(run_dir, config, progress=progress, only=missing)
-    out = {m: prompt_files(run_dir, task, m) for m in methods}
-    for method in methods:
-        lost = [s for s in seeds if s not in out[method]]
-        if lost:
-            raise AnalysisError(f"{RunLayout.at(run_dir).root / 'prompts' / task / method}: no prompt.pt for "
-                                f"seeds {lost} after training")
-    return out
-
-
-def ensure_verbalizer_prompts(run_dir: str | os.PathLike, preset: str, task: str = "kws",
-                              kinds: Sequence[str] = VERBALIZERS, seeds: Sequence[int] | None = None,
-                              progress: bool = True) -> dict[str, dict[int, Path]]:
-    """``{verbalizer kind: {seed: prompt.pt}}``, training the missing verbalizers' deep prompts.
-
-    ``seeds``: default the seeds the frequency prompt (``deep_prompt``) already has, else ``(0,)``; every
-    verbalizer is then compared on the same seeds.
-    """
-    unknown = [k for k in kinds if k not in VERBALIZER_METHODS]
-    if unknown:
-        raise AnalysisError(f"unknown verbalizers {unknown}; expected some of {list(VERBALIZER_METHODS)}")
-    if seeds is None:
-        seeds = list(prompt_files(run_dir, task, VERBALIZER_METHODS["frequency"])) or [0]
-    got = ensure_prompts(run_dir, preset, task, {VERBALIZER_METHODS[k]: {"verbalizer": k} for k in kinds},
-                         seeds, progress=progress)
-    return {k: {s: p for s, p in got[VERBALIZER_METHODS[k]].items() if s in set(seeds)} for k in kinds}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -182,7 +131,7 @@ def confusion_matrix(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] |
         raise ValueError(f"confusion_matrix: y_true {t.shape} and y_pred {p.shape} differ")
     if t.size and (min(t.min(), p.min()) < 0 or max(t.max(), p.max()) >= n_classes):
         raise ValueError(f"confusion_matrix: a class index is outside 0..{n_classes - 1}")
-    cm = np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    cm = sklearn_confusion_matrix(t, p, labels=np.arange(n_classes)).astype(np.int64)
     return confusion_matrix_normalise(cm) if normalize else cm
 
 

@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spkit.errors import UserError
 
-class DataError(FileNotFoundError):
+
+class DataError(UserError, FileNotFoundError):
     """A data folder or file that is missing or not in the expected layout; names what and where."""
 
 

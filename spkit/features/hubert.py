@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from spkit.errors import UserError
 from spkit.features.base import WINDOW, check_layer, check_wave, clip_cmvn, state_digest
 
 SPKIT_FORMAT = "spkit.hubert"
@@ -64,7 +65,7 @@ _FAIRSEQ_DEFAULTS: dict[str, Any] = {
 _IGNORED_KEYS = re.compile(r"^(mask_emb|label_embs_concat|final_proj\.|target_glu\.)")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint file spkit cannot use: unknown layout, unsupported architecture, bad weights."""
 
     def __init__(self, path: str | os.PathLike, problem: str):

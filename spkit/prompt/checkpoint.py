@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from spkit.errors import UserError
 from spkit.io import torch_save
 from spkit.prompt.model import PromptedULM
 from spkit.prompt.prompts import DeepPrompt, prompt_from_config
@@ -38,7 +39,7 @@ FORMAT = "spkit-prompt"
 VERSION = 1
 
 
-class PromptFileError(ValueError):
+class PromptFileError(UserError, ValueError):
     """A prompt file that is unreadable, malformed, or made for another uLM / unit model."""
 
 

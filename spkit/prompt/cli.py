@@ -25,7 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prompt seed (default: the best in RUN/results.json, else the lowest trained)")
     parser.add_argument("--prompt", default=None, help="an explicit prompt.pt instead of the run's")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument("--beam", type=int, default=5, help="ASR beam width (default: 5)")
+    parser.add_argument("--beam", type=int, default=None,
+                        help="ASR beam width (default: the one the run evaluated with)")
+    parser.add_argument("--max-len", type=int, default=None,
+                        help="ASR output tokens at most (default: the cap the run evaluated with)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -34,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         predictor = Predictor(args.run, args.task, args.method, args.seed, prompt=args.prompt,
-                              device=args.device, beam=args.beam)
+                              device=args.device, beam=args.beam, max_len=args.max_len)
     except (PredictError, PromptFileError, FileNotFoundError, ValueError) as e:
         print(f"spkit predict: error: {e}", file=sys.stderr)
         return 2

@@ -31,12 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spkit.errors import UserError
 from spkit.layout import RunLayout
 
 PROMPT_FILE = "prompt.pt"
 
 
-class PredictError(ValueError):
+class PredictError(UserError, ValueError):
     """The run folder lacks what prediction needs, or a request is invalid; the message says which."""
 
 
@@ -122,7 +123,8 @@ class Predictor:
         seed: which seed's prompt (None: the best in results.json, else the lowest).
         prompt: an explicit prompt file instead of the run's (method/seed then ignored).
         device: where the extractor and the uLM run.
-        beam: ASR beam width; max_len: ASR output tokens at most (default: 400).
+        beam, max_len: ASR beam width and most output tokens; None (default): the settings the run's
+            evaluation used (``decode`` in the ``eval.json`` beside the prompt file).
 
     Raises :class:`PredictError` (or :class:`~spkit.prompt.checkpoint.PromptFileError`) naming the file
     when something is missing or does not fit (see the module docstring for what is loaded).
@@ -130,7 +132,7 @@ class Predictor:
 
     def __init__(self, run: str | os.PathLike, task: str, method: str = "deep_prompt",
                  seed: int | None = None, *, prompt: str | os.PathLike | None = None, device: str = "cpu",
-                 beam: int = 5, max_len: int = 400):
+                 beam: int | None = None, max_len: int | None = None):
         import torch
 
         from spkit.prompt.checkpoint import load_prompt, read_prompt_file
@@ -163,8 +165,23 @@ class Predictor:
         self.spec = self.model.spec
         self.collator = Collator(self.spec, self.model.verbalizer, self.dictionary,
                                  max_len=lm.cfg.max_positions, with_labels=False)
-        self.beam, self.max_len = beam, max_len
+        run_beam = run_max_len = None
+        if self.spec.kind == "sequence" and (beam is None or max_len is None):
+            run_beam, run_max_len = self._run_decode_settings()
+        self.beam = beam if beam is not None else run_beam
+        self.max_len = max_len if max_len is not None else run_max_len
         self.task, self.method = task, method
+
+    def _run_decode_settings(self) -> tuple[int, int]:
+        """``(beam, max_len)`` the run's evaluation decoded this prompt with (``eval.json`` beside it)."""
+        from spkit.io import read_json
+
+        path = self.prompt_path.parent / "eval.json"
+        decode = read_json(path).get("decode") if path.exists() else None
+        if not decode:
+            raise PredictError(f"{path}: no decoding settings recorded for this prompt (a run made before "
+                               "they were recorded, or a prompt outside a run): give --beam and --max-len")
+        return int(decode["beam"]), int(decode["max_len"])
 
     def units(self, wave: Any) -> list[int]:
         """Deduplicated unit ids of a 16 kHz mono ``(samples,)`` waveform (the uLM's input)."""

@@ -49,6 +49,7 @@ import torch
 from torch import Tensor
 
 from spkit.data.base import DataError
+from spkit.errors import UserError
 
 if TYPE_CHECKING:  # import cycles: the verbalizer imports this module
     from spkit.prompt.verbalizer import Verbalizer
@@ -66,7 +67,7 @@ KWS12: tuple[str, ...] = ("yes", "no", "up", "down", "left", "right", "on", "off
                           "_unknown_", "_silence_")
 
 
-class TaskError(ValueError):
+class TaskError(UserError, ValueError):
     """An unknown task, or labels that do not fit the task or its verbalizer."""
 
 

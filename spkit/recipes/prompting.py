@@ -396,10 +396,12 @@ def train_one(
     # </s> costs no more than that, and no test reference sets the length.
     max_len = output_length_cap(data["train"], collator) if spec.kind == "sequence" else None
     ev = evaluate(model, data["test"], collator, batch_size=64, beam=config.asr_beam, max_len=max_len)
+    # The decoding settings go beside the score, so `spkit predict` decodes as this evaluation did.
+    decode = {"beam": config.asr_beam, "max_len": max_len} if spec.kind == "sequence" else None
     write_json(
         out_dir / "eval.json",
         {k: v for k, v in ev.items() if k != "predictions"}
-        | {"predictions": ev.get("predictions", [])[:2000], "log": report.log},
+        | {"predictions": ev.get("predictions", [])[:2000], "log": report.log, "decode": decode},
     )
     extra = {k: ev[k] for k in ("wer", "cer") if k in ev and ev[k] != ev["value"]}
     return run_result(

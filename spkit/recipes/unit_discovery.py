@@ -33,7 +33,7 @@ from spkit.data.base import DataError, Utterance
 from spkit.features.pretrain import INVARIANCE_AUGMENTATION
 from spkit.io import read_json, write_json
 from spkit.layout import RunLayout
-from spkit.presets import REPO_ROOT, SHIPPED_BASE, corpus_preset
+from spkit.presets import SHIPPED_BASE, corpus_preset
 
 log = logging.getLogger(__name__)
 
@@ -435,12 +435,13 @@ def ensure_corpora(corpora: Mapping[str, Any] | None, preset: str, seed: int = 0
     if preset == "paper":
         raise DataError("the paper preset needs the real corpora: set the notebook's `corpora` parameter "
                         "to {'kws': <speech_commands_v0.01>, 'intent': <fluent_speech_commands_dataset>}")
+    from spkit.layout import corpus_dir, default_data_root
     from spkit.synth import synthesize_corpus
 
     size = corpus_preset(preset)
-    root = Path(data_root or os.environ.get("SPKIT_DATA", REPO_ROOT / "data" / "corpora"))
+    root = Path(data_root) if data_root else default_data_root()
     out = {}
     for kind in kinds:
-        folder = root / f"{size}-seed{seed}" / kind
+        folder = corpus_dir(root, kind, size, seed)
         out[kind] = str(synthesize_corpus(kind, folder, preset=size, seed=seed))
     return out

@@ -114,6 +114,14 @@ def build_unit_lm(run_dir: str | os.PathLike, config: UnitLMConfig, progress: bo
         config = dataclasses.replace(config, gslm_checkpoint=load_base(config.base)["ulm"])
     if config.gslm_checkpoint is not None:
         model, dictionary = load_run_ulm(run_dir, config.gslm_checkpoint)
+        unit_model = layout.units / "unit_model.json"
+        if unit_model.exists():  # the run's quantizer must speak the uLM's units
+            from spkit.ulm.dictionary import check_unit_vocabulary
+
+            gslm = Path(config.gslm_checkpoint)
+            km = read_json(unit_model)
+            check_unit_vocabulary(int(km["n_clusters"]), layout.root / km["kmeans"], dictionary,
+                                  (gslm if gslm.is_dir() else gslm.parent) / "dict.txt")
         report = {"source": str(config.gslm_checkpoint), "num_parameters": model.num_parameters(),
                   "fingerprint": model.fingerprint(), "vocab_size": len(dictionary)}
         write_json(layout.ulm / "report.json", report)

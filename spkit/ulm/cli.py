@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
+
+from spkit.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +52,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse what would fail later, before torch loads: missing unit files, an unknown model size, a
+    resume without a checkpoint, budgets that are not positive."""
+    from spkit.ulm.model import CONFIGS
+
+    for option, path in (("--units-train", args.units_train), ("--units-valid", args.units_valid)):
+        if path is not None and not Path(path).is_file():
+            raise UserError(f"{option} {path}: no such unit file")
+    if args.config not in CONFIGS:
+        raise UserError(f"--config {args.config}: unknown model size; choose one of {', '.join(CONFIGS)}")
+    if args.resume and not (Path(args.out) / "checkpoint_last.pt").is_file():
+        raise UserError(f"--resume: {Path(args.out) / 'checkpoint_last.pt'}: no checkpoint to resume from")
+    for option, value in (("--max-steps", args.max_steps), ("--batch-size", args.batch_size),
+                          ("--max-len", args.max_len), ("--num-units", args.num_units)):
+        if value is not None and value < 1:
+            raise UserError(f"{option} {value}: must be at least 1")
+
+
 def main(args: argparse.Namespace) -> int:
+    check_arguments(args)
     import torch
 
     from spkit.ulm.dictionary import UnitDictionary

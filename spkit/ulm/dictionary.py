@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from spkit.errors import UserError
 from spkit.io import write_text
 
 SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
@@ -20,7 +21,7 @@ BOS_IDX, PAD_IDX, EOS_IDX, UNK_IDX = 0, 1, 2, 3
 MADEUP = "madeupword"
 
 
-class VocabMismatchError(ValueError):
+class VocabMismatchError(UserError, ValueError):
     """A checkpoint's embedding size does not match the dictionary it is used with."""
 
 
@@ -172,3 +173,16 @@ class UnitDictionary:
                 f"defines {len(self)} (4 specials + {len(self) - 4} lines); use the dict.txt the model was "
                 "trained with"
             )
+
+
+def check_unit_vocabulary(n_clusters: int, kmeans_path: str | os.PathLike, dictionary: UnitDictionary,
+                          dict_path: str | os.PathLike) -> None:
+    """Raise :class:`VocabMismatchError` naming both files and both sizes unless the quantizer's K units
+    are exactly the uLM's unit vocabulary (units ``0..K-1`` in ``dict.txt``, in any order)."""
+    units = [s for s in dictionary.symbols[4:] if not s.startswith(MADEUP)]
+    foreign = [u for u in units if not (u.isdigit() and int(u) < n_clusters)]
+    if len(units) != n_clusters or foreign:
+        extra = f" (and units outside 0..{n_clusters - 1}: {', '.join(foreign[:5])})" if foreign else ""
+        raise VocabMismatchError(
+            f"quantizer and uLM do not match: {kmeans_path} has K={n_clusters} units but {dict_path} holds "
+            f"{len(units)} units{extra}; use the uLM trained on this quantizer's units")

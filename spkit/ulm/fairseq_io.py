@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from spkit.errors import UserError
 from spkit.fairseq_compat import apply_numpy_shims, import_fairseq
 from spkit.io import torch_save
 from spkit.ulm.dictionary import UnitDictionary
@@ -29,7 +30,7 @@ from spkit.ulm.model import ULMConfig, UnitLM
 IGNORED_KEYS = ("decoder.embed_positions._float_tensor", "decoder.version")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint spkit cannot use as is; the message names the file and the problem."""
 
 

@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from spkit.errors import UserError
+
 FIT = "fit-kmeans"
 QUANTIZE = "quantize"
 
@@ -163,21 +165,32 @@ def _quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse missing inputs before any model loads (the corpus, the km.bin, the extractor weights)."""
+    if not args.corpus.exists():
+        raise UserError(f"{args.corpus}: no such corpus folder or manifest")
+    if args.checkpoint is not None and not args.checkpoint.exists():
+        raise UserError(f"--checkpoint {args.checkpoint}: no such file")
+    if args.features in ("hubert", "tiny_hubert") and args.checkpoint is None:
+        raise UserError(f"--features {args.features} needs --checkpoint (e.g. hubert_base_ls960.pt)")
+    if args._units_command == QUANTIZE and args.merge is None and not args.km.is_file():
+        raise UserError(f"--km {args.km}: no such k-means file")
+    if args._units_command == FIT and args.clusters < 1:
+        raise UserError(f"--clusters {args.clusters}: must be at least 1")
+
+
 def main(args: argparse.Namespace) -> int:
-    """Run the subcommand chosen in :func:`add_arguments`; errors print one line and return 1."""
-    import torch
-
-    from spkit.audio import AudioError
-    from spkit.data.base import DataError
-    from spkit.units.kmeans import KMeansError
-
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(max(1, args.threads))
+    """Run the subcommand chosen in :func:`add_arguments`; a user error prints one line and returns 2."""
     try:
+        check_arguments(args)
+        import torch
+
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        torch.set_num_threads(max(1, args.threads))
         return _fit(args) if args._units_command == FIT else _quantize(args)
-    except (DataError, KMeansError, AudioError, ValueError) as e:
+    except (UserError, FileNotFoundError) as e:
         print(f"spkit {args._units_command}: error: {e}", file=sys.stderr)
-        return 1
+        return 2
 
 
 if __name__ == "__main__":

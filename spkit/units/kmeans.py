@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from spkit.errors import UserError
 from spkit.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ FAST_PRESET: dict[str, Any] = dict(GSLM_PRESET, n_init=3)
 PRESETS: dict[str, dict[str, Any]] = {"gslm": GSLM_PRESET, "fast": FAST_PRESET}
 
 
-class KMeansError(ValueError):
+class KMeansError(UserError, ValueError):
     """A k-means file that cannot be used, or one that does not fit the features; names the file."""
 
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import mutual_info_score
 
 FRAME_RATE = 50  # units per second before deduplication (HuBERT's 20 ms hop)
 
@@ -80,8 +81,7 @@ def quality_from_counts(counts: np.ndarray) -> ClusterQuality:
     p = counts / total
     p_y = p.sum(1)
     p_z = p.sum(0)
-    nz = p > 0
-    mi = float((p[nz] * np.log(p[nz] / np.outer(p_y, p_z)[nz])).sum())
+    mi = float(mutual_info_score(None, None, contingency=counts))  # nats, from the count table
     h_y = float(-(p_y[p_y > 0] * np.log(p_y[p_y > 0])).sum())
     mi = max(mi, 0.0)  # rounding can leave -1e-17 for independent variables
     return ClusterQuality(
