@@ -165,7 +165,7 @@ def test_key_segments_partition():
     assert np.allclose(sum(mass.values()), 1.0) and mass["speech"].shape == (2,)
 
 
-def _tiny_setup(verbalizer: str = "frequency", method: str = "deep"):
+def _tiny_setup(verbalizer: str = "frequency", method: str = "deep_prompt"):
     torch.manual_seed(0)
     K = 12
     dictionary = UnitDictionary.from_units(range(K))
@@ -181,7 +181,7 @@ def _tiny_setup(verbalizer: str = "frequency", method: str = "deep"):
     return model, collator, examples, dictionary, lm
 
 
-@pytest.mark.parametrize("method", ["deep", "input"])
+@pytest.mark.parametrize("method", ["deep_prompt", "input_prompt"])
 def test_capture_attention_includes_prompt_keys(method):
     model, collator, examples, _, _ = _tiny_setup(method=method)
     ex = examples[4]

@@ -341,7 +341,7 @@ def test_finetune_changes_ulm_weights_prompt_training_does_not():
     base_params = lm.num_parameters()
 
     cfg = TrainConfig(max_epochs=2, batch_size=4, metric_every=0, patience=0)
-    prompted = build_prompted(lm, spec, verb, PromptConfig(method="deep", length=3, init="random"), seed=0)
+    prompted = build_prompted(lm, spec, verb, PromptConfig(method="deep_prompt", length=3, init="random"), seed=0)
     before = prompted.prompt_state()
     report = train(prompted, data, collator, cfg, progress=False)
     assert prompted.lm.fingerprint() == base  # the uLM never changes under prompt tuning

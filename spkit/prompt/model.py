@@ -119,6 +119,7 @@ class PromptedULM(nn.Module):
             raise ValueError(f"separator has shape {tuple(self.separator.shape)}, the uLM needs "
                              f"({lm.cfg.dim},)")
         self._fingerprint: str | None = None
+        self.eval()  # inference until a trainer asks for training mode (prompt dropout is a training thing)
 
     def train(self, mode: bool = True) -> PromptedULM:
         super().train(mode)

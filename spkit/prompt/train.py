@@ -353,7 +353,7 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
 def prepare_task(task: str, units_dir: str | os.PathLike, dictionary: Any, *, verbalizer: str = "frequency",
                  seed: int = 0, max_len: int | None = None, intent_mode: str = "slots",
                  tokens_per_atom: int | None = None, truncate: str = "right",
-                 splits: Sequence[str] = ("train", "valid", "test"), loss_positions: str = "sep_label_eos",
+                 splits: Sequence[str] = ("train", "valid", "test"), loss_positions: str = "label_eos",
                  balance: bool = False) -> tuple[dict[str, list[TaskExample]], Any]:
     """Load a task's unit files and build everything around them in one call.
 

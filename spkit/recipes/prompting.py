@@ -57,7 +57,8 @@ class PromptingConfig:
         prompt_init: ``activations`` (the kit's CPU-scale finding) or ``random`` (N(0, 1), SpeechPrompt).
         separator_init: ``vocab`` (the frozen ``<s>`` row) or ``random`` (N(0, 1), SpeechPrompt).
         prompt_dropout: None: SpeechPrompt's 0.1 (0 for prefix_prompt); or a value.
-        loss_positions: ``sep_label_eos`` (SpeechPrompt: ``<s>``, label tokens, ``</s>``) or ``label``.
+        loss_positions: ``sep_label_eos`` (SpeechPrompt: ``<s>``, label tokens, ``</s>``), ``label_eos``
+            (the kit's default: no ``<s>`` target) or ``label`` (see :mod:`spkit.prompt.tasks`).
         kws_balanced: KWS train/valid as s3prl's class-balanced draws (SpeechPrompt's KS data).
         finetune_lr, finetune_epochs: full fine-tuning.
         downstream_lr, downstream_epochs, downstream_patience: the SUPERB-style head (cheap per epoch
@@ -91,7 +92,7 @@ class PromptingConfig:
     prompt_init: str = "activations"
     separator_init: str = "vocab"
     prompt_dropout: float | None = None
-    loss_positions: str = "sep_label_eos"
+    loss_positions: str = "label_eos"
     kws_balanced: bool = False
     finetune_lr: float = 1e-3
     finetune_epochs: int = 8
