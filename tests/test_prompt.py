@@ -70,7 +70,8 @@ def tiny_lm(seed: int = 0, vocab: int | None = None) -> UnitLM:
     return UnitLM(ulm_tiny(vocab or len(d), dim=64, n_layers=2, n_heads=4, ffn_dim=128))
 
 
-def setup(method: str = "deep_prompt", verbalizer: str = "frequency", length: int = 8, reparam: int | None = None,
+def setup(method: str = "deep_prompt", verbalizer: str = "frequency", length: int = 8,
+          reparam: int | None = None,
           data: dict | None = None, lm_seed: int = 0, task: str = "kws", **vkw):
     data = data or toy_data()
     d = UnitDictionary.from_units(range(N_UNITS))
@@ -113,7 +114,8 @@ def test_deep_prompts_learn_toy_task_and_lm_stays_bit_identical():
 
 
 @pytest.mark.parametrize("method,verbalizer,reparam", [
-    ("deep_prompt", "frequency", None), ("deep_prompt_tied", "frequency", None), ("prefix_prompt", "random", None),
+    ("deep_prompt", "frequency", None), ("deep_prompt_tied", "frequency", None),
+    ("prefix_prompt", "random", None),
     ("input_prompt", "frequency", None), ("deep_prompt", "learnable", None),
     ("deep_prompt", "learnable_freqinit", None), ("deep_prompt", "frequency", 16),
     ("deep_prompt_tied", "frequency", 16), ("prefix_prompt", "frequency", 16)])
@@ -161,7 +163,8 @@ def test_deep_prompt_input_prompt_reaches_no_output_and_tied_form_is_the_equal_p
     with torch.no_grad():
         model.prompt.prefix[0, 1].add_(1.0)
     assert not torch.allclose(model(batch.tokens, batch.padding_mask).logits, before, atol=1e-3)
-    tied = build_prompted(model.lm, model.spec, model.verbalizer, PromptConfig(method="deep_prompt_tied", length=4, init="random"),
+    tied_cfg = PromptConfig(method="deep_prompt_tied", length=4, init="random")
+    tied = build_prompted(model.lm, model.spec, model.verbalizer, tied_cfg,
                           seed=0)
     with torch.no_grad():
         model.prompt.prefix.copy_(tied.prompt.prefix[:, None].expand(-1, 2, -1, -1))
@@ -198,7 +201,8 @@ def test_gslm_size_parameter_counts_without_training():
         assert model.num_trainable() == expected == (2 * 12 + 1) * L * 1024 + 1024
         assert model.num_live() == expected - L * 1024
         with torch.device("meta"):
-            tied = PromptedULM(lm, spec, verb, make_prompt(lm, PromptConfig(method="deep_prompt_tied", length=L)))
+            tied_prompt = make_prompt(lm, PromptConfig(method="deep_prompt_tied", length=L))
+            tied = PromptedULM(lm, spec, verb, tied_prompt)
         assert tied.num_trainable() == 12 * L * 1024 + 1024
 
 
@@ -305,7 +309,8 @@ def test_multi_token_codes_when_labels_outnumber_units():
 
 def test_learnable_verbalizers_v2_linear_map_and_freqinit_variant():
     freq_model, col, data, _ = setup("deep_prompt", "learnable_freqinit")
-    freq = build_verbalizer("frequency", freq_model.spec, UnitDictionary.from_units(range(N_UNITS)), data["train"])
+    dictionary = UnitDictionary.from_units(range(N_UNITS))
+    freq = build_verbalizer("frequency", freq_model.spec, dictionary, data["train"])
     batch = col(data["test"][:16])
     with torch.no_grad():
         out = freq_model(*batch.prefixes())
@@ -327,7 +332,7 @@ def test_learnable_verbalizers_v2_linear_map_and_freqinit_variant():
     # Both decoders agree for a learnable head: the argmax class (nothing to generate).
     ev = evaluate(model, data["test"][:32], col)
     assert ev["value"] == ev["constrained"]["value"]
-    assert [p["prediction"] for p in ev["predictions"]] == [p["constrained_prediction"] for p in ev["predictions"]]
+    assert all(p["prediction"] == p["constrained_prediction"] for p in ev["predictions"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -618,7 +623,8 @@ def test_same_seed_same_prompt_and_activation_init_uses_real_activations():
     keys0 = kv[0][0].permute(0, 2, 1, 3)[~mask]  # (real positions, H, dh)
     prefix_keys = a.prompt.prefix[0, 0].permute(1, 0, 2)  # (L, H, dh)
     assert all(any(torch.allclose(k, r) for r in keys0) for k in prefix_keys)
-    c = build_prompted(a.lm, a.spec, a.verbalizer, PromptConfig(method="prefix_prompt", length=8), batch, seed=1)
+    c = build_prompted(a.lm, a.spec, a.verbalizer, PromptConfig(method="prefix_prompt", length=8), batch,
+                       seed=1)
     assert not torch.equal(c.prompt.prefix, a.prompt.prefix)
 
 
@@ -686,7 +692,8 @@ def test_greedy_exact_and_constrained_decoders_on_hand_made_outputs(monkeypatch)
 def test_loss_positions_speechprompt_label_eos_and_label():
     model, col, data, _ = setup("deep_prompt")
     ex = data["train"][:2]
-    rows = {lp: dataclasses.replace(col, loss_positions=lp)(ex) for lp in ("sep_label_eos", "label_eos", "label")}
+    rows = {lp: dataclasses.replace(col, loss_positions=lp)(ex)
+            for lp in ("sep_label_eos", "label_eos", "label")}
     b = rows["sep_label_eos"]
     s = int(b.sep_pos[0])
     tok = model.verbalizer.label_sequences(model.spec)[model.spec.class_index(ex[0].label)].tolist()

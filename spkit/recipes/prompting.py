@@ -193,12 +193,14 @@ class RunSpec:
 
 
 def plan_runs(config: PromptingConfig) -> list[RunSpec]:
-    """Every run of ``config``: main methods over tasks and seeds, then the ablations."""
+    """Every run of ``config``: main methods over tasks and seeds, then the ablations. Prompt length and
+    verbalizer are the task's (``task_settings`` may set them per task, as the paper preset does)."""
     runs: list[RunSpec] = []
-    base = {"length": config.prompt_length, "verbalizer": config.verbalizer}
     for task in config.tasks:
         if task not in TASK_CORPUS:
             raise ValueError(f"unknown task {task!r}; choose from {sorted(TASK_CORPUS)}")
+        tc = config.for_task(task)
+        base = {"length": tc.prompt_length, "verbalizer": tc.verbalizer}
         for method in config.methods:
             if method not in METHODS:
                 raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
@@ -209,14 +211,16 @@ def plan_runs(config: PromptingConfig) -> list[RunSpec]:
                 )
     if config.ablation_task and config.ablation_task in config.tasks:
         t = config.ablation_task
+        tc = config.for_task(t)
+        base = {"length": tc.prompt_length, "verbalizer": tc.verbalizer}
         for seed in config.ablation_seeds:
             for length in config.ablation_lengths:
                 runs.append(
-                    RunSpec(t, f"deep_prompt_L{length}", seed, length=length, verbalizer=config.verbalizer)
+                    RunSpec(t, f"deep_prompt_L{length}", seed, length=length, verbalizer=tc.verbalizer)
                 )
             for verb in config.ablation_verbalizers:
                 runs.append(
-                    RunSpec(t, f"deep_prompt_verb-{verb}", seed, length=config.prompt_length, verbalizer=verb)
+                    RunSpec(t, f"deep_prompt_verb-{verb}", seed, length=tc.prompt_length, verbalizer=verb)
                 )
             for form in config.ablation_forms:
                 if form not in ("deep_prompt_tied", "prefix_prompt"):
