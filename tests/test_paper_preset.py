@@ -39,7 +39,8 @@ def real_files(tmp_path_factory) -> dict[str, Path]:
     write_fluent(fsc)
     hubert = root / "hubert_base_ls960.pt"
     write_fairseq_hubert(hubert, HUBERT)
-    return {"kws": sc, "kws_test": sc_test, "intent": fsc, "hubert": hubert, "km": write_gslm_kmeans(root / "km.bin", 64, K),
+    return {"kws": sc, "kws_test": sc_test, "intent": fsc, "hubert": hubert,
+            "km": write_gslm_kmeans(root / "km.bin", 64, K),
             "ulm": write_gslm_ulm(root / "hubert100_lm", K), "root": root}
 
 
@@ -48,7 +49,7 @@ def test_paper_preset_needs_real_corpora(tmp_path):
         plan("paper", tmp_path / "run")
     with pytest.raises(FileNotFoundError, match="kws="):
         plan("paper", tmp_path / "run", corpora={"kws": str(tmp_path / "missing")})
-    with pytest.raises(ValueError, match="kws_test=.*give the training corpus too"):
+    with pytest.raises(ValueError, match=r"kws_test=.*give the training corpus too"):
         plan("paper", tmp_path / "run", corpora={"kws_test": str(tmp_path)})
     with pytest.raises(ValueError, match="unknown corpus name"):
         plan("paper", tmp_path / "run", corpora={"kws": str(tmp_path), "kws_tst": str(tmp_path)})
@@ -58,8 +59,8 @@ def test_paper_preset_settings_are_speechprompts():
     from spkit.recipes.prompting import preset_config
 
     cfg = preset_config("paper")
-    assert (cfg.lr, tuple(cfg.adam_betas), cfg.batch_size, cfg.epochs, cfg.patience) == (5e-3, (0.9, 0.98), 32,
-                                                                                          300, 5)
+    settings = (cfg.lr, tuple(cfg.adam_betas), cfg.batch_size, cfg.epochs, cfg.patience)
+    assert settings == (5e-3, (0.9, 0.98), 32, 300, 5)
     assert cfg.seeds[0] == 100501 and cfg.prompt_init == "random" and cfg.separator_init == "random"
     assert cfg.loss_positions == "sep_label_eos" and cfg.kws_balanced and cfg.prompt_dropout is None
     assert cfg.for_task("kws").prompt_length == 3 and cfg.for_task("intent").prompt_length == 6
