@@ -91,7 +91,7 @@ def build_demo_run(root: Path, ulm_config: str = "tiny", n_units: int = 100, pro
                          KWS12[i % 12]) for i in range(48)]
     spec = build_spec("kws", {"train": train})
     verb = build_verbalizer("frequency", spec, dictionary, train)
-    model = build_prompted(lm, spec, verb, PromptConfig(method="deep", length=prompt_length),
+    model = build_prompted(lm, spec, verb, PromptConfig(method="deep_prompt", length=prompt_length),
                            init_batch=Collator(spec, verb, dictionary)(train[:16]), seed=0)
     save_prompt(layout.prompt_dir("kws", "deep_prompt", 0) / "prompt.pt", model, fps)
 

@@ -85,7 +85,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     if args.method == "finetune":
         model = FineTunedULM(lm, spec, verb)
     else:
-        cfg = PromptConfig(method="deep" if args.method == "deep_prompt" else "input",
+        cfg = PromptConfig(method="deep_prompt" if args.method == "deep_prompt" else "input_prompt",
                            length=args.prompt_length, init="random")
         model = build_prompted(lm, spec, verb, cfg, seed=0)
     # Block-level activation checkpointing: what a memory-bound user turns on (TrainConfig

@@ -27,6 +27,7 @@ from spkit.presets import RUN_PRESETS, corpus_preset
 
 PRESETS = RUN_PRESETS
 CORPUS_KINDS = ("kws", "intent", "lid", "asr")
+KWS_TEST = "kws_test"  # --corpus kws_test=DIR: SUPERB's KS test folder, the test split of kws
 SMOKE_CELL_TIMEOUT_S = 900
 
 
@@ -129,7 +130,8 @@ def plan(preset: str, run_dir: Path, *, seed: int = 0, data_root: Path | None = 
          corpora: dict[str, str] | None = None, params: dict[str, Any] | None = None) -> list[Stage]:
     """The stages of the main job for ``preset``, in order.
 
-    ``corpora`` (``{name: folder}``) replaces the synthesized corpora (the ``paper`` preset needs it);
+    ``corpora`` (``{name: folder}``, names among :data:`CORPUS_KINDS` plus ``kws_test``, SUPERB's KS test
+    folder beside ``kws``) replaces the synthesized corpora (the ``paper`` preset needs it);
     ``params`` are extra notebook parameters passed to every notebook (e.g. ``checkpoint``,
     ``kmeans_path``, ``gslm_checkpoint``; a notebook ignores the ones it does not use).
     """
@@ -139,17 +141,22 @@ def plan(preset: str, run_dir: Path, *, seed: int = 0, data_root: Path | None = 
     run_dir = run_dir.resolve()
     stages: list[Stage] = []
     if corpora:
-        unknown = sorted(set(corpora) - set(CORPUS_KINDS))
+        unknown = sorted(set(corpora) - {*CORPUS_KINDS, KWS_TEST})
         if unknown:
             raise RunRequestError(f"--corpus {', '.join(unknown)}: unknown corpus name; use "
-                                  f"{', '.join(CORPUS_KINDS)}")
+                                  f"{', '.join([*CORPUS_KINDS, KWS_TEST])}")
+        if KWS_TEST in corpora and "kws" not in corpora:
+            raise RunRequestError(f"--corpus {KWS_TEST}=... is SUPERB's KS test folder; give the training "
+                                  "corpus too: --corpus kws=speech_commands_v0.01")
         missing = [f"{k}={v}" for k, v in corpora.items() if not Path(v).exists()]
         if missing:
             raise RunRequestError(f"corpus folders do not exist: {', '.join(missing)}")
         corpora = {k: str(Path(v).resolve()) for k, v in corpora.items()}
     elif preset == "paper":
         raise RunRequestError("the paper preset reads the real data sets: give them with --corpus, e.g. "
-                         "--corpus kws=speech_commands_v0.01 --corpus intent=fluent_speech_commands_dataset")
+                              "--corpus kws=speech_commands_v0.01 "
+                              "--corpus kws_test=speech_commands_test_set_v0.01 "
+                              "--corpus intent=fluent_speech_commands_dataset")
     else:
         corpora = {}
         size = corpus_preset(preset)
@@ -206,7 +213,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", type=Path, default=None,
                    help=f"where corpora are synthesized (default {default_data_root()})")
     p.add_argument("--corpus", action="append", default=[], metavar="NAME=FOLDER",
-                   help="use a real corpus instead of synthesizing (kws, intent, lid, asr); repeatable")
+                   help="use a real corpus instead of synthesizing (kws, intent, lid, asr; kws_test: "
+                        "SUPERB's KS test folder speech_commands_test_set_v0.01); repeatable")
     p.add_argument("--hubert", default=None, help="real HuBERT checkpoint (e.g. hubert_base_ls960.pt)")
     p.add_argument("--layer", type=int, default=None, help="HuBERT layer (GSLM: 6)")
     p.add_argument("--kmeans", default=None, help="GSLM k-means model (km.bin) to use instead of fitting")

@@ -165,7 +165,7 @@ def test_key_segments_partition():
     assert np.allclose(sum(mass.values()), 1.0) and mass["speech"].shape == (2,)
 
 
-def _tiny_setup(verbalizer: str = "frequency", method: str = "deep"):
+def _tiny_setup(verbalizer: str = "frequency", method: str = "deep_prompt"):
     torch.manual_seed(0)
     K = 12
     dictionary = UnitDictionary.from_units(range(K))
@@ -181,7 +181,7 @@ def _tiny_setup(verbalizer: str = "frequency", method: str = "deep"):
     return model, collator, examples, dictionary, lm
 
 
-@pytest.mark.parametrize("method", ["deep", "input"])
+@pytest.mark.parametrize("method", ["deep_prompt", "input_prompt"])
 def test_capture_attention_includes_prompt_keys(method):
     model, collator, examples, _, _ = _tiny_setup(method=method)
     ex = examples[4]
@@ -218,7 +218,7 @@ def test_capture_attention_matches_manual_recomputation():
     h = out.attn_inputs[0][0]  # (T, d)
     d, H = lm.cfg.dim, lm.cfg.n_heads
     q = torch.nn.functional.linear(h, block.attn.qkv.weight[:d], block.attn.qkv.bias[:d]).view(-1, H, d // H)
-    pk, _ = block.attn.project_kv(model.prompt.prefixes()[0][None])
+    pk = block.attn.project(model.prompt.prefixes()[0, 0][None], "k")  # layer 0's key prompts
     k = torch.cat([pk[0], out.keys_values[0][0][0]], dim=1)  # (H, L + T, dh)
     sep = int(batch.sep_pos[0])
     scores = torch.einsum("hd,hkd->hk", q[sep], k[:, :3 + sep + 1]) / math.sqrt(d // H)

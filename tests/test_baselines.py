@@ -343,12 +343,13 @@ def test_finetune_changes_ulm_weights_prompt_training_does_not():
     base_params = lm.num_parameters()
 
     cfg = TrainConfig(max_epochs=2, batch_size=4, metric_every=0, patience=0)
-    prompted = build_prompted(lm, spec, verb, PromptConfig(method="deep", length=3, init="random"), seed=0)
+    prompted = build_prompted(lm, spec, verb, PromptConfig(method="deep_prompt", length=3, init="random"),
+                              seed=0)
     before = prompted.prompt_state()
     report = train(prompted, data, collator, cfg, progress=False)
     assert prompted.lm.fingerprint() == base  # the uLM never changes under prompt tuning
     assert any(not torch.equal(before[k], v) for k, v in prompted.prompt_state().items())
-    assert report.num_trainable == 2 * 3 * 32 + 32  # deep prefixes + separator
+    assert report.num_trainable == (2 * 2 + 1) * 3 * 32 + 32  # key+value prompts, input prompt, separator
 
     lm2 = UnitLM(ulm_tiny(len(dictionary), dim=32, n_layers=2, n_heads=2, ffn_dim=64))
     lm2.load_state_dict(lm.state_dict())

@@ -163,6 +163,32 @@ def test_speech_commands_test_root_and_test_folder(sc_root: Path, sc_test_root: 
         load_corpus("speech_commands", sc_test_root, split="train")
 
 
+def test_speech_commands_test_folder_with_untrained_class_is_an_error(sc_root: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "speech_commands_test_set_v0.01"
+    write_speech_commands_test_set(bad, words=("yes", "left"))  # the training clips have no "left"
+    with pytest.raises(DataError, match=r"test folder has class\(es\) \['left'\].*training clips"):
+        load_corpus("speech_commands", sc_root, test_root=bad)
+
+
+def test_class_balanced_draws_follow_s3prl_weights() -> None:
+    from spkit.data.speech_commands import class_balanced_draws
+
+    labels = ["_unknown_"] * 90 + ["yes"] * 8 + ["_silence_"] * 2
+    items = list(range(100))
+    draws = class_balanced_draws(items, labels, seed=0, split="train", n=30_000)
+    counts = Counter(labels[i] for i in draws)
+    assert set(counts) == set(labels)
+    for c in counts.values():  # every class ~1/3 of the draws although _unknown_ is 90 % of the items
+        assert abs(c / 30_000 - 1 / 3) < 0.02
+    within = Counter(i for i in draws if labels[i] == "yes")
+    assert len(within) == 8  # uniform within a class
+    again = class_balanced_draws(items, labels, seed=0, split="train")
+    assert again == class_balanced_draws(items, labels, seed=0, split="train") and len(again) == 100
+    assert again != class_balanced_draws(items, labels, seed=0, split="valid")
+    with pytest.raises(ValueError, match="labels"):
+        class_balanced_draws(items, labels[:3])
+
+
 def test_speech_commands_v002_detection(tmp_path: Path) -> None:
     root = tmp_path / "v2"
     write_speech_commands(root, words=("yes", "backward", "visual"), noises={"pink_noise.wav": 12.0})

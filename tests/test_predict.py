@@ -85,10 +85,10 @@ def run(tmp_path_factory) -> dict:
     batch = Collator(spec, verb, dictionary)(train)
     fps = {"extractor": ext.fingerprint, "kmeans": km.fingerprint}
     for seed in (0, 1):
-        model = build_prompted(lm, spec, verb, PromptConfig(method="deep", length=2), init_batch=batch,
+        model = build_prompted(lm, spec, verb, PromptConfig(method="deep_prompt", length=2), init_batch=batch,
                                seed=seed)
         save_prompt(layout.prompt_dir("kws", "deep_prompt", seed) / "prompt.pt", model, fps)
-    rand = build_prompted(random_ulm(lm, seed=5), spec, verb, PromptConfig(method="deep", length=2),
+    rand = build_prompted(random_ulm(lm, seed=5), spec, verb, PromptConfig(method="deep_prompt", length=2),
                           init_batch=batch, seed=0)
     save_prompt(layout.prompt_dir("kws", "deep_prompt_random_lm", 0) / "prompt.pt", rand, fps,
                 info={"random_lm": True, "random_lm_seed": 5})
@@ -98,7 +98,7 @@ def run(tmp_path_factory) -> dict:
                              ["go up", "no", "yes no"][i % 3]) for i in range(6)]
     asr_spec = build_spec("asr", {"train": asr_train})
     asr_verb = build_verbalizer("frequency", asr_spec, dictionary, asr_train)
-    asr = build_prompted(lm, asr_spec, asr_verb, PromptConfig(method="deep", length=2), seed=0,
+    asr = build_prompted(lm, asr_spec, asr_verb, PromptConfig(method="deep_prompt", length=2), seed=0,
                          init_batch=Collator(asr_spec, asr_verb, dictionary)(asr_train))
     save_prompt(layout.prompt_dir("asr", "deep_prompt", 0) / "prompt.pt", asr, fps)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -29,7 +30,7 @@ from spkit.prompt import (
     train,
 )
 from spkit.prompt.decode import beam_decode, edit_distance, error_rate, label_log_probs, output_length_cap
-from spkit.prompt.model import activation_batch
+from spkit.prompt.model import PromptedULM, activation_batch, make_prompt
 from spkit.prompt.train import epoch_batches, epoch_order, prepare_task
 from spkit.prompt.verbalizer import Verbalizer, usable_tokens
 from spkit.ulm import UnitDictionary, UnitLM, ulm_tiny
@@ -69,7 +70,8 @@ def tiny_lm(seed: int = 0, vocab: int | None = None) -> UnitLM:
     return UnitLM(ulm_tiny(vocab or len(d), dim=64, n_layers=2, n_heads=4, ffn_dim=128))
 
 
-def setup(method: str = "deep", verbalizer: str = "frequency", length: int = 8, reparam: int | None = None,
+def setup(method: str = "deep_prompt", verbalizer: str = "frequency", length: int = 8,
+          reparam: int | None = None,
           data: dict | None = None, lm_seed: int = 0, task: str = "kws", **vkw):
     data = data or toy_data()
     d = UnitDictionary.from_units(range(N_UNITS))
@@ -87,17 +89,21 @@ def setup(method: str = "deep", verbalizer: str = "frequency", length: int = 8, 
 # ------------------------------------------------------------------------------------------------
 
 def test_deep_prompts_learn_toy_task_and_lm_stays_bit_identical():
-    model, col, data, _ = setup("deep")
+    model, col, data, _ = setup("deep_prompt")
     before = {k: v.clone() for k, v in model.lm.state_dict().items()}
     untrained = evaluate(model, data["test"], col)["value"]
-    res = train(model, data, col, TrainConfig(max_epochs=30, patience=0, metric_every=10), progress=False)
-    acc = evaluate(model, data["test"], col)["value"]
+    # 60 epochs: the </s> target (greedy decoding must stop) makes the toy task slower than labels alone.
+    res = train(model, data, col, TrainConfig(max_epochs=60, patience=0, metric_every=10), progress=False)
+    ev = evaluate(model, data["test"], col)
+    acc = ev["value"]
+    assert ev["decoder"] == "greedy_exact"
     assert acc > 0.8 > untrained + 0.2, (acc, untrained)  # chance is 0.25
+    assert ev["constrained"]["value"] >= acc - 0.05  # label scoring can only be more lenient, up to ties
     after = model.lm.state_dict()
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not any(p.requires_grad for p in model.lm.parameters())
-    assert len(res.log) == 30
+    assert len(res.log) == 60
     assert res.log[-1]["valid_metric"] is not None and res.log[0]["valid_metric"] is None
     assert res.log[-1]["train_loss"] < res.log[0]["train_loss"]
     assert res.best_valid_loss == min(e["valid_loss"] for e in res.log)
@@ -120,28 +126,96 @@ def test_peak_memory_measures_growth():
 
 
 @pytest.mark.parametrize("method,verbalizer,reparam", [
-    ("deep", "frequency", None), ("prefix", "random", None), ("input", "frequency", None),
-    ("deep", "learnable", None), ("deep", "frequency", 16), ("prefix", "frequency", 16)])
-def test_trainable_count_exact_and_every_parameter_gets_gradient(method, verbalizer, reparam):
+    ("deep_prompt", "frequency", None), ("deep_prompt_tied", "frequency", None),
+    ("prefix_prompt", "random", None),
+    ("input_prompt", "frequency", None), ("deep_prompt", "learnable", None),
+    ("deep_prompt", "learnable_freqinit", None), ("deep_prompt", "frequency", 16),
+    ("deep_prompt_tied", "frequency", 16), ("prefix_prompt", "frequency", 16)])
+def test_trainable_count_exact_and_every_live_parameter_gets_gradient(method, verbalizer, reparam):
     L = 5
     model, col, data, _ = setup(method, verbalizer, length=L, reparam=reparam)
     c = model.lm.cfg
     n_layers, d, V, C = c.n_layers, c.dim, c.vocab_size, 4
     if reparam is None:
-        expected = {"input": L * d, "deep": n_layers * L * d, "prefix": n_layers * 2 * L * d}[method]
+        expected = {"input_prompt": L * d, "deep_prompt": (2 * n_layers + 1) * L * d,
+                    "deep_prompt_tied": n_layers * L * d, "prefix_prompt": n_layers * 2 * L * d}[method]
     else:
-        out = n_layers * (1 if method == "deep" else 2) * d
+        out = n_layers * (1 if method == "deep_prompt_tied" else 2) * d
         expected = L * d + d * reparam + reparam + reparam * out + out
+        expected += L * d if method == "deep_prompt" else 0  # its input prompt stays a plain parameter
     expected += d  # separator
-    if verbalizer == "learnable":
-        expected += V * C + C
+    expected += {"learnable": V * C, "learnable_freqinit": V * C + C}.get(verbalizer, 0)
     assert model.num_trainable() == expected
+    dead = ["prompt.input"] if method == "deep_prompt" else []
+    assert model.dead_parameter_names() == dead
+    assert model.num_live() == expected - (L * d if dead else 0)
     model.train()
     loss, _ = model.loss(col(data["train"][:32]))
     loss.backward()
     for name, p in model.named_trainable_parameters():
-        assert p.grad is not None and float(p.grad.abs().sum()) > 0, f"dead parameter {name}"
+        if name in dead:  # SpeechPrompt's input prompt: its slots' keys/values are replaced in every layer
+            assert p.grad is None or float(p.grad.abs().sum()) == 0.0, name
+        else:
+            assert p.grad is not None and float(p.grad.abs().sum()) > 0, f"dead parameter {name}"
     assert all(p.grad is None for p in model.lm.parameters())
+
+
+def test_deep_prompt_input_prompt_reaches_no_output_and_tied_form_is_the_equal_pair():
+    """SpeechPrompt's layout: the input prompt sits in the prompt slots whose keys/values the deep prompts
+    replace, so changing it changes no token's logits; deep_prompt with key input == value input computes
+    exactly what the tied form computes."""
+    model, col, data, _ = setup("deep_prompt", length=4)
+    model.eval()
+    batch = col(data["test"][:8])
+    before = model(batch.tokens, batch.padding_mask).logits
+    with torch.no_grad():
+        model.prompt.input.add_(torch.randn_like(model.prompt.input) * 10)
+    assert torch.allclose(model(batch.tokens, batch.padding_mask).logits, before, atol=1e-5)
+    # Key and value prompts are separate: perturbing only the value inputs of layer 0 changes the output.
+    with torch.no_grad():
+        model.prompt.prefix[0, 1].add_(1.0)
+    assert not torch.allclose(model(batch.tokens, batch.padding_mask).logits, before, atol=1e-3)
+    tied_cfg = PromptConfig(method="deep_prompt_tied", length=4, init="random")
+    tied = build_prompted(model.lm, model.spec, model.verbalizer, tied_cfg,
+                          seed=0)
+    with torch.no_grad():
+        model.prompt.prefix.copy_(tied.prompt.prefix[:, None].expand(-1, 2, -1, -1))
+        model.separator.copy_(tied.separator)
+    tied.eval()
+    assert torch.allclose(model(batch.tokens, batch.padding_mask).logits,
+                          tied(batch.tokens, batch.padding_mask).logits, atol=1e-5)
+    # Prompt dropout (SpeechPrompt's 0.1) is on in training mode only.
+    assert model.prompt.dropout == 0.1 and tied.prompt.dropout == 0.1
+    model.train()
+    torch.manual_seed(0)
+    assert not torch.equal(model.prompt.hook_kwargs()["deep_prompts"][0][0], model.prompt.prefix[0, 0])
+    model.eval()
+    assert torch.equal(model.prompt.hook_kwargs()["deep_prompts"][0][0], model.prompt.prefix[0, 0])
+
+
+def test_gslm_size_parameter_counts_without_training():
+    """GSLM's uLM (transformer_lm_big: 12 layers, d=1024) built on the meta device (no weights in memory):
+    SpeechPrompt's count (2 * 12 + 1) * L * d + d, 154,624 for IC (L=6) as its README logs, 77,824 for KS
+    (L=3, the slides' 0.08M); the dead input prompt is L * d of it."""
+    from spkit.prompt.tasks import TaskSpec
+    from spkit.prompt.verbalizer import Verbalizer
+    from spkit.ulm import transformer_lm_big
+
+    with torch.device("meta"):
+        lm = UnitLM(transformer_lm_big(104))
+    # SpeechPrompt's log (IC, L=6): "num. shared model params: 151,417,856 (num. trained: 154,624)"
+    assert lm.num_parameters() + 154_624 == 151_417_856
+    spec = TaskSpec("intent", "classification", ("a", "b", "c"), "accuracy", False)
+    verb = Verbalizer("frequency", ["a", "b", "c"], [(4,), (5,), (6,)], 104)
+    for L, expected in ((6, 154_624), (3, 77_824)):
+        with torch.device("meta"):
+            model = PromptedULM(lm, spec, verb, make_prompt(lm, PromptConfig(method="deep_prompt", length=L)))
+        assert model.num_trainable() == expected == (2 * 12 + 1) * L * 1024 + 1024
+        assert model.num_live() == expected - L * 1024
+        with torch.device("meta"):
+            tied_prompt = make_prompt(lm, PromptConfig(method="deep_prompt_tied", length=L))
+            tied = PromptedULM(lm, spec, verb, tied_prompt)
+        assert tied.num_trainable() == 12 * L * 1024 + 1024
 
 
 @pytest.mark.parametrize("buckets", [0, 2])
@@ -169,7 +243,7 @@ def test_resume_equals_uninterrupted(tmp_path, buckets):
 # ------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("method,reparam,verbalizer",
-                         [("deep", None, "frequency"), ("prefix", 16, "learnable")])
+                         [("deep_prompt", None, "frequency"), ("prefix_prompt", 16, "learnable")])
 def test_prompt_file_small_roundtrip_and_refuses_other_ulm(tmp_path, method, reparam, verbalizer):
     model, col, data, _ = setup(method, verbalizer, reparam=reparam)
     with torch.no_grad():
@@ -245,22 +319,32 @@ def test_multi_token_codes_when_labels_outnumber_units():
         build_verbalizer("frequency", spec, d, train_set, tokens_per_atom=2)
 
 
-def test_learnable_verbalizer_trains_and_starts_at_frequency_choice():
-    model, col, data, _ = setup("deep", "learnable")
-    freq = build_verbalizer("frequency", model.spec, UnitDictionary.from_units(range(N_UNITS)), data["train"])
+def test_learnable_verbalizers_v2_linear_map_and_freqinit_variant():
+    freq_model, col, data, _ = setup("deep_prompt", "learnable_freqinit")
+    dictionary = UnitDictionary.from_units(range(N_UNITS))
+    freq = build_verbalizer("frequency", freq_model.spec, dictionary, data["train"])
     batch = col(data["test"][:16])
-    assert model.verbalizer.head is not None
     with torch.no_grad():
-        out = model(*batch.prefixes())
+        out = freq_model(*batch.prefixes())
         at_sep = out.logits[torch.arange(16), batch.sep_pos]
-        # the initial head reads exactly the frequency verbalizer's tokens
+        # learnable_freqinit's initial head reads exactly the frequency verbalizer's tokens (with a bias)
         expected = at_sep[:, [c[0] for c in freq.codes]]
-        assert torch.allclose(model.class_logits(out.logits, batch.sep_pos), expected, atol=1e-5)
-    w0 = model.verbalizer.head.weight.detach().clone()
+        assert torch.allclose(freq_model.class_logits(out.logits, batch.sep_pos), expected, atol=1e-5)
+    assert freq_model.verbalizer.head.bias is not None
+    # learnable: v2's plain linear map (no bias, PyTorch's seeded default init, not the frequency choice)
+    model, col, data, _ = setup("deep_prompt", "learnable", seed=3)
+    head = model.verbalizer.head
+    assert head.bias is None and head.weight.shape == (4, model.lm.cfg.vocab_size)
+    again, _, _, _ = setup("deep_prompt", "learnable", seed=3)
+    assert torch.equal(again.verbalizer.head.weight, head.weight)
+    assert int((head.weight != 0).sum()) == head.weight.numel()
+    w0 = head.weight.detach().clone()
     train(model, data, col, TrainConfig(max_epochs=3, patience=0, metric_every=0), progress=False)
     assert not torch.equal(w0, model.verbalizer.head.weight)
-    with pytest.raises(ValueError, match="learnable"):
-        greedy_labels(model, batch)
+    # Both decoders agree for a learnable head: the argmax class (nothing to generate).
+    ev = evaluate(model, data["test"][:32], col)
+    assert ev["value"] == ev["constrained"]["value"]
+    assert all(p["prediction"] == p["constrained_prediction"] for p in ev["predictions"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -364,7 +448,7 @@ def test_evaluate_results_follow_the_examples_order():
         alone = score_labels(model, col([test[i]]))[0]
         assert torch.allclose(torch.tensor(res["probs"][i]), alone, atol=1e-5)
         assert res["predictions"][i]["uid"] == test[i].uid
-        assert res["predictions"][i]["prediction"] == model.spec.labels[int(alone.argmax())]
+        assert res["predictions"][i]["constrained_prediction"] == model.spec.labels[int(alone.argmax())]
 
 
 def test_greedy_exact_match_mode():
@@ -508,7 +592,8 @@ def test_load_task_from_unit_records_intent_and_errors(tmp_path):
         load_task("kws", tmp_path / "nowhere")
     data2, col = prepare_task("intent", tmp_path, d, verbalizer="random", seed=2, max_len=64)
     assert col.spec == spec and col.verbalizer.kind == "random" and len(data2["test"]) == 1
-    assert col(data2["test"]).tokens.shape == (1, 1 + 3 + 1 + 3)  # </s>, units, <sep>, one token per slot
+    # </s>, units, <sep>, one token per slot, </s> (a target: greedy decoding learns to stop)
+    assert col(data2["test"]).tokens.shape == (1, 1 + 3 + 1 + 3 + 1)
     _write(tmp_path / "test.jsonl", [rec("d", "test", "activate|music|bedroom")])
     with pytest.raises(TaskError, match=r"test\.jsonl.*'d'"):
         load_task("intent", tmp_path, spec=spec)
@@ -543,8 +628,8 @@ def test_bad_verbalizer_and_prompt_settings():
 
 
 def test_same_seed_same_prompt_and_activation_init_uses_real_activations():
-    a, col, data, _ = setup("prefix")
-    b, _, _, _ = setup("prefix")
+    a, col, data, _ = setup("prefix_prompt")
+    b, _, _, _ = setup("prefix_prompt")
     sa, sb = a.prompt_state(), b.prompt_state()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     batch = activation_batch(col, data["train"], 64, seed=0)
@@ -555,15 +640,84 @@ def test_same_seed_same_prompt_and_activation_init_uses_real_activations():
     keys0 = kv[0][0].permute(0, 2, 1, 3)[~mask]  # (real positions, H, dh)
     prefix_keys = a.prompt.prefix[0, 0].permute(1, 0, 2)  # (L, H, dh)
     assert all(any(torch.allclose(k, r) for r in keys0) for k in prefix_keys)
-    c = build_prompted(a.lm, a.spec, a.verbalizer, PromptConfig(method="prefix", length=8), batch, seed=1)
+    c = build_prompted(a.lm, a.spec, a.verbalizer, PromptConfig(method="prefix_prompt", length=8), batch,
+                       seed=1)
     assert not torch.equal(c.prompt.prefix, a.prompt.prefix)
 
 
 def test_reparameterised_prefix_starts_at_the_activations_and_folds_away():
-    model, col, data, _ = setup("deep", reparam=16, length=8)
+    model, col, data, _ = setup("deep_prompt", reparam=16, length=8)
     batch = activation_batch(col, data["train"], 64, seed=0)
     target = model.prompt.activation_targets(model.lm, *batch.prefixes(), torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.allclose(model.prompt.prefixes(), target, atol=1e-4)
         flat = model.prompt.materialize()
         assert torch.equal(flat.prefix, model.prompt.prefixes()) and flat.reparam_hidden is None
+
+
+# ------------------------------------------------------------------------------------------------
+# The two decoders on hand-made outputs
+# ------------------------------------------------------------------------------------------------
+
+def test_greedy_exact_and_constrained_decoders_on_hand_made_outputs(monkeypatch):
+    """greedy_exact (SpeechPrompt's): the generated tokens up to </s> must equal a label's sequence; an
+    output that goes on after the label, stops early, or is no label is wrong. constrained: the label
+    with the highest sequence log-probability, whatever greedy generation would emit."""
+    import spkit.prompt.decode as dec
+
+    model, col, data, _ = setup("deep_prompt", tokens_per_atom=2)
+    seqs = model.verbalizer.label_sequences(model.spec).tolist()  # 4 classes, 2 tokens each
+    labels = model.spec.labels
+    other = next(t for t in range(4, model.lm.cfg.vocab_size) if t not in {x for q in seqs for x in q})
+    E, P = 2, 1  # </s>, pad
+    rows = [
+        [*seqs[0], E],                 # exactly label 0, then </s>: hit
+        [*seqs[1], other],             # label 1 but it goes on: longer than every label, wrong
+        [seqs[2][0], E, P],            # stops after one token: wrong
+        [*seqs[3], E],                 # label 3 (the reference is label 2 below): a miss, predicted 3
+        [other, other, other],         # no label at all
+        [*seqs[2], E],                 # label 2: hit
+    ]
+    refs = [labels[0], labels[1], labels[2], labels[2], labels[0], labels[2]]
+    captured = {}
+
+    def fake_greedy(model_, batch, n):
+        captured["n"] = n
+        return torch.tensor(rows[:len(batch.uids)])
+
+    # constrained scores: hand-made log-probabilities whose argmax is the reference for every row but the last
+    scores = torch.full((6, 4), -5.0)
+    for i, r in enumerate(refs[:5]):
+        scores[i, labels.index(r)] = -1.0
+    scores[5, 0] = -0.5
+    monkeypatch.setattr(dec, "greedy_tokens", fake_greedy)
+    monkeypatch.setattr(dec, "label_log_probs", lambda m, b: scores[:len(b.uids)])
+    monkeypatch.setattr(dec, "length_order", lambda ex: list(range(len(ex))))
+    examples = [dataclasses.replace(data["test"][i], label=r) for i, r in enumerate(refs)]
+    assert dec.greedy_labels(model, col(examples)) == [labels[0], None, None, labels[3], None, labels[2]]
+    assert captured["n"] == 3  # k + 1 steps decide exact equality
+    ev = dec.evaluate(model, examples, col, batch_size=6)
+    assert ev["decoder"] == "greedy_exact" and ev["value"] == 2 / 6
+    assert ev["constrained"]["value"] == 5 / 6
+    assert [p["constrained_prediction"] for p in ev["predictions"]] == [*refs[:5], labels[0]]
+    only = dec.evaluate(model, examples, col, batch_size=6, mode="constrained")
+    assert only["decoder"] == "constrained" and only["value"] == 5 / 6 and "constrained" not in only
+    greedy_only = dec.evaluate(model, examples, col, batch_size=6, mode="greedy")
+    assert greedy_only["value"] == 2 / 6 and "probs" not in greedy_only
+
+
+def test_loss_positions_speechprompt_label_eos_and_label():
+    model, col, data, _ = setup("deep_prompt")
+    ex = data["train"][:2]
+    rows = {lp: dataclasses.replace(col, loss_positions=lp)(ex)
+            for lp in ("sep_label_eos", "label_eos", "label")}
+    b = rows["sep_label_eos"]
+    s = int(b.sep_pos[0])
+    tok = model.verbalizer.label_sequences(model.spec)[model.spec.class_index(ex[0].label)].tolist()
+    # SpeechPrompt: every target from <s> on: the last unit predicts <s>, then the label, then </s>
+    assert b.targets[0][b.label_mask[0]].tolist() == [0, *tok, 2]
+    assert b.label_mask[0].nonzero()[:, 0].tolist() == [s - 1, s, s + 1]
+    assert rows["label_eos"].targets[0][rows["label_eos"].label_mask[0]].tolist() == [*tok, 2]
+    assert rows["label"].targets[0][rows["label"].label_mask[0]].tolist() == tok
+    with pytest.raises(ValueError, match="loss_positions"):
+        dataclasses.replace(col, loss_positions="all")

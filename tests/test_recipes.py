@@ -16,10 +16,14 @@ def test_plan_runs_covers_tasks_methods_seeds_and_ablations():
     assert len(main) == len(cfg.tasks) * len(prompting.METHODS) * len(cfg.seeds)
     abl = {r.method for r in runs if r.method not in prompting.METHODS}
     assert abl == {"deep_prompt_L40", "deep_prompt_verb-random", "deep_prompt_verb-learnable"}
-    with_prefix = {r.method for r in prompting.plan_runs(dataclasses.replace(cfg, ablation_prefix=True))}
-    assert "prefix_prompt" in with_prefix
+    forms = dataclasses.replace(cfg, ablation_forms=("deep_prompt_tied", "prefix_prompt"))
+    with_forms = {(r.method, r.prompt) for r in prompting.plan_runs(forms)}
+    assert {("prefix_prompt", "prefix_prompt"), ("deep_prompt_tied", "deep_prompt_tied")} <= with_forms
+    with pytest.raises(ValueError, match="ablation_forms"):
+        prompting.plan_runs(dataclasses.replace(cfg, ablation_forms=("deep",)))
     assert all(r.task == "kws" for r in runs if r.method in abl)
-    assert {r.prompt for r in runs if r.method == "input_prompt"} == {"input"}
+    assert {r.prompt for r in runs if r.method == "input_prompt"} == {"input_prompt"}
+    assert {r.prompt for r in runs if r.method.startswith("deep_prompt")} == {"deep_prompt"}
     assert all(r.random_lm for r in runs if r.method == "deep_prompt_random_lm")
     assert len(set(runs)) == len(runs)
 

@@ -73,10 +73,29 @@ def _prompt_keys(model: Any) -> int:
 
 
 def _query_offset(model: Any) -> int:
-    """Query rows before the first token: input prompts are queries too (deep prefixes are not)."""
+    """Query rows before the first token: input prompts are queries too (deep prefixes are not); the
+    deep_prompt form has SpeechPrompt's input prompt in its slots."""
     from spkit.prompt.prompts import InputPrompt
 
-    return int(model.prompt.length) if isinstance(model.prompt, InputPrompt) else 0
+    slots = isinstance(model.prompt, InputPrompt) or getattr(model.prompt, "form", None) == "deep_prompt"
+    return int(model.prompt.length) if slots else 0
+
+
+def _live_keys(model: Any, attn: torch.Tensor) -> torch.Tensor:
+    """``attn`` (..., K) without the deep_prompt form's input-prompt slot keys, which the deep prompts
+    replace (their probability is exactly 0): keys become ``[deep prefixes, tokens]``."""
+    if getattr(model.prompt, "form", None) != "deep_prompt":
+        return attn
+    L = int(model.prompt.length)
+    return torch.cat([attn[..., :L], attn[..., 2 * L:]], dim=-1)
+
+
+def _n_label(batch: Any, b: int, collator: Any) -> int:
+    """Label tokens fed after ``<sep>`` (the ``</s>`` after them excluded); 0 for a learnable head."""
+    if collator.verbalizer.head is not None:
+        return 0
+    toks = batch.tokens[b, int(batch.sep_pos[b]) + 1:].tolist()
+    return next((i for i, t in enumerate(toks) if t in (1, 2)), len(toks))
 
 
 @dataclass
@@ -134,12 +153,12 @@ def capture_attention(model: Any, example: Any, collator: Any, durations: Sequen
     model.eval()
     out = model(batch.tokens, batch.padding_mask, return_attn=True)
     sep = int(batch.sep_pos[0])
-    n_label = int(batch.label_mask[0].sum()) if collator.verbalizer.head is None else 0
+    n_label = _n_label(batch, 0, collator)
     q0 = _query_offset(model)
     rows = [q0 + sep + i for i in range(n_label + 1)]
     n_prompt = _prompt_keys(model)
     K = n_prompt + sep + 1 + n_label  # keys: prompt, </s>, units (sep - 1 of them), <sep>, labels
-    attn = torch.stack([a[0, :, rows, :] for a in out.attentions])  # (n_layers, H, Q, all keys)
+    attn = _live_keys(model, torch.stack([a[0, :, rows, :] for a in out.attentions]))  # (n_layers, H, Q, K)
     attn = attn[..., :K].float().cpu().numpy()
     toks = batch.tokens[0].tolist()
     # The collator keeps the first units (truncate="right") or the last ones ("left"); so do the durations.
@@ -184,10 +203,10 @@ def mass_summary(model: Any, examples: Sequence[Any], collator: Any, query: str 
     for i in tqdm(range(0, len(chosen), batch_size), desc="attention mass", disable=not progress):
         batch = collator(chosen[i:i + batch_size]).to(device)
         out = model(batch.tokens, batch.padding_mask, return_attn=True)
-        attn = torch.stack(out.attentions, dim=1).float().cpu()  # (B, n_layers, H, Q, K)
+        attn = _live_keys(model, torch.stack(out.attentions, dim=1).float().cpu())  # (B, n_layers, H, Q, K)
         for b in range(attn.shape[0]):
             sep = int(batch.sep_pos[b])
-            n_label = int(batch.label_mask[b].sum()) if collator.verbalizer.head is None else 0
+            n_label = _n_label(batch, b, collator)
             row = q0 + sep + (1 if query == "label" else 0)
             segs = key_segments(n_prompt, int(batch.input_lengths[b]), n_label)
             m = segment_mass(attn[b, :, :, row], segs)

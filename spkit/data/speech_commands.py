@@ -19,6 +19,12 @@ v0.01 has 30 words, v0.02 35. Two tasks:
   :func:`spkit.data.load_utterance`).
 * ``full``: every word is its own class (30 or 35), no ``_silence_``/``_unknown_``.
 
+SUPERB / SpeechPrompt train and validate on **class-balanced draws** (s3prl
+``downstream/speech_commands``: a ``WeightedRandomSampler`` with weight ``N / count(class)`` per item and N
+draws with replacement, the ``_silence_`` items being the noise files, each draw a random 1 s crop);
+:func:`class_balanced_draws` draws the same way from any list of labelled items (here the ``_silence_``
+items are this loader's seeded 1 s windows, so a draw picks a random crop among them).
+
 SUPERB tests v0.01 on a separate folder (``speech_commands_test_set_v0.01``: ``<label>/<file>.wav``
 with ``_silence_`` and ``_unknown_`` folders already there). Pass it as ``test_root``: the test split
 then comes from it, and the clips of ``testing_list.txt`` are left out of every split. Passing that
@@ -33,6 +39,7 @@ import re
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -46,6 +53,8 @@ from spkit.data.common import (
     require_file,
     wanted_splits,
 )
+
+T = TypeVar("T")
 
 KWS_WORDS: tuple[str, ...] = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 UNKNOWN = "_unknown_"
@@ -256,6 +265,24 @@ def load_segment(path: str | os.PathLike, offset_s: float, duration_s: float,
     return validate(resample(wave, sr, sample_rate), path)
 
 
+def class_balanced_draws(items: Sequence[T], labels: Sequence[str], *, seed: int = 0, split: str = "train",
+                         n: int | None = None) -> list[T]:
+    """s3prl's class-balanced sample of ``items``: ``n`` (default ``len(items)``) draws with replacement,
+    item i with probability proportional to ``1 / count(labels[i])``, so every class is drawn equally
+    often in expectation. Seeded by ``seed`` and ``split`` (same arguments -> same list, in draw order)."""
+    if len(items) != len(labels):
+        raise ValueError(f"class_balanced_draws: {len(items)} items but {len(labels)} labels")
+    if not items:
+        return []
+    counts: dict[str, int] = {}
+    for lb in labels:
+        counts[lb] = counts.get(lb, 0) + 1
+    w = np.array([1.0 / counts[lb] for lb in labels])
+    rng = np.random.default_rng([seed, zlib.crc32(f"balanced/{split}".encode())])
+    picks = rng.choice(len(items), size=len(items) if n is None else int(n), replace=True, p=w / w.sum())
+    return [items[i] for i in picks.tolist()]
+
+
 def load_test_set(test_root: str | os.PathLike, task: str = "kws12",
                   version: str = "v0.01") -> list[Utterance]:
     """SUPERB's separate test folder: ``<label>/<file>.wav``, labels = folder names.
@@ -354,6 +381,13 @@ def load_speech_commands(root: str | os.PathLike, split: str | Sequence[str] | N
             out[which].append(_clip(root, rel, which, task, version))
     if test_root is not None and "test" in out:
         out["test"] = load_test_set(test_root, task, version)
+        trained = {_label_of(rel.split("/")[0], task) for rel, which in all_clips.items() if which == "train"}
+        if task == "kws12" and (silence_count or {}).get("train", 1) > 0:
+            trained.add(SILENCE)  # training silence comes from the noise files
+        extra = sorted({u.label for u in out["test"]} - trained)
+        if extra:
+            raise DataError(f"{test_root}: the test folder has class(es) {extra} that the training clips of "
+                            f"{root} lack; a prompt cannot learn a class it never sees")
 
     for which in out:
         utts = sorted(out[which], key=lambda u: u.uid)

@@ -1,12 +1,19 @@
 """Scoring and decoding with a prompted uLM.
 
-* :func:`score_labels` (classification, default): the next tokens are constrained to the verbalizer's
-  label sequences. Each label's score is the total log-probability of its token sequence after
-  ``[</s>, units, <sep>]`` (log-softmax over the whole vocabulary, summed over its tokens, computed on the
-  KV cache of the shared prefix); a softmax over those scores gives one probability per label (rows sum
-  to 1). With the learnable verbalizer the probabilities are the softmax of its class scores.
-* :func:`greedy_labels`: SpeechPrompt's scoring: unconstrained greedy generation of the label's token
-  count; a prediction counts only when it is exactly a label's sequence (else it is ``None``: wrong).
+Classification has two decoders, both in every result (:func:`evaluate`):
+
+* ``greedy_exact`` (SpeechPrompt's, :func:`greedy_labels`; results.json ``mean``): unconstrained greedy
+  generation after ``<sep>`` until ``</s>``; a prediction counts only when the whole output equals a
+  label's token sequence (else it is ``None``: wrong). For IC that is a free 3-unit output, not a choice
+  among the 31 intents. Equality needs at most k + 1 greedy steps (k label tokens, then ``</s>``): an
+  output that has not ended by then is longer than every label, so decoding stops there. With a learnable
+  verbalizer there is nothing to generate: the prediction is the argmax of the class scores (v2's way).
+* ``constrained`` (:func:`score_labels`; results.json ``constrained``): the next tokens are constrained to
+  the verbalizer's label sequences. Each label's score is the total log-probability of its token sequence
+  after ``[</s>, units, <sep>]`` (log-softmax over the whole vocabulary, summed over its tokens, computed
+  on the KV cache of the shared prefix; ``</s>`` not included); a softmax over those scores gives one
+  probability per label (rows sum to 1), the prediction is the most probable label. With a learnable
+  verbalizer the probabilities are the softmax of its class scores (so both decoders agree).
 * :func:`beam_search`: generic beam search over a step function (used on the KV cache for ASR, constrained
   to the character tokens and ``</s>``); ranks finished hypotheses by summed log-probability divided by
   ``length ** length_penalty`` (length counts the ``</s>``). With ``beam=1`` it is exactly greedy decoding.
@@ -26,7 +33,11 @@ from spkit.prompt.model import PromptedULM
 from spkit.prompt.tasks import EOS_IDX, Collator, PromptBatch, TaskExample, TaskSpec, length_order
 from spkit.ulm.model import KVCache
 
-MODES: tuple[str, ...] = ("constrained", "greedy", "beam")
+MODES: tuple[str, ...] = ("both", "constrained", "greedy", "beam")
+DECODERS: dict[str, str] = {
+    "greedy_exact": "SpeechPrompt's: greedy until </s>, a hit only when the whole output equals the label",
+    "constrained": "label scoring: the label whose token sequence is most probable after <sep>",
+}
 
 
 def reorder_cache(cache: KVCache, index: Tensor) -> KVCache:
@@ -94,13 +105,21 @@ def greedy_tokens(model: PromptedULM, batch: PromptBatch, max_new_tokens: int) -
 
 @torch.no_grad()
 def greedy_labels(model: PromptedULM, batch: PromptBatch) -> list[str | None]:
-    """SpeechPrompt's exact-match scoring: the greedy tokens must equal a label's sequence, else None."""
+    """SpeechPrompt's decoder: greedy until ``</s>``; the output must be exactly a label's token sequence,
+    else the prediction is None. Learnable verbalizers: the argmax class."""
     if model.verbalizer.head is not None:
-        raise ValueError("greedy exact-match needs a token verbalizer (frequency or random), not learnable")
+        scores = label_log_probs(model, batch)
+        return [model.spec.labels[i] for i in scores.argmax(-1).tolist()]
     seqs = model.verbalizer.label_sequences(model.spec)
-    by_seq = {tuple(s.tolist()): lb for s, lb in zip(seqs, model.spec.labels)}
-    gen = greedy_tokens(model, batch, seqs.shape[1]).cpu()
-    return [by_seq.get(tuple(row.tolist())) for row in gen]
+    by_seq = {(*s.tolist(), EOS_IDX): lb for s, lb in zip(seqs, model.spec.labels)}
+    # k + 1 steps decide exact equality: the k label tokens, then </s> (a longer output matches no label).
+    gen = greedy_tokens(model, batch, seqs.shape[1] + 1).cpu()
+    return [by_seq.get(_until_eos(row.tolist())) for row in gen]
+
+
+def _until_eos(tokens: list[int]) -> tuple[int, ...]:
+    """The generated tokens up to and including the first ``</s>`` (all of them if there is none)."""
+    return tuple(tokens[:tokens.index(EOS_IDX) + 1]) if EOS_IDX in tokens else tuple(tokens)
 
 
 def beam_search(first_log_probs: Tensor, state: Any, step: Callable[[Tensor, Any], tuple[Tensor, Any]],
@@ -229,6 +248,17 @@ def _batches(examples: Sequence[TaskExample], batch_size: int) -> list[Sequence[
     return [examples[i:i + batch_size] for i in range(0, len(examples), batch_size)]
 
 
+def _accuracy(preds: Sequence[str | None], refs: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
+    """``{"value", "per_class_accuracy"}`` of predictions against references."""
+    correct = [p == r for p, r in zip(preds, refs)]
+    per_class = {}
+    for lb in labels:
+        idx = [i for i, r in enumerate(refs) if r == lb]
+        if idx:
+            per_class[lb] = sum(correct[i] for i in idx) / len(idx)
+    return {"value": sum(correct) / len(correct), "per_class_accuracy": per_class}
+
+
 @torch.no_grad()
 def evaluate(model: PromptedULM, examples: Sequence[TaskExample], collator: Collator, *, batch_size: int = 32,
              mode: str | None = None, beam: int = 5, max_len: int | None = None, length_penalty: float = 1.0,
@@ -236,40 +266,46 @@ def evaluate(model: PromptedULM, examples: Sequence[TaskExample], collator: Coll
     """Score ``examples`` with the task's metric.
 
     Args:
-        mode: classification: ``constrained`` (default) or ``greedy`` (exact match); sequence: ``beam``
+        mode: classification: ``both`` (default: ``value`` is ``greedy_exact``, SpeechPrompt's decoder, and
+            ``constrained`` is scored beside it), ``greedy`` or ``constrained`` alone; sequence: ``beam``
             (default; ``beam=1`` is constrained greedy) or ``greedy`` (unconstrained).
         max_len: sequence tasks: most output tokens (default: 2 x the chunk's longest reference token
             count + 10; experiments pass :func:`output_length_cap` of the training split instead).
     Returns:
         ``{"metric", "value", "lower_is_better", "mode", "predictions": [{"uid", "label", "prediction"}],
-        "labels"}`` plus, for classification, ``"probs"`` ((N, C) nested lists; constrained mode) and
-        ``"per_class_accuracy"``; for intent ``"slot_accuracy"``; for ASR ``"cer"`` and ``"wer"``.
+        "labels"}`` plus, for classification, ``"decoder"`` (the decoder behind ``value``) and
+        ``"per_class_accuracy"``; with ``both`` also ``"constrained": {"value", "per_class_accuracy"}``
+        and a ``"constrained_prediction"`` per prediction; ``"probs"`` ((N, C) nested lists) whenever the
+        constrained decoder ran; for intent ``"slot_accuracy"`` (of ``value``'s decoder); for ASR ``"cer"``
+        and ``"wer"``.
     """
     from tqdm.auto import tqdm
 
     spec: TaskSpec = model.spec
     if not examples:
         raise ValueError("evaluate: no examples")
-    mode = mode or ("constrained" if spec.kind == "classification" else "beam")
-    ok_modes = ("constrained", "greedy") if spec.kind == "classification" else ("beam", "greedy")
+    classification = spec.kind == "classification"
+    mode = mode or ("both" if classification else "beam")
+    ok_modes = ("both", "constrained", "greedy") if classification else ("beam", "greedy")
     if mode not in ok_modes:
         raise ValueError(f"evaluate: mode {mode!r} is not one of {ok_modes} for task {spec.name!r}")
     was_training = model.training
     model.eval()
     device = next(model.lm.parameters()).device
     preds: list[str | None] = []
+    constrained: list[str | None] = []
     probs: list[list[float]] = []
     # Batches of similar length pad little; the results are put back in the examples' order below.
     order = length_order(examples)
     for chunk in tqdm(_batches([examples[i] for i in order], batch_size), desc=f"eval {spec.name}",
                       disable=not progress):
         batch = collator(chunk).to(device)
-        if spec.kind == "classification":
-            if mode == "constrained":
+        if classification:
+            if mode in ("both", "constrained"):
                 p = score_labels(model, batch).cpu()
                 probs.extend(p.tolist())
-                preds.extend(spec.labels[i] for i in p.argmax(-1).tolist())
-            else:
+                constrained.extend(spec.labels[i] for i in p.argmax(-1).tolist())
+            if mode in ("both", "greedy"):
                 preds.extend(greedy_labels(model, batch))
         else:
             longest = max(len(collator.label_tokens(e.label)) for e in chunk)
@@ -281,22 +317,23 @@ def evaluate(model: PromptedULM, examples: Sequence[TaskExample], collator: Coll
             preds.extend(spec.label_from_atoms(model.verbalizer.decode_tokens(o)) for o in outs)
     model.train(was_training)
     back = sorted(range(len(order)), key=order.__getitem__)  # position of each example in `order`
-    preds = [preds[j] for j in back]
+    preds = [preds[j] for j in back] if preds else preds
+    constrained = [constrained[j] for j in back] if constrained else constrained
     probs = [probs[j] for j in back] if probs else probs
+    if mode == "constrained":
+        preds, constrained = constrained, []
     refs = [e.label for e in examples]
     result: dict[str, Any] = {"metric": spec.metric, "lower_is_better": spec.lower_is_better, "mode": mode,
                               "labels": list(spec.labels),
                               "predictions": [{"uid": e.uid, "label": e.label, "prediction": p}
                                               for e, p in zip(examples, preds)]}
-    if spec.kind == "classification":
-        correct = [p == r for p, r in zip(preds, refs)]
-        result["value"] = sum(correct) / len(correct)
-        per_class = {}
-        for lb in spec.labels:
-            idx = [i for i, r in enumerate(refs) if r == lb]
-            if idx:
-                per_class[lb] = sum(correct[i] for i in idx) / len(idx)
-        result["per_class_accuracy"] = per_class
+    if classification:
+        result["decoder"] = "constrained" if mode == "constrained" else "greedy_exact"
+        result.update(_accuracy(preds, refs, spec.labels))
+        if constrained:
+            result["constrained"] = _accuracy(constrained, refs, spec.labels)
+            for row, c in zip(result["predictions"], constrained):
+                row["constrained_prediction"] = c
         if probs:
             result["probs"] = probs
         if spec.name == "intent":

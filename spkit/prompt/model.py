@@ -1,14 +1,19 @@
 """The prompted uLM: a frozen :class:`spkit.ulm.UnitLM` plus what trains (prompt, separator, verbalizer).
 
-Trainable parameters, exactly (``PromptedULM.num_trainable()``):
+Trainable parameters, exactly (``PromptedULM.num_trainable()``), by method (the names of results.json):
 
-* the prompt: input ``L*d``; deep (SpeechPrompt form) ``n_layers*L*d``; prefix (PEFT form)
-  ``n_layers*2*L*d``; reparameterised: the MLP and its (L, d) embedding instead (folded away at save time);
-* the separator embedding ``d`` (initialised from the frozen ``<s>`` row);
-* the learnable verbalizer's head ``V*C + C`` (frequency/random verbalizers have none).
+* the prompt: ``input_prompt`` ``L*d``; ``deep_prompt`` (SpeechPrompt's form) ``(2*n_layers + 1)*L*d``;
+  ``deep_prompt_tied`` ``n_layers*L*d``; ``prefix_prompt`` (PEFT) ``n_layers*2*L*d``; reparameterised: the
+  MLP and its (L, d) embedding instead of the prefixes (folded away at save time);
+* the separator embedding ``d`` (``separator_init``: the frozen ``<s>`` row, or N(0, 1) as SpeechPrompt);
+* the verbalizer's head: ``learnable`` ``V*C`` (v2's plain linear map), ``learnable_freqinit`` ``V*C + C``
+  (frequency/random verbalizers have none).
 
-Only one kind of prompt is used at a time: SpeechPrompt trains an input prompt beside its deep prompts that
-receives no gradient (dead parameters); here every trainable parameter reaches the loss.
+SpeechPrompt's count includes the input prompt it trains beside its deep prompts, which receives no gradient
+in that form (its keys and values are replaced in every layer). ``deep_prompt`` keeps it, in the same slots,
+so the count is the paper's (GSLM's uLM, IC, L=6: 154,624 with the separator); it is the one dead tensor
+(:meth:`PromptedULM.dead_parameter_names`, zero gradient, tested), and :meth:`PromptedULM.num_live`
+counts the rest.
 """
 
 from __future__ import annotations
@@ -26,37 +31,59 @@ from spkit.prompt.tasks import SEP_IDX, PromptBatch, TaskExample, TaskSpec
 from spkit.prompt.verbalizer import Verbalizer
 from spkit.ulm.model import KVCache, ULMOutput, UnitLM
 
-METHODS: tuple[str, ...] = ("input", "deep", "prefix")
+METHODS: tuple[str, ...] = ("deep_prompt", "deep_prompt_tied", "prefix_prompt", "input_prompt")
 INITS: tuple[str, ...] = ("activations", "random", "vocab")
+SEPARATOR_INITS: tuple[str, ...] = ("vocab", "random")
+# SpeechPrompt's prompt dropout (v1 prompt_lm.py, v2 transformer_prompt_decoder.py)
+SPEECHPROMPT_DROPOUT = 0.1
 
 
 @dataclass
 class PromptConfig:
-    """How to prompt (defaults: the prototype's findings).
+    """How to prompt.
 
     Attributes:
-        method: ``deep`` (SpeechPrompt deep prompts: inputs of the frozen k/v projections), ``prefix``
-            (PEFT prefix tuning: post-projection keys/values) or ``input`` (input prompts only).
+        method: ``deep_prompt`` (SpeechPrompt: separate key and value prompts per layer through the frozen
+            k/v projections, plus its input prompt), ``deep_prompt_tied`` (one input per slot feeds both
+            projections; ablation), ``prefix_prompt`` (PEFT prefix tuning: post-projection keys/values) or
+            ``input_prompt`` (input prompts only).
         length: prompt length L.
         reparam_hidden: MLP width for reparameterised deep/prefix prompts (None: direct parameters).
-        init: ``activations`` (copy the frozen LM's own activations on training inputs), ``random`` or
-            ``vocab`` (input prompts: random scaled embeddings).
+        init: ``activations`` (copy the frozen LM's own activations on training inputs), ``random``
+            (N(0, 1), SpeechPrompt) or ``vocab`` (input prompts: random scaled embeddings).
+        dropout: prompt dropout in training; None: SpeechPrompt's 0.1, except 0 for ``prefix_prompt``
+            (PEFT's prefixes have none).
+        separator_init: ``vocab`` (the frozen ``<s>`` embedding row) or ``random`` (N(0, 1), SpeechPrompt).
     """
 
-    method: str = "deep"
+    method: str = "deep_prompt"
     length: int = 20
     reparam_hidden: int | None = None
     init: str = "activations"
+    dropout: float | None = None
+    separator_init: str = "vocab"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"prompt method {self.method!r} is not one of {', '.join(METHODS)}")
         if self.init not in INITS:
             raise ValueError(f"prompt init {self.init!r} is not one of {', '.join(INITS)}")
-        if self.method == "input" and self.reparam_hidden is not None:
+        if self.separator_init not in SEPARATOR_INITS:
+            raise ValueError(f"separator_init {self.separator_init!r} is not one of "
+                             f"{', '.join(SEPARATOR_INITS)}")
+        if self.method == "input_prompt" and self.reparam_hidden is not None:
             raise ValueError("reparam_hidden applies to deep/prefix prompts only")
-        if self.init == "vocab" and self.method != "input":
+        if self.init == "vocab" and self.method != "input_prompt":
             raise ValueError("init 'vocab' applies to input prompts only")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"prompt dropout {self.dropout} is not in [0, 1)")
+
+    @property
+    def prompt_dropout(self) -> float:
+        """The dropout in effect (None resolved)."""
+        if self.dropout is not None:
+            return float(self.dropout)
+        return 0.0 if self.method == "prefix_prompt" else SPEECHPROMPT_DROPOUT
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,10 +92,10 @@ class PromptConfig:
 def make_prompt(lm: UnitLM, cfg: PromptConfig) -> InputPrompt | DeepPrompt:
     """An uninitialised (random) prompt module shaped for ``lm``."""
     c = lm.cfg
-    if cfg.method == "input":
-        return InputPrompt(cfg.length, c.dim)
-    return DeepPrompt(c.n_layers, cfg.length, c.dim, c.n_heads,
-                      "speechprompt" if cfg.method == "deep" else "peft", cfg.reparam_hidden)
+    if cfg.method == "input_prompt":
+        return InputPrompt(cfg.length, c.dim, cfg.prompt_dropout)
+    return DeepPrompt(c.n_layers, cfg.length, c.dim, c.n_heads, cfg.method, cfg.reparam_hidden,
+                      cfg.prompt_dropout)
 
 
 class PromptedULM(nn.Module):
@@ -92,6 +119,7 @@ class PromptedULM(nn.Module):
             raise ValueError(f"separator has shape {tuple(self.separator.shape)}, the uLM needs "
                              f"({lm.cfg.dim},)")
         self._fingerprint: str | None = None
+        self.eval()  # inference until a trainer asks for training mode (prompt dropout is a training thing)
 
     def train(self, mode: bool = True) -> PromptedULM:
         super().train(mode)
@@ -107,8 +135,17 @@ class PromptedULM(nn.Module):
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad and not n.startswith("lm.")]
 
     def num_trainable(self) -> int:
-        """Exact number of trainable scalars."""
+        """Exact number of trainable scalars (as SpeechPrompt counts them: dead ones included)."""
         return sum(p.numel() for p in self.trainable_parameters())
+
+    def dead_parameter_names(self) -> list[str]:
+        """Trainable tensors that cannot reach the loss (zero gradient): ``deep_prompt``'s input prompt."""
+        return [f"prompt.{n}" for n in self.prompt.dead_parameters()]
+
+    def num_live(self) -> int:
+        """Trainable scalars that reach the loss (:meth:`num_trainable` minus the dead tensors)."""
+        dead = set(self.dead_parameter_names())
+        return sum(p.numel() for n, p in self.named_trainable_parameters() if n not in dead)
 
     def prompt_state(self) -> dict[str, Tensor]:
         """The trainable state (no LM weights), detached copies, for checkpoints."""
@@ -220,6 +257,9 @@ def build_prompted(lm: UnitLM, spec: TaskSpec, verbalizer: Verbalizer, cfg: Prom
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         prompt = make_prompt(lm, cfg).to(next(lm.parameters()).device)
-    model = PromptedULM(lm, spec, verbalizer.to(next(lm.parameters()).device), prompt)
+        separator = None
+        if cfg.separator_init == "random":  # SpeechPrompt: nn.Embedding(1, d), N(0, 1)
+            separator = torch.randn(lm.cfg.dim)
+    model = PromptedULM(lm, spec, verbalizer.to(next(lm.parameters()).device), prompt, separator)
     init_prompt(model, cfg, init_batch, seed)
     return model

@@ -16,8 +16,17 @@ rerun of the same ``(task, method, seed)`` replaces its earlier value. The layou
                                  "trainable_params": 123456,
                                  "peak_mem_mb": 812.0,                # mean over seeds
                                  "train_s": 301.5,                    # mean over seeds
+                                 "decoder": "greedy_exact",           # what mean/std/seeds score
+                                 "constrained": {"mean": 0.74, "std": 0.01, "seeds": [...]},
                                  "runs": [{"seed": 0, "value": 0.70, "trainable_params": ...,
                                            "peak_mem_mb": ..., "train_s": ..., "extra": {...}}, ...]}}}}}
+
+Classification prompt and fine-tuning runs are scored by two decoders (:mod:`spkit.prompt.decode`):
+``mean``/``std``/``seeds`` by SpeechPrompt's (``decoder: "greedy_exact"``: greedy until ``</s>``, a hit only
+when the whole output equals the label), ``constrained`` by label scoring (the most probable label's token
+sequence), the same statistics over the same seeds. Runs without decoders (the downstream head) have
+neither field. ``trainable_params`` counts as SpeechPrompt counts (``deep_prompt``: its dead input prompt
+included); ``runs[].extra.live_params`` counts the parameters that receive gradient.
 
 Metric values are fractions in [0, 1]; a metric where lower is better says so in its name
 (``"wer (lower is better)"``) and in ``lower_is_better``. ``results.md`` shows one combined table in the
@@ -46,8 +55,8 @@ STD_NOTE = "sample standard deviation over seeds (ddof=1); null with a single se
 # Column order and headers of the combined table (the paper's Table: KWS | IC | LID | ASR).
 TASK_COLUMNS: dict[str, str] = {"kws": "KWS", "intent": "IC", "lid": "LID", "asr": "ASR"}
 # Row order: prompt methods first, then their control, then the baselines.
-METHOD_ORDER: tuple[str, ...] = ("input_prompt", "deep_prompt", "deep_prompt_random_lm", "downstream",
-                                 "finetune")
+METHOD_ORDER: tuple[str, ...] = ("input_prompt", "deep_prompt", "deep_prompt_tied", "prefix_prompt",
+                                 "deep_prompt_random_lm", "downstream", "finetune")
 LOWER_IS_BETTER_MARK = "(lower is better)"
 
 
@@ -148,6 +157,14 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     values = [r["value"] for r in runs]
     mean, std = mean_std(values)
     params = sorted({r["trainable_params"] for r in runs})
+    decoders: dict[str, Any] = {}
+    decoder_names = {r.get("extra", {}).get("decoder") for r in runs}
+    if len(decoder_names) == 1 and None not in decoder_names:
+        decoders["decoder"] = decoder_names.pop()
+    if all("constrained" in r.get("extra", {}) for r in runs):
+        c_values = [float(r["extra"]["constrained"]) for r in runs]
+        c_mean, c_std = mean_std(c_values)
+        decoders["constrained"] = {"mean": c_mean, "std": c_std, "seeds": c_values}
     return {
         "mean": mean, "std": std, "n_seeds": len(runs), "seeds": values,
         "seed_ids": [r["seed"] for r in runs],
@@ -156,6 +173,7 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "trainable_params": params[-1],
         "peak_mem_mb": statistics.fmean(r["peak_mem_mb"] for r in runs),
         "train_s": statistics.fmean(r["train_s"] for r in runs),
+        **decoders,
         "runs": runs,
     }
 
@@ -292,11 +310,15 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     for t in task_names:
         info = tasks[t]
         lines += ["", f"## {TASK_COLUMNS.get(t, t.upper())} ({t}): {info['metric']}", "",
-                  "| Method | Params | mean ± std (%) | per seed (%) | peak mem (MiB) | train (s) |",
-                  "|---|---:|---:|---|---:|---:|"]
+                  "mean ± std: SpeechPrompt's decoder (greedy until </s>, exact match) where a method "
+                  "decodes; constrained: label scoring.", "",
+                  "| Method | Params | mean ± std (%) | constrained (%) | per seed (%) | peak mem (MiB) | "
+                  "train (s) |",
+                  "|---|---:|---:|---:|---|---:|---:|"]
         for m in _ordered(info["methods"], METHOD_ORDER):
             e = info["methods"][m]
             per_seed = ", ".join(f"{s}: {_pct(v)}" for s, v in zip(e["seed_ids"], e["seeds"]))
-            lines.append(f"| {m} | {format_params(e['trainable_params'])} | {format_cell(e)} | {per_seed} | "
-                         f"{e['peak_mem_mb']:.0f} | {e['train_s']:.1f} |")
+            constrained = format_cell(e["constrained"]) if "constrained" in e else "–"
+            lines.append(f"| {m} | {format_params(e['trainable_params'])} | {format_cell(e)} | "
+                         f"{constrained} | {per_seed} | {e['peak_mem_mb']:.0f} | {e['train_s']:.1f} |")
     return "\n".join(lines) + "\n"

@@ -1,12 +1,14 @@
 """Prompt tuning: Adam on the prompt (+ separator, + learnable verbalizer) of a frozen uLM.
 
-SpeechPrompt trained with Adam, lr 5e-3, batch 32 and early stopping on the validation loss; the CPU-scale
-prototype needed lr 5e-2 (with the loss over label tokens only and prefixes initialised from the LM's
-activations) to leave chance level, so :class:`TrainConfig` defaults to 5e-2.
+SpeechPrompt trained with Adam (betas (0.9, 0.98)), lr 5e-3, batch 32, gradient clipping at 1.0 and early
+stopping on the validation loss; the CPU-scale prototype needed lr 5e-2 (with prefixes initialised from the
+LM's activations) to leave chance level, so :class:`TrainConfig` defaults to 5e-2 (the ``paper`` preset
+uses 5e-3).
 
 * Same seed -> same numbers: the data order of epoch e is a permutation drawn from ``seed`` and ``e``
-  alone, and the frozen LM runs in eval mode (no dropout), so a resumed run reproduces an uninterrupted one
-  exactly (on the same device).
+  alone, the prompt dropout of epoch e draws from a generator seeded by ``seed`` and ``e`` alone, and the
+  frozen LM runs in eval mode (no dropout, as SpeechPrompt's ``--dropout=0``), so a resumed run reproduces
+  an uninterrupted one exactly (on the same device).
 * ``out_dir/train_state.pt`` is written atomically after every epoch: trainable state, Adam state, the
   best state so far, early-stopping counters and the log. ``resume=True`` continues from it (and refuses
   one made for another uLM or another set of trainable parameters).
@@ -47,6 +49,7 @@ class TrainConfig:
 
     Attributes:
         lr: Adam learning rate (prototype: 5e-2; SpeechPrompt: 5e-3).
+        adam_betas: Adam's betas (SpeechPrompt: (0.9, 0.98), fairseq's ``--adam-betas``).
         batch_size: examples per step (SpeechPrompt: 32).
         max_epochs: epochs at most.
         patience: stop after this many epochs without a lower validation loss (0: never stop early).
@@ -67,6 +70,7 @@ class TrainConfig:
     """
 
     lr: float = 5e-2
+    adam_betas: tuple[float, float] = (0.9, 0.98)
     batch_size: int = 32
     max_epochs: int = 10
     patience: int = 3
@@ -262,7 +266,7 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
     groups = [{"params": direct, "lr": cfg.lr}]
     if reparam:
         groups.append({"params": reparam, "lr": cfg.lr * cfg.reparam_lr_scale})
-    opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay)
     result = TrainResult(num_trainable=model.num_trainable())
     best_state = model.prompt_state()
     bad_epochs, start_epoch = 0, 0
@@ -295,19 +299,23 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
             total, count = 0.0, 0
             bar = tqdm(batches, desc=f"prompt {model.spec.name} epoch {epoch + 1}",
                        disable=not progress, leave=False)
-            for idx in bar:
-                batch = collator([train_set[i] for i in idx])
-                batch = batch.to(device)
-                with _autocast(device, cfg):
-                    loss, n = model.loss(batch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                opt.step()
-                total += float(loss.detach()) * int(n)
-                count += int(n)
-                bar.set_postfix(loss=f"{total / max(count, 1):.3f}")
+            # Prompt dropout draws from the global RNG: seed it per epoch (restored afterwards) so a resumed
+            # run draws the same masks as an uninterrupted one.
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(int(cfg.seed) * 1_000_003 + epoch + 17)
+                for idx in bar:
+                    batch = collator([train_set[i] for i in idx])
+                    batch = batch.to(device)
+                    with _autocast(device, cfg):
+                        loss, n = model.loss(batch)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.grad_clip is not None:
+                        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    opt.step()
+                    total += float(loss.detach()) * int(n)
+                    count += int(n)
+                    bar.set_postfix(loss=f"{total / max(count, 1):.3f}")
             bar.close()
             valid_loss = validation_loss(model, valid_set, collator, cfg.eval_batch_size, cfg.bf16)
             metric = None
@@ -345,23 +353,31 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
 def prepare_task(task: str, units_dir: str | os.PathLike, dictionary: Any, *, verbalizer: str = "frequency",
                  seed: int = 0, max_len: int | None = None, intent_mode: str = "slots",
                  tokens_per_atom: int | None = None, truncate: str = "right",
-                 splits: Sequence[str] = ("train", "valid", "test")
-                 ) -> tuple[dict[str, list[TaskExample]], Any]:
+                 splits: Sequence[str] = ("train", "valid", "test"), loss_positions: str = "label_eos",
+                 balance: bool = False) -> tuple[dict[str, list[TaskExample]], Any]:
     """Load a task's unit files and build everything around them in one call.
 
     Returns ``(data, collator)``: ``data`` is ``{split: examples}`` (labels checked against the spec),
     ``collator.spec`` and ``collator.verbalizer`` are the task spec and verbalizer built from the training
     split; ``dictionary`` is the uLM's :class:`spkit.ulm.UnitDictionary`; ``max_len`` usually the uLM's
-    ``max_positions``.
+    ``max_positions``. ``balance``: replace train and valid by s3prl's class-balanced draws
+    (:func:`spkit.data.speech_commands.class_balanced_draws`, seeded by ``seed``) before anything is
+    counted, as SpeechPrompt's KS data are (so the frequency verbalizer sees the balanced counts too).
     """
     from spkit.prompt.tasks import Collator, build_spec, check_labels, load_task
     from spkit.prompt.verbalizer import build_verbalizer
 
     data = load_task(task, units_dir, splits)
+    if balance:
+        from spkit.data.speech_commands import class_balanced_draws
+
+        data = {s: class_balanced_draws(v, [e.label for e in v], seed=seed, split=s)
+                if s in ("train", "valid") else v for s, v in data.items()}
     # The label inventory is the data set's (every split), as FSC's 31 intents are: a small corpus whose
     # training split misses a rare label must still be able to score it. Counts come from train only.
     spec = build_spec(task, [e for split in data.values() for e in split], intent_mode=intent_mode)
     check_labels(spec, data, units_dir)
     verb = build_verbalizer(verbalizer, spec, dictionary, data["train"], seed=seed,
                             tokens_per_atom=tokens_per_atom)
-    return data, Collator(spec, verb, dictionary, max_len=max_len, truncate=truncate)
+    return data, Collator(spec, verb, dictionary, max_len=max_len, truncate=truncate,
+                          loss_positions=loss_positions)

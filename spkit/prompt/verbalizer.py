@@ -4,9 +4,13 @@
   most frequent unit token in the training inputs (ties: atom order of the task, token index).
 * ``random``: a seeded, collision-free assignment (two atoms never share a token sequence; SpeechPrompt's
   own random verbalizer could map two labels onto one unit).
-* ``learnable`` (SpeechPrompt v2): a trainable linear map from the frozen LM's next-token logits (V) at
-  the separator position to class scores (C); initialised to pick the frequency verbalizer's token of each
-  class (weight 1 at that token, 0 elsewhere), so training starts from v1's choice.
+* ``learnable`` (SpeechPrompt v2's linear verbalizer): a trainable linear map without bias from the frozen
+  LM's next-token logits (V) at the separator position to class scores (C), PyTorch's default
+  initialisation (seeded). v2 maps to C + 4 outputs (the 4 specials as extra classes) and applies dropout
+  0.1 to the scores; here the C class scores are all there is (a prediction is always a class).
+* ``learnable_freqinit`` (a variant): the same map with a bias, initialised to pick the frequency
+  verbalizer's token of each class (weight 1 at that token, 0 elsewhere), so training starts from v1's
+  choice.
 
 Multi-token codes: when there are more atoms than usable unit tokens U (ASR characters on a small unit
 inventory, or many classes), every atom gets a code of n tokens with n the smallest integer such that
@@ -28,7 +32,8 @@ from torch import Tensor, nn
 from spkit.prompt.tasks import TaskError, TaskExample, TaskSpec
 from spkit.ulm.dictionary import MADEUP, UnitDictionary
 
-KINDS: tuple[str, ...] = ("frequency", "random", "learnable")
+KINDS: tuple[str, ...] = ("frequency", "random", "learnable", "learnable_freqinit")
+LEARNABLE: tuple[str, ...] = ("learnable", "learnable_freqinit")
 
 
 def usable_tokens(dictionary: UnitDictionary) -> list[int]:
@@ -61,10 +66,11 @@ class Verbalizer(nn.Module):
     """Maps atoms to fixed-length token codes; the learnable kind adds a (V -> C) linear head.
 
     Attributes:
-        kind: ``frequency``, ``random`` or ``learnable``.
+        kind: one of :data:`KINDS`.
         atoms: the atoms in the task's order (:meth:`TaskSpec.all_atoms`).
         codes: one token-index tuple per atom, all of length :attr:`code_len`.
-        head: learnable only: ``nn.Linear(vocab_size, num_classes)``.
+        head: learnable kinds only: ``nn.Linear(vocab_size, num_classes)`` (bias only for
+            ``learnable_freqinit``).
     """
 
     def __init__(self, kind: str, atoms: Sequence[str], codes: Sequence[Sequence[int]],
@@ -88,13 +94,13 @@ class Verbalizer(nn.Module):
         self._by_atom = {a: c for a, c in zip(self.atoms, self.codes)}
         self._by_code = {c: a for a, c in zip(self.atoms, self.codes)}
         self.head: nn.Linear | None = None
-        if kind == "learnable":
+        if kind in LEARNABLE:
             if num_classes is None:
                 raise TaskError("a learnable verbalizer needs num_classes")
-            with torch.random.fork_rng(devices=[]):  # seeded default init (used when not single-token)
+            with torch.random.fork_rng(devices=[]):  # seeded default init
                 torch.manual_seed(seed or 0)
-                self.head = nn.Linear(self.vocab_size, int(num_classes))
-            if self.code_len == 1 and len(self.codes) == num_classes:
+                self.head = nn.Linear(self.vocab_size, int(num_classes), bias=kind == "learnable_freqinit")
+            if kind == "learnable_freqinit" and self.code_len == 1 and len(self.codes) == num_classes:
                 with torch.no_grad():  # start from the frequency choice: class c reads its token's logit
                     self.head.weight.zero_()
                     self.head.bias.zero_()
@@ -168,8 +174,8 @@ def build_verbalizer(kind: str, spec: TaskSpec, dictionary: UnitDictionary,
     """Build a verbalizer for ``spec`` on ``dictionary``'s unit tokens.
 
     Args:
-        kind: ``frequency``, ``random`` or ``learnable`` (classification only; its code table is the
-            frequency one, used to initialise the head).
+        kind: one of :data:`KINDS` (learnable kinds: classification only; their code table is the
+            frequency one, which ``learnable_freqinit`` uses to initialise its head).
         train_examples: the training split: unit frequencies and atom frequencies come from it.
         seed: the random verbalizer's seed (same seed -> same codes).
         tokens_per_atom: force codes of this many tokens (default: the fewest that fit).
@@ -178,7 +184,7 @@ def build_verbalizer(kind: str, spec: TaskSpec, dictionary: UnitDictionary,
     """
     if kind not in KINDS:
         raise TaskError(f"unknown verbalizer {kind!r}; expected one of {', '.join(KINDS)}")
-    if kind == "learnable" and spec.kind != "classification":
+    if kind in LEARNABLE and spec.kind != "classification":
         raise TaskError(f"the learnable verbalizer is for classification; task {spec.name!r} is a "
                         "sequence task")
     atoms = spec.all_atoms()
@@ -205,5 +211,5 @@ def build_verbalizer(kind: str, spec: TaskSpec, dictionary: UnitDictionary,
         rank = {a: i for i, a in enumerate(by_freq)}
         codes = [_code(rank[a], n, ranked) for a in atoms]
     return Verbalizer(kind, atoms, codes, len(dictionary),
-                      spec.num_classes if kind == "learnable" else None,
+                      spec.num_classes if kind in LEARNABLE else None,
                       seed if kind != "frequency" else None)

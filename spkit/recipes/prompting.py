@@ -3,14 +3,18 @@
 For every task (``kws``, ``intent``, ``lid``, ``asr``), method and seed, one run trains on the task's
 training units, stops early on validation loss, and is scored on the test split (unseen speakers):
 
-* ``deep_prompt``: SpeechPrompt deep prompts on the frozen pretrained uLM;
+* ``deep_prompt``: SpeechPrompt's deep prompts (separate key and value prompts per layer through the frozen
+  k/v projections, its input prompt and the separator) on the frozen pretrained uLM;
 * ``input_prompt``: input prompts only;
 * ``deep_prompt_random_lm``: the control, deep prompts on a randomly initialised frozen uLM of the
   same shape (what pretraining the uLM contributes);
 * ``finetune``: every uLM weight trains on the same generation task;
 * ``downstream``: SUPERB-style head on the frozen SSL model's weighted layers;
-* ablations (default preset, one task): prompt length (``deep_prompt_L<n>``), verbalizer
-  (``deep_prompt_verb-<kind>``), PEFT prefix form (``prefix_prompt``).
+* ablations (one task): prompt length (``deep_prompt_L<n>``), verbalizer (``deep_prompt_verb-<kind>``),
+  prompt form (``deep_prompt_tied``: one input per slot feeds both projections; ``prefix_prompt``: PEFT).
+
+Classification results are scored by both decoders (:mod:`spkit.prompt.decode`): ``value`` (results.json
+``mean``) by SpeechPrompt's greedy-until-``</s>`` exact match, ``extra.constrained`` by label scoring.
 
 Each finished run is merged into ``RUN/results.json`` and ``RUN/results.md`` at once (a rerun skips
 runs already there with the same settings), and prompt files land in
@@ -46,8 +50,16 @@ class PromptingConfig:
     Attributes:
         tasks, methods, seeds: what to run (every combination).
         prompt_length: L of deep / input prompts.
-        verbalizer: ``frequency`` (SpeechPrompt v1), ``random`` or ``learnable`` (v2).
+        verbalizer: ``frequency`` (SpeechPrompt v1), ``random``, ``learnable`` (v2's linear map) or
+            ``learnable_freqinit``.
         lr, epochs, batch_size, patience: the prompt trainer's Adam schedule and early stopping.
+        adam_betas: Adam's betas (SpeechPrompt: (0.9, 0.98)).
+        prompt_init: ``activations`` (the kit's CPU-scale finding) or ``random`` (N(0, 1), SpeechPrompt).
+        separator_init: ``vocab`` (the frozen ``<s>`` row) or ``random`` (N(0, 1), SpeechPrompt).
+        prompt_dropout: None: SpeechPrompt's 0.1 (0 for prefix_prompt); or a value.
+        loss_positions: ``sep_label_eos`` (SpeechPrompt: ``<s>``, label tokens, ``</s>``), ``label_eos``
+            (the kit's default: no ``<s>`` target) or ``label`` (see :mod:`spkit.prompt.tasks`).
+        kws_balanced: KWS train/valid as s3prl's class-balanced draws (SpeechPrompt's KS data).
         finetune_lr, finetune_epochs: full fine-tuning.
         downstream_lr, downstream_epochs, downstream_patience: the SUPERB-style head (cheap per epoch
             once the frozen features are cached: 15 epochs left it still improving).
@@ -55,7 +67,8 @@ class PromptingConfig:
         asr_beam: beam width of ASR decoding.
         ablation_task: the task of the ablations (None: none).
         ablation_lengths, ablation_verbalizers: prompt lengths / verbalizers tried on ablation_task.
-        ablation_prefix: also try the PEFT prefix form.
+        ablation_forms: prompt forms tried on ablation_task besides deep_prompt (``deep_prompt_tied``,
+            ``prefix_prompt``).
         ablation_seeds: seeds of the ablation runs.
         jobs: worker processes training runs side by side (each run uses one torch thread).
         valid_metric: also score the validation split after every epoch (logged only; classification
@@ -75,6 +88,12 @@ class PromptingConfig:
     epochs: int = 8
     batch_size: int = 32
     patience: int = 3
+    adam_betas: tuple[float, float] = (0.9, 0.98)
+    prompt_init: str = "activations"
+    separator_init: str = "vocab"
+    prompt_dropout: float | None = None
+    loss_positions: str = "label_eos"
+    kws_balanced: bool = False
     finetune_lr: float = 1e-3
     finetune_epochs: int = 8
     downstream_lr: float = 1e-3
@@ -85,7 +104,7 @@ class PromptingConfig:
     ablation_task: str | None = "kws"
     ablation_lengths: Sequence[int] = (5, 40)
     ablation_verbalizers: Sequence[str] = ("random", "learnable")
-    ablation_prefix: bool = True
+    ablation_forms: Sequence[str] = ("deep_prompt_tied", "prefix_prompt")
     ablation_seeds: Sequence[int] = (0, 1, 2)
     jobs: int = 1
     valid_metric: bool = True
@@ -126,7 +145,7 @@ PRESETS: dict[str, PromptingConfig] = {
     # task and the one with the ablations; the other tasks train on fewer examples for fewer epochs.
     "default": PromptingConfig(
         max_train=None, epochs=4, finetune_epochs=4, jobs=2, valid_metric=False,
-        ablation_lengths=(40,), ablation_verbalizers=("random", "learnable"), ablation_prefix=False,
+        ablation_lengths=(40,), ablation_verbalizers=("random", "learnable"), ablation_forms=(),
         task_settings={
             "intent": {"max_train": 200, "epochs": 5, "finetune_epochs": 5, "downstream_epochs": 40},
             "lid": {"max_train": 200, "epochs": 5, "finetune_epochs": 5, "downstream_epochs": 40},
@@ -134,7 +153,14 @@ PRESETS: dict[str, PromptingConfig] = {
                     "asr_beam": 2},
         },
     ),
-    "paper": PromptingConfig(tasks=("kws", "intent"), lr=5e-3, epochs=50, patience=5, ablation_task=None),
+    # SpeechPrompt's setting, setting by setting (README "The paper preset" has the table with sources).
+    "paper": PromptingConfig(
+        tasks=("kws", "intent"), seeds=(100501, 100502, 100503), lr=5e-3, adam_betas=(0.9, 0.98),
+        batch_size=32, epochs=300, patience=5, prompt_init="random", separator_init="random",
+        prompt_dropout=None, loss_positions="sep_label_eos", kws_balanced=True, verbalizer="frequency",
+        finetune_lr=5e-4, valid_metric=False, ablation_task=None,
+        task_settings={"kws": {"prompt_length": 3}, "intent": {"prompt_length": 6}},
+    ),
 }
 PRESETS["scratch"] = PRESETS["default"]  # the same prompting budgets; only the units and uLM differ
 
@@ -153,7 +179,7 @@ class RunSpec:
     task: str
     method: str
     seed: int
-    prompt: str = "deep"  # deep | input | prefix (prompt methods)
+    prompt: str = "deep_prompt"  # the prompt form (spkit.prompt.model.METHODS) of prompt runs
     length: int = 20
     verbalizer: str = "frequency"
     random_lm: bool = False
@@ -168,42 +194,51 @@ class RunSpec:
 
 
 def plan_runs(config: PromptingConfig) -> list[RunSpec]:
-    """Every run of ``config``: main methods over tasks and seeds, then the ablations."""
+    """Every run of ``config``: main methods over tasks and seeds, then the ablations. Prompt length and
+    verbalizer are the task's (``task_settings`` may set them per task, as the paper preset does)."""
     runs: list[RunSpec] = []
-    base = {"length": config.prompt_length, "verbalizer": config.verbalizer}
     for task in config.tasks:
         if task not in TASK_CORPUS:
             raise ValueError(f"unknown task {task!r}; choose from {sorted(TASK_CORPUS)}")
+        tc = config.for_task(task)
+        base = {"length": tc.prompt_length, "verbalizer": tc.verbalizer}
         for method in config.methods:
             if method not in METHODS:
                 raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
             for seed in config.seeds:
-                prompt = "input" if method == "input_prompt" else "deep"
+                prompt = "input_prompt" if method == "input_prompt" else "deep_prompt"
                 runs.append(
                     RunSpec(task, method, seed, prompt=prompt, random_lm=method.endswith("random_lm"), **base)
                 )
     if config.ablation_task and config.ablation_task in config.tasks:
         t = config.ablation_task
+        tc = config.for_task(t)
+        base = {"length": tc.prompt_length, "verbalizer": tc.verbalizer}
         for seed in config.ablation_seeds:
             for length in config.ablation_lengths:
                 runs.append(
-                    RunSpec(t, f"deep_prompt_L{length}", seed, length=length, verbalizer=config.verbalizer)
+                    RunSpec(t, f"deep_prompt_L{length}", seed, length=length, verbalizer=tc.verbalizer)
                 )
             for verb in config.ablation_verbalizers:
                 runs.append(
-                    RunSpec(t, f"deep_prompt_verb-{verb}", seed, length=config.prompt_length, verbalizer=verb)
+                    RunSpec(t, f"deep_prompt_verb-{verb}", seed, length=tc.prompt_length, verbalizer=verb)
                 )
-            if config.ablation_prefix:
-                runs.append(RunSpec(t, "prefix_prompt", seed, prompt="prefix", **base))
+            for form in config.ablation_forms:
+                if form not in ("deep_prompt_tied", "prefix_prompt"):
+                    raise ValueError(f"ablation_forms: {form!r} is not deep_prompt_tied or prefix_prompt")
+                runs.append(RunSpec(t, form, seed, prompt=form, **base))
     return runs
 
 
 # The config fields each kind of run depends on: changing one reruns only the runs that use it.
 _RUN_SETTINGS = {
-    "prompt": ("lr", "epochs", "batch_size", "patience", "max_train", "asr_beam", "length_buckets"),
+    "prompt": ("lr", "epochs", "batch_size", "patience", "max_train", "asr_beam", "length_buckets",
+               "adam_betas", "prompt_init", "separator_init", "prompt_dropout", "loss_positions",
+               "kws_balanced"),
     "finetune": ("finetune_lr", "finetune_epochs", "batch_size", "patience", "max_train", "asr_beam",
-                 "length_buckets"),
-    "downstream": ("downstream_lr", "downstream_epochs", "downstream_patience", "batch_size", "max_train"),
+                 "length_buckets", "adam_betas", "loss_positions", "kws_balanced"),
+    "downstream": ("downstream_lr", "downstream_epochs", "downstream_patience", "batch_size", "max_train",
+                   "kws_balanced"),
 }
 
 
@@ -304,7 +339,10 @@ def _task_data(
 ) -> tuple[dict[str, list[Any]], Any]:
     from spkit.prompt.train import prepare_task
 
-    key = f"{run.task}/{run.verbalizer}/{run.seed if run.verbalizer == 'random' else 0}"
+    balance = config.kws_balanced and run.task == "kws"
+    # The balanced draws are seeded by the run's seed (a resample per seed, as a rerun of s3prl's sampler).
+    seeded = run.verbalizer == "random" or balance
+    key = f"{run.task}/{run.verbalizer}/{run.seed if seeded else 0}/{config.loss_positions}/{balance}"
     if key not in cache:
         data, collator = prepare_task(
             run.task,
@@ -313,6 +351,8 @@ def _task_data(
             verbalizer=run.verbalizer,
             seed=run.seed,
             max_len=lm.cfg.max_positions,
+            loss_positions=config.loss_positions,
+            balance=balance,
         )
         if config.max_train is not None and len(data["train"]) > config.max_train:
             # A fixed random subset (not the first uids: those are sorted by label), the same for every
@@ -357,6 +397,7 @@ def train_one(
     finetune = run.kind == "finetune"
     tcfg = TrainConfig(
         lr=config.finetune_lr if finetune else config.lr,
+        adam_betas=tuple(config.adam_betas),
         batch_size=config.batch_size,
         max_epochs=config.finetune_epochs if finetune else config.epochs,
         patience=config.patience,
@@ -370,7 +411,8 @@ def train_one(
         )
     else:
         base_lm = random_ulm(lm) if run.random_lm else lm
-        pcfg = PromptConfig(method=run.prompt, length=run.length)
+        pcfg = PromptConfig(method=run.prompt, length=run.length, init=config.prompt_init,
+                            dropout=config.prompt_dropout, separator_init=config.separator_init)
         model = build_prompted(
             base_lm,
             spec,
@@ -403,7 +445,13 @@ def train_one(
         {k: v for k, v in ev.items() if k != "predictions"}
         | {"predictions": ev.get("predictions", [])[:2000], "log": report.log, "decode": decode},
     )
-    extra = {k: ev[k] for k in ("wer", "cer") if k in ev and ev[k] != ev["value"]}
+    extra: dict[str, Any] = {k: ev[k] for k in ("wer", "cer") if k in ev and ev[k] != ev["value"]}
+    if "decoder" in ev:  # classification: the paper's decoder is the value, label scoring beside it
+        extra["decoder"] = ev["decoder"]
+        if "constrained" in ev:
+            extra["constrained"] = ev["constrained"]["value"]
+    if not finetune:
+        extra["live_params"] = model.num_live()
     return run_result(
         run.task,
         run.method,

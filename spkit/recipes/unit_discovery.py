@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 # corpus name in a run -> loader kind (spkit.data.load_corpus)
 CORPUS_KINDS = {"kws": "speech_commands", "intent": "fluent", "lid": "tsv", "asr": "librispeech"}
+KWS_TEST = "kws_test"  # SUPERB's KS test folder, given beside kws (see load_corpora)
 
 
 # Invariance augmentation of the tiny HuBERT's input (ContentVec / WavLM style: targets stay those of the
@@ -135,17 +136,29 @@ def load_corpora(corpora: Mapping[str, str | os.PathLike | tuple[str, str | os.P
     """``{name: root}`` (or ``{name: (kind, root)}``) -> ``{name: {split: [Utterance]}}``.
 
     Names ``kws``, ``intent``, ``lid``, ``asr`` imply their loader kind; a missing folder is a
-    :class:`DataError` naming it. Utterance uids are prefixed with the corpus name, so one unit cache
-    and one k-means sample can mix corpora.
+    :class:`DataError` naming it. ``kws_test`` is not a corpus of its own: it is SUPERB's separate KS test
+    folder (``speech_commands_test_set_v0.01``), the test split of ``kws`` (whose ``testing_list.txt`` clips
+    then go unused). Utterance uids are prefixed with the corpus name, so one unit cache and one k-means
+    sample can mix corpora.
     """
     from spkit.data import load_corpus
 
+    test_folder = corpora.get(KWS_TEST)
+    if test_folder is not None:
+        if "kws" not in corpora:
+            raise DataError(f"{KWS_TEST}={test_folder}: a KS test folder needs the training corpus too "
+                            "(kws=speech_commands_v0.01)")
+        if not Path(str(test_folder)).is_dir():
+            raise DataError(f"{test_folder}: KS test folder ({KWS_TEST}) does not exist")
     out: dict[str, dict[str, list[Utterance]]] = {}
     for name, spec in corpora.items():
+        if name == KWS_TEST:
+            continue
         kind, root = spec if isinstance(spec, tuple) else (CORPUS_KINDS.get(name, "auto"), spec)
         if not Path(root).exists():
             raise DataError(f"{root}: corpus folder for {name!r} does not exist")
-        splits = load_corpus(kind, root)
+        options = {"test_root": str(test_folder)} if name == "kws" and test_folder is not None else {}
+        splits = load_corpus(kind, root, **options)
         out[name] = {s: [dataclasses.replace(u, uid=f"{name}/{u.uid}") for u in utts]
                      for s, utts in splits.items()}
         if not any(out[name].values()):

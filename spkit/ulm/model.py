@@ -16,12 +16,18 @@ Prompt hooks (all optional keyword arguments of :meth:`UnitLM.forward`, shapes d
 1. ``input_prompts`` (B, P, d): vectors placed before the token embeddings, with no position and no
    scaling (SpeechPrompt's input prompt). Token positions still start at 2, so with P=0 nothing changes.
 2. deep prompts, two forms, both visible to every query of every layer (a prefix of the keys):
-   ``deep_prompts`` -- SpeechPrompt's form: per layer, L vectors (B, L, d) that are the *inputs* of the
-   frozen k_proj/v_proj of that layer, i.e. they stand where the layer-normed hidden states of L extra
-   positions would be; the layer norm is *not* applied to them, and they are not queries;
+   ``deep_prompts`` -- per layer, the *inputs* of the frozen k_proj/v_proj at L prefix slots: a pair
+   ``(key_inputs, value_inputs)`` each (B, L, d) (SpeechPrompt: separate key and value prompts, k_proj
+   sees the first, v_proj the second), or one (B, L, d) tensor feeding both (the tied ablation). They
+   stand where the layer-normed hidden states of L extra positions would be; the layer norm is *not*
+   applied to them, and they are not queries;
    ``prefix_kv`` -- PEFT's form: per layer, post-projection ``(keys, values)`` each (B, H, L, d_head),
    like ``past_key_values`` (keys unscaled: the 1/sqrt(d_head) factor is applied to the queries' dot
    products, as in fairseq).
+   ``input_prompt_keys=False`` reproduces SpeechPrompt's layout: its input prompt occupies the prompt
+   slots, and in every layer the deep key/value prompts *replace* the keys and values those slots would
+   compute. The input-prompt positions are then queries only; since their outputs are never read, the
+   input prompt cannot change any token's output (it receives exactly zero gradient, as in SpeechPrompt).
 3. ``token_embeds`` (B, T, d): the caller's *unscaled* embeddings, e.g. ``model.embed_tokens(tokens)``
    with some positions replaced by a trainable separator vector; forward scales them by sqrt(d) and adds
    positions exactly as it does for looked-up embeddings.
@@ -245,6 +251,12 @@ class SelfAttention(nn.Module):
         k, v = F.linear(x, w, b).split(self.dim, dim=-1)
         return self._heads(k), self._heads(v)
 
+    def project(self, x: Tensor, which: str) -> Tensor:
+        """Frozen k_proj (``which="k"``) or v_proj (``"v"``) applied to (B, L, d) -> (B, H, L, d_head)."""
+        i = {"k": 1, "v": 2}[which]
+        sl = slice(i * self.dim, (i + 1) * self.dim)
+        return self._heads(F.linear(x, self.qkv.weight[sl], self.qkv.bias[sl]))
+
     def forward(
         self,
         x: Tensor,
@@ -426,8 +438,9 @@ class UnitLM(nn.Module):
         token_embeds: Tensor | None = None,
         padding_mask: Tensor | None = None,
         input_prompts: Tensor | None = None,
-        deep_prompts: Sequence[Tensor] | Tensor | None = None,
+        deep_prompts: Sequence[Tensor | tuple[Tensor, Tensor]] | Tensor | None = None,
         prefix_kv: Sequence[tuple[Tensor, Tensor]] | None = None,
+        input_prompt_keys: bool = True,
         cache: KVCache | None = None,
         use_cache: bool = False,
         return_hidden: bool = False,
@@ -444,8 +457,11 @@ class UnitLM(nn.Module):
                 forward applies the sqrt(d) scale and positions. ``tokens`` is then optional.
             padding_mask: (B, T) bool, True at pads (right padding). Default: ``tokens == pad_idx``.
             input_prompts: (B, P, d) or (P, d) vectors before the tokens: no position, no scaling (hook 1).
-            deep_prompts: n_layers tensors (B, L, d) or (L, d) (or one (n_layers, B, L, d) tensor): the
-                inputs of each layer's frozen k_proj/v_proj at L prefix positions (SpeechPrompt, hook 2).
+            deep_prompts: per layer, a pair ``(key_inputs, value_inputs)`` each (B, L, d) or (L, d): the
+                inputs of that layer's frozen k_proj and v_proj at L prefix positions (SpeechPrompt, hook 2);
+                or one tensor per layer (or one (n_layers, B, L, d) tensor) feeding both (tied).
+            input_prompt_keys: False: the input prompts are queries only, their keys and values replaced by
+                the deep prompts (SpeechPrompt's layout; needs ``deep_prompts``).
             prefix_kv: n_layers pairs (keys, values), each (B, H, L, d_head) or (H, L, d_head):
                 post-projection prefixes (PEFT prefix tuning, hook 2).
             cache: a :class:`KVCache` from a previous call: continue after it (prompts/prefixes must then
@@ -496,6 +512,8 @@ class UnitLM(nn.Module):
             pos = self.positions(valid, None if cache is None else cache.next_position)
         x = self.embed_scale * token_embeds + self._position_embeddings(pos).to(token_embeds.dtype)
 
+        if not input_prompt_keys and (input_prompts is None or deep_prompts is None):
+            raise ValueError("UnitLM.forward: input_prompt_keys=False needs input_prompts and deep_prompts")
         P = 0
         if input_prompts is not None:
             ip = _batched(input_prompts, B, 3)
@@ -518,14 +536,22 @@ class UnitLM(nn.Module):
                 raise ValueError(
                     f"UnitLM.forward: deep_prompts has {len(deep_prompts)} layers, model {cfg.n_layers}"
                 )
-            n_prefix += deep_prompts[0].shape[-2]
+            first = deep_prompts[0]
+            n_prefix += (first[0] if isinstance(first, (tuple, list)) else first).shape[-2]
 
         # Attention mask over keys [cache | prefixes | new]. None + is_causal for the common fast path.
         past_mask = (
             cache.key_mask if cache is not None else torch.zeros(B, 0, dtype=torch.bool, device=device)
         )
         old_mask = torch.cat([past_mask, torch.ones(B, n_prefix, dtype=torch.bool, device=device)], dim=1)
-        all_valid = bool(valid.all()) and bool(old_mask.all())
+        # Which new positions may serve as keys: real ones, minus replaced input-prompt slots.
+        key_valid = valid
+        self_key = torch.eye(N, dtype=torch.bool, device=device)
+        if not input_prompt_keys:
+            key_valid = valid.clone()
+            key_valid[:, :P] = False
+            self_key[:P, :P] = False  # prompt-slot queries see the deep prompts, not themselves
+        all_valid = bool(key_valid.all()) and bool(old_mask.all())
         is_causal = old_mask.shape[1] == 0 and all_valid and N > 1 and not packed
         mask = None
         if packed:
@@ -535,7 +561,7 @@ class UnitLM(nn.Module):
         elif not is_causal and not (all_valid and N == 1):
             causal = torch.ones(N, N, dtype=torch.bool, device=device).tril()
             # A pad key is visible only to itself, so no row is empty (no NaN) and real tokens skip pads.
-            new = causal & (valid[:, None, :] | torch.eye(N, dtype=torch.bool, device=device))
+            new = causal & (key_valid[:, None, :] | self_key)
             mask = torch.cat([old_mask[:, None, :].expand(B, N, -1), new], dim=2)[:, None]
 
         hidden_states: list[Tensor] = []
@@ -555,7 +581,11 @@ class UnitLM(nn.Module):
                 past_v.append(_batched(pv, B, 4).to(x.dtype))
             if deep_prompts is not None:
                 dp = deep_prompts[i]
-                dk, dv = block.attn.project_kv(_batched(dp, B, 3).to(x.dtype))
+                if isinstance(dp, (tuple, list)):  # separate key and value inputs (SpeechPrompt)
+                    dk = block.attn.project(_batched(dp[0], B, 3).to(x.dtype), "k")
+                    dv = block.attn.project(_batched(dp[1], B, 3).to(x.dtype), "v")
+                else:  # one input feeds both projections (tied)
+                    dk, dv = block.attn.project_kv(_batched(dp, B, 3).to(x.dtype))
                 past_k.append(dk)
                 past_v.append(dv)
             pk_all = torch.cat(past_k, dim=2) if past_k else None
@@ -591,7 +621,7 @@ class UnitLM(nn.Module):
                 else torch.full((B,), cfg.pad_idx + 1, dtype=torch.long, device=device)
             )
             new_cache = KVCache(
-                new_keys, new_values, torch.cat([old_mask, valid], dim=1), next_pos + valid[:, P:].sum(1)
+                new_keys, new_values, torch.cat([old_mask, key_valid], dim=1), next_pos + valid[:, P:].sum(1)
             )
         return ULMOutput(
             logits=self.logits_from_hidden(x),
