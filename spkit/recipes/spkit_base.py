@@ -92,6 +92,7 @@ class BaseRecipe:
     )
     select_k: tuple[int, ...] = (100, 200)
     select_utts: int = 400
+    select_fit_clips: int = 600
     probe_train: int = 3000
     probe_epochs: int = 15
     k_tolerance: float = 0.01
@@ -302,21 +303,24 @@ def _select_stage(
     valid = kws["valid"]
     alignments = alignments_by_uid(valid)
     sel = [u for u in sample(valid, recipe.select_utts) if u.uid in alignments]
-    fit_clips = [
-        packed[i] for i in sorted(rng.choice(len(packed), size=min(len(packed), 1500), replace=False))
-    ]
+    fit_idx = sorted(rng.choice(len(packed), size=min(len(packed), recipe.select_fit_clips), replace=False))
+    per_clip = max(1, recipe.kmeans_max_frames // 4 // max(1, len(fit_idx)))
     rows = []
     for it, res in enumerate(hubert["iterations"], start=1):
         base = load_extractor("tiny_hubert", checkpoint=res["path"], cmvn=True)
-        n_layers = base.model.config.layers
-        for layer in range(1, n_layers + 1):
-            ext = base.with_layer(layer)
-            with torch.inference_mode():
-                frames = sample_frames(
-                    (ext.extract(w) for w in fit_clips), recipe.kmeans_max_frames // 4, recipe.seed
-                )
-                km = fit_kmeans(frames, recipe.select_k[0], seed=recipe.seed)
-                units = {u.uid: km.predict(ext.extract(load_utterance(u))).tolist() for u in sel}
+        # every layer of a clip in one pass; k-means per layer on frames of the pretraining corpus
+        fit: list[list[torch.Tensor]] = [[] for _ in range(base.num_layers)]
+        for i in fit_idx:
+            x = _all_layers(base, packed[i])
+            keep = torch.from_numpy(
+                np.sort(rng.choice(x.shape[1], size=min(per_clip, x.shape[1]), replace=False))
+            )
+            for layer in range(base.num_layers):
+                fit[layer].append(x[layer, keep])
+        sel_feats = [_all_layers(base, load_utterance(u)) for u in sel]
+        for layer in range(1, base.num_layers + 1):
+            km = fit_kmeans(torch.cat(fit[layer - 1]).numpy(), recipe.select_k[0], seed=recipe.seed)
+            units = {u.uid: km.predict(f[layer - 1]).tolist() for u, f in zip(sel, sel_feats)}
             rep = unit_report(units, alignments)
             rows.append(
                 {
@@ -348,7 +352,7 @@ def _select_stage(
     with torch.inference_mode():
         feats = {s: [ext.extract(load_utterance(u)) for u in us] for s, us in splits.items()}
         frames = sample_frames(
-            (ext.extract(w) for w in fit_clips), recipe.kmeans_max_frames // 4, recipe.seed
+            (ext.extract(packed[i]) for i in fit_idx), recipe.kmeans_max_frames // 4, recipe.seed
         )
     labels = {s: [str(u.label) for u in us] for s, us in splits.items()}
     k_rows = []
@@ -368,6 +372,15 @@ def _select_stage(
         "ks": k_rows,
         "checkpoint": hubert["iterations"][best["iteration"] - 1]["path"],
     }
+
+
+def _all_layers(ext: Any, wave: torch.Tensor) -> torch.Tensor:
+    """Every layer of one clip ``(layers, frames, dim)``, normalised per clip when the extractor is."""
+    from spkit.features.base import clip_cmvn
+
+    with torch.inference_mode():
+        x = ext.extract_layers(wave)
+    return clip_cmvn(x) if ext.cmvn else x
 
 
 def _extractor(select: dict[str, Any]) -> Any:
@@ -489,7 +502,7 @@ def pretrain_base(
         fit_utts = [
             splits["train"][i]
             for i in sorted(
-                rng.choice(len(splits["train"]), size=min(6000, len(splits["train"])), replace=False)
+                rng.choice(len(splits["train"]), size=min(1500, len(splits["train"])), replace=False)
             )
         ]
         km = fit_kmeans_on_corpus(
@@ -709,8 +722,11 @@ def curves(work: str | os.PathLike, hubert: str | os.PathLike, ulm_dir: str | os
     for p in sorted((Path(work) / "hubert").glob("iter*.pt")):
         _, ckpt = load_tiny_hubert(p)
         hist = ckpt["history"]
-        out["hubert"][p.stem] = [[int(h[0]), round(float(h[1]), 4), round(float(h[2]), 4)]
-                                 for h in hist if h[0] % 10 == 0 or h is hist[-1]]
+        out["hubert"][p.stem] = [
+            [int(h[0]), round(float(h[1]), 4), round(float(h[2]), 4)]
+            for h in hist
+            if h[0] % 10 == 0 or h is hist[-1]
+        ]
         if Path(p).resolve() == Path(hubert).resolve():
             break
     hist_file = Path(ulm_dir) / "history.json"
@@ -724,8 +740,16 @@ def hubert_curve_figure(curves_: dict[str, Any]) -> Any:
     from spkit.viz import _go
 
     go = _go()
-    fig = go.Figure([go.Scatter(x=[h[0] for h in hist], y=[h[1] for h in hist], mode="lines", name=name)
-                     for name, hist in curves_["hubert"].items()])
-    fig.update_layout(title="spkit-base: tiny HuBERT masked-prediction loss", xaxis_title="step",
-                      yaxis_title="loss", height=350)
+    fig = go.Figure(
+        [
+            go.Scatter(x=[h[0] for h in hist], y=[h[1] for h in hist], mode="lines", name=name)
+            for name, hist in curves_["hubert"].items()
+        ]
+    )
+    fig.update_layout(
+        title="spkit-base: tiny HuBERT masked-prediction loss",
+        xaxis_title="step",
+        yaxis_title="loss",
+        height=350,
+    )
     return fig
