@@ -440,7 +440,7 @@ def sweep_clusters(extractor: Any, utts: Sequence[Utterance], ks: Sequence[int],
 
 
 def ensure_corpora(corpora: Mapping[str, Any] | None, preset: str, seed: int = 0,
-                   kinds: Sequence[str] = ("kws", "intent", "lid", "asr"),
+                   kinds: Sequence[str] = ("kws", "intent", "lid", "asr", "sf"),
                    data_root: str | os.PathLike | None = None) -> dict[str, str]:
     """The corpora a notebook works on: ``corpora`` when given (``spkit run`` passes them), else the
     embedded corpora of ``preset``, synthesized now if missing (a finished corpus is not redone)."""
