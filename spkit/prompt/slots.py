@@ -110,6 +110,12 @@ def slot_dict(tagged: str, clean: bool = False) -> dict[str, list[str]]:
     return out
 
 
+def slot_list(tagged: str) -> list[tuple[str, str]]:
+    """The ``(type, value)`` slots of a tagged string in order, as SUPERB reads them (nested tags cleaned)."""
+    return [(kind, _NESTED_E.sub("", _NESTED_B.sub("", value)))
+            for kind, value in _SPAN_RE.findall(re.sub(r" +", " ", tagged))]
+
+
 def slot_type_f1(hyps: Sequence[str], refs: Sequence[str]) -> float:
     """SUPERB's slot-type F1 (a fraction in [0, 1]; see the module docstring)."""
     if len(hyps) != len(refs) or not refs:
