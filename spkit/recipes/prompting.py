@@ -447,8 +447,9 @@ def train_one(
         {k: v for k, v in ev.items() if k != "predictions"}
         | {"predictions": ev.get("predictions", [])[:2000], "log": report.log, "decode": decode},
     )
-    extra: dict[str, Any] = {k: ev[k] for k in ("wer", "cer", "slot_value_cer")
-                             if k in ev and ev[k] != ev["value"]}
+    extra: dict[str, Any] = {k: ev[k] for k in ("wer", "cer") if k in ev and ev[k] != ev["value"]}
+    if "slot_value_cer" in ev:  # SF: SUPERB's second metric, beside slot_type_f1 in results.json
+        extra["slot_value_cer"] = ev["slot_value_cer"]
     if "decoder" in ev:  # classification: the paper's decoder is the value, label scoring beside it
         extra["decoder"] = ev["decoder"]
         if "constrained" in ev:
