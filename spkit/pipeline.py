@@ -26,7 +26,7 @@ from spkit.layout import REPO_ROOT, corpus_dir, default_data_root
 from spkit.presets import RUN_PRESETS, corpus_preset
 
 PRESETS = RUN_PRESETS
-CORPUS_KINDS = ("kws", "intent", "lid", "asr")
+CORPUS_KINDS = ("kws", "intent", "lid", "asr", "sf")
 KWS_TEST = "kws_test"  # --corpus kws_test=DIR: SUPERB's KS test folder, the test split of kws
 SMOKE_CELL_TIMEOUT_S = 900
 
@@ -213,7 +213,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", type=Path, default=None,
                    help=f"where corpora are synthesized (default {default_data_root()})")
     p.add_argument("--corpus", action="append", default=[], metavar="NAME=FOLDER",
-                   help="use a real corpus instead of synthesizing (kws, intent, lid, asr; kws_test: "
+                   help="use a real corpus instead of synthesizing (kws, intent, lid, asr, sf; kws_test: "
                         "SUPERB's KS test folder speech_commands_test_set_v0.01); repeatable")
     p.add_argument("--hubert", default=None, help="real HuBERT checkpoint (e.g. hubert_base_ls960.pt)")
     p.add_argument("--layer", type=int, default=None, help="HuBERT layer (GSLM: 6)")

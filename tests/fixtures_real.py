@@ -302,3 +302,47 @@ def write_gslm_ulm(folder: str | Path, n_units: int, seed: int = 0, **config) ->
     model = UnitLM(ULMConfig(vocab_size=len(dictionary), **cfg))
     save_fairseq_ulm(model, dictionary, folder)
     return Path(folder)
+
+
+# Audio SNIPS (SUPERB SF): Polly voice names as speakers, SUPERB's split lists; IOB tags are bare slot types.
+SNIPS_LINES: tuple[tuple[str, str, str, str], ...] = (
+    # (split, words, tags, intent)
+    ("train", "ADD MADONNA TO MY CHILL MIX PLAYLIST", "O artist O playlist_owner playlist playlist O",
+     "AddToPlaylist"),
+    ("train", "WHAT IS THE WEATHER IN PARIS ?", "O O O O O city O", "GetWeather"),
+    ("valid", "PLAY SOME JAZZ & BLUES", "O O genre genre genre", "PlayMusic"),
+    ("test", "BOOK A TABLE FOR TWO AT BLUE LAGOON",
+     "O O O O party_size_number O restaurant_name restaurant_name", "BookRestaurant"),
+)
+SNIPS_SPEAKERS: dict[str, tuple[str, ...]] = {"train": ("Joanna", "Matthew"), "valid": ("Amy",),
+                                              "test": ("Brian",)}
+
+
+def write_snips(root: str | Path, lines: Sequence[tuple[str, str, str, str]] = SNIPS_LINES,
+                speakers: dict[str, Sequence[str]] | None = None, other_speaker: str | None = "Ivy",
+                extra_lines: Sequence[str] = ()) -> dict[str, dict[str, str]]:
+    """``<root>/SNIPS/all.iob.snips.txt`` + ``slots.txt`` + ``<split>/<Speaker>-snips-<split>-<n>.wav``.
+
+    Every text of a split is read by every speaker of that split (as in Audio SNIPS); ``other_speaker``
+    reads them too but is in no split list (SUPERB leaves such clips out). ``extra_lines`` are appended to
+    the transcript file verbatim. Returns ``{split: {uid: words}}`` of the clips a loader should list.
+    """
+    base = Path(root) / "SNIPS"
+    speakers = SNIPS_SPEAKERS if speakers is None else speakers
+    index = {"train": 0, "valid": 0, "test": 0}
+    out: list[str] = []
+    written: dict[str, dict[str, str]] = {s: {} for s in index}
+    tags: set[str] = {"O"}
+    for split, words, iob, intent in lines:
+        n = index[split]
+        index[split] += 1
+        tags.update(iob.split())
+        for spk in [*speakers[split], *([other_speaker] if other_speaker else [])]:
+            uid = f"{spk}-snips-{split}-{n}"
+            write_wav(base / split / f"{uid}.wav", 0.2, freq=200.0 + 30 * n)
+            out.append(f"{uid} BOS {words} EOS\tO {iob} {intent}\n")
+            if spk != other_speaker:
+                written[split][uid] = words
+    (base / "all.iob.snips.txt").write_text("".join(out) + "".join(f"{x}\n" for x in extra_lines))
+    (base / "slots.txt").write_text("".join(f"{t}\n" for t in sorted(tags)))
+    return written

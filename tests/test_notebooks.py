@@ -56,7 +56,7 @@ def test_every_notebook_runs_at_smoke(smoke_run):
 def test_unit_discovery_artifacts(smoke_run):
     run, _ = smoke_run
     metrics = json.loads((run / "units" / "metrics.json").read_text())
-    assert set(metrics["metrics"]) == {"kws", "intent", "lid", "asr"}
+    assert set(metrics["metrics"]) == {"kws", "intent", "lid", "asr", "sf"}
     for rep in metrics["metrics"].values():
         assert 0.0 <= rep["phones"]["pnmi"] <= 1.0
     assert metrics["layer_selection"], "layers were compared"
@@ -100,7 +100,7 @@ def test_prompt_results(smoke_run):
     run, _ = smoke_run
     results = json.loads((run / "results.json").read_text())
     methods = {"input_prompt", "deep_prompt", "deep_prompt_random_lm", "downstream", "finetune"}
-    assert set(results["tasks"]) == {"kws", "intent", "lid", "asr"}
+    assert set(results["tasks"]) == {"kws", "intent", "lid", "asr", "sf"}
     for task, info in results["tasks"].items():
         assert methods <= set(info["methods"]), task
         lower_is_better = "lower is better" in info["metric"]
@@ -114,6 +114,15 @@ def test_prompt_results(smoke_run):
             # the CPU peak is a delta of the resident set and can be 0 (see test_peak_memory_measures_growth)
             assert entry["trainable_params"] > 0 and entry["train_s"] > 0 and entry["peak_mem_mb"] >= 0
     assert "lower is better" in results["tasks"]["asr"]["metric"]
+    # slot filling: SUPERB's slot-type F1 is the value, its slot-value CER beside every method's mean
+    sf = results["tasks"]["sf"]
+    assert sf["metric"] == "slot_type_f1" and sf["lower_is_better"] is False
+    for method, entry in sf["methods"].items():
+        cer = entry["slot_value_cer"]
+        assert all(math.isfinite(v) and v >= 0 for v in cer["seeds"]), method
+        assert len(cer["seeds"]) == entry["n_seeds"]
+        assert cer["mean"] == pytest.approx(sum(cer["seeds"]) / len(cer["seeds"]))
+        assert [r["extra"]["slot_value_cer"] for r in entry["runs"]] == cer["seeds"]
     assert (run / "results.md").read_text().startswith("# Results")
     prompt = run / "prompts" / "kws" / "deep_prompt" / "seed0" / "prompt.pt"
     assert prompt.exists() and prompt.stat().st_size < 200_000

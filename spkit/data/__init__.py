@@ -1,7 +1,7 @@
 """Corpus loaders for the real data sets' native layouts (and spkit's synthesized stand-ins).
 
 ``load_corpus(kind, root, split=None)`` -> ``{split: [Utterance, ...]}`` for Speech Commands,
-Fluent Speech Commands, LibriSpeech and TSV manifests; ``detect_layout(root)`` tells the kind.
+Fluent Speech Commands, LibriSpeech, Audio SNIPS and TSV manifests; ``detect_layout(root)`` tells the kind.
 Loaders only list files; read the audio with :func:`load_utterance`.
 """
 
@@ -13,6 +13,7 @@ from spkit.data.fluent import load_fluent
 from spkit.data.labels import asr_charset, class_labels, intent_vocab, kws_labels, label_set
 from spkit.data.librispeech import load_librispeech
 from spkit.data.manifest import load_manifest, load_tsv_corpus
+from spkit.data.snips import load_snips
 from spkit.data.speech_commands import KWS12_LABELS, load_segment, load_speech_commands, silence_windows
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "load_librispeech",
     "load_manifest",
     "load_segment",
+    "load_snips",
     "load_speech_commands",
     "load_tsv_corpus",
     "load_utterance",

@@ -14,11 +14,13 @@ from spkit.data.fluent import load_fluent
 from spkit.data.fluent import resolve_root as fluent_root
 from spkit.data.librispeech import load_librispeech
 from spkit.data.manifest import load_tsv_corpus
+from spkit.data.snips import load_snips
+from spkit.data.snips import resolve_root as snips_root
 from spkit.data.speech_commands import load_segment, load_speech_commands
 
 ALIASES = {"sc": "speech_commands", "speechcommands": "speech_commands", "kws": "speech_commands",
            "fsc": "fluent", "intent": "fluent", "libri": "librispeech", "asr": "librispeech",
-           "lid": "tsv", "manifest": "tsv"}
+           "lid": "tsv", "manifest": "tsv", "sf": "snips", "audio_snips": "snips"}
 
 
 def load_corpus(kind: str, root: str | os.PathLike, split: str | Sequence[str] | None = None, *,
@@ -27,14 +29,15 @@ def load_corpus(kind: str, root: str | os.PathLike, split: str | Sequence[str] |
     """List a corpus as ``{split: [Utterance, ...]}`` with splits in ``train, valid, test`` order.
 
     Args:
-        kind: ``speech_commands``, ``fluent``, ``librispeech``, ``tsv`` (aliases: ``kws``, ``fsc``,
-            ``asr``, ``lid``...), or ``auto`` to detect it with :func:`spkit.data.detect_layout`.
+        kind: ``speech_commands``, ``fluent``, ``librispeech``, ``snips``, ``tsv`` (aliases: ``kws``,
+            ``fsc``, ``asr``, ``sf``, ``lid``...), or ``auto`` to detect it with
+            :func:`spkit.data.detect_layout`.
         root: the corpus folder (or a ``.tsv`` file for ``tsv``).
         split: one split or a list of them; None: every split the corpus has.
         check_files: check that the listed audio files exist (see each loader).
         alignments: attach ``<root>/spkit/alignments.jsonl`` (spkit's synthesized corpora) when present.
         **options: passed to the loader, e.g. ``task``, ``test_root``, ``seed`` for Speech Commands,
-            ``subsets`` for LibriSpeech.
+            ``subsets`` for LibriSpeech, ``speakers`` for Audio SNIPS.
     """
     root = Path(root)
     key = kind.lower().replace("-", "_")
@@ -50,6 +53,9 @@ def load_corpus(kind: str, root: str | os.PathLike, split: str | Sequence[str] |
     elif key == "fluent":
         out = load_fluent(root, split, check_files=check_files, **options)
         search.insert(0, fluent_root(root))
+    elif key == "snips":
+        out = load_snips(root, split, check_files=check_files, **options)
+        search.insert(0, snips_root(root))
     elif key == "librispeech":
         out = load_librispeech(root, split, check_files=check_files, **options)
         search += [root / "LibriSpeech", root.parent]

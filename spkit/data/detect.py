@@ -10,9 +10,11 @@ from spkit.data.base import DataError
 from spkit.data.fluent import CSV_NAMES
 from spkit.data.fluent import resolve_root as fluent_root
 from spkit.data.librispeech import PARENT_NAME, find_subsets
+from spkit.data.snips import TRANSCRIPT_FILE as SNIPS_TRANSCRIPTS
+from spkit.data.snips import resolve_root as snips_root
 from spkit.data.speech_commands import LIST_FILES, NOISE_DIR, is_test_set_layout
 
-KINDS: tuple[str, ...] = ("speech_commands", "fluent", "librispeech", "tsv")
+KINDS: tuple[str, ...] = ("speech_commands", "fluent", "librispeech", "snips", "tsv")
 LOOKED_FOR = (
     "speech_commands: validation_list.txt, testing_list.txt or _background_noise_/ "
     "(or _silence_/ + _unknown_/ for SUPERB's test folder)",
@@ -20,6 +22,7 @@ LOOKED_FOR = (
     "(or the same in fluent_speech_commands_dataset/)",
     f"librispeech: subset folders such as train-clean-100, dev-clean, test-other (in the folder, "
     f"in {PARENT_NAME}/, or the folder is one)",
+    f"snips: {SNIPS_TRANSCRIPTS} (Audio SNIPS as SUPERB reads it; in the folder or in SNIPS/)",
     "tsv: train.tsv, valid.tsv, dev.tsv or test.tsv (or the path is a .tsv file)",
 )
 
@@ -52,6 +55,9 @@ def detect_layout(root: str | os.PathLike) -> Layout:
     csvs = [n for n in CSV_NAMES.values() if (fsc / "data" / n).is_file()]
     if csvs:
         return Layout("fluent", fsc, f"found data/{csvs}")
+    snips = snips_root(root)
+    if (snips / SNIPS_TRANSCRIPTS).is_file():
+        return Layout("snips", snips, f"found {SNIPS_TRANSCRIPTS}")
     subsets = find_subsets(root)
     if subsets:
         return Layout("librispeech", root, f"found subsets {[p.name for p in subsets]}")

@@ -7,7 +7,9 @@ of the uLM, and the random-uLM control of deep prompts.
   (:class:`WeightedLayerSum`), then ``Linear(d, 256)`` -> mean over valid frames -> ``Linear(256, C)``
   per head (:class:`DownstreamClassifier`; intent has one head per slot and is correct only when all
   three are). ASR: a BiLSTM (or linear) CTC head on the weighted sum (:class:`DownstreamCTC`), greedy
-  CTC decoding, WER and CER. :func:`train_downstream` trains one, picks the epoch with the best
+  CTC decoding, WER and CER. SF (as SUPERB does it): the same CTC head over the slot-tagged transcript's
+  symbols (characters plus ``B-<type>`` and slot-end symbols, :mod:`spkit.prompt.slots`), scored by slot-type
+  F1 and slot-value CER. :func:`train_downstream` trains one, picks the epoch with the best
   validation metric, and reports the test metric with trainable parameters, peak memory and time.
 * **Full fine-tuning** (:func:`train_finetune`): every uLM weight trains on the prompt trainer's own
   sequences, loss and decoding (no prompts), through :mod:`spkit.prompt.train`.
@@ -369,12 +371,15 @@ class DownstreamSpec:
         charset: ASR only: the CTC symbols (word boundary ``|`` first); output ``i + 1`` is
             ``charset[i]``, output 0 is the blank.
         metric: the metric name as results.json spells it (``accuracy``, ``cer (lower is better)``).
+        slots: SF: the charset holds slot symbols and targets are the tagged transcript's full symbol
+            sequence (:func:`spkit.prompt.slots.tagged_symbols`).
     """
 
     task: str
     heads: dict[str, list[str]] = field(default_factory=dict)
     charset: list[str] | None = None
     metric: str = "accuracy"
+    slots: bool = False
 
     def __post_init__(self) -> None:
         if (self.charset is None) == (not self.heads):
@@ -389,7 +394,8 @@ class DownstreamSpec:
 
         metric = metric_name(spec.metric, spec.lower_is_better)
         if spec.kind == "sequence":
-            return cls(spec.name, charset=list(spec.labels), metric=metric)
+            return cls(spec.name, charset=list(spec.labels), metric=metric,
+                       slots=spec.atom_mode == "slot_symbols")
         if spec.atom_mode == "slots":
             values = [sorted({lb.split("|")[i] for lb in spec.labels}) for i in range(len(INTENT_SLOTS))]
             return cls(spec.name, heads=dict(zip(INTENT_SLOTS, values)), metric=metric)
@@ -406,7 +412,7 @@ class DownstreamSpec:
 
     @property
     def lower_is_better(self) -> bool:
-        return self.is_ctc
+        return self.is_ctc and not self.slots
 
     def head_sizes(self) -> list[int]:
         return [len(v) for v in self.heads.values()]
@@ -417,6 +423,14 @@ class DownstreamSpec:
         if self.is_ctc:
             assert self.charset is not None
             index = {c: i + 1 for i, c in enumerate(self.charset)}
+            if self.slots:
+                from spkit.prompt.slots import tagged_symbols
+
+                symbols = tagged_symbols(example.label)
+                missing = sorted({c for c in symbols if c not in index})
+                if missing:
+                    raise DataError(f"{where}: symbols {missing} are not in the training symbol set")
+                return [index[c] for c in symbols]
             text = example.label.replace(" ", WORD_BOUNDARY)
             missing = sorted({c for c in text if c not in index})
             if missing:
@@ -438,6 +452,10 @@ class DownstreamSpec:
     def text(self, ids: Sequence[int]) -> str:
         """CTC output ids (blank excluded) -> text with spaces."""
         assert self.charset is not None
+        if self.slots:
+            from spkit.prompt.slots import symbols_to_tagged
+
+            return symbols_to_tagged([self.charset[i - 1] for i in ids])
         return "".join(self.charset[i - 1] for i in ids).replace(WORD_BOUNDARY, " ").strip()
 
 
@@ -499,11 +517,13 @@ def _batches(n: int, batch_size: int, gen: torch.Generator | None) -> list[list[
 def evaluate_downstream(model: nn.Module, spec: DownstreamSpec, utts: Sequence[TaskExample],
                         cache: LayerFeatureCache, batch_size: int = 32, device: str | torch.device = "cpu"
                         ) -> dict[str, float]:
-    """Metrics of ``model`` on ``utts``: ``{"accuracy"}`` (all heads right; plus per-head accuracies) or
-    ``{"wer", "cer"}``."""
+    """Metrics of ``model`` on ``utts``: ``{"accuracy"}`` (all heads right; plus per-head accuracies),
+    ``{"wer", "cer"}`` or, for SF, ``{"slot_type_f1", "slot_value_cer", "wer", "cer"}`` (the last two on
+    the tagged strings)."""
     model.eval()
     correct, per_head = 0, [0] * len(spec.heads)
     refs_w, hyps_w, refs_c, hyps_c = [], [], [], []
+    refs_t, hyps_t = [], []
     with torch.no_grad():
         for idx in _batches(len(utts), batch_size, None):
             feats, lengths = pad_features([cache.get_example(utts[i]) for i in idx])
@@ -516,6 +536,8 @@ def evaluate_downstream(model: nn.Module, spec: DownstreamSpec, utts: Sequence[T
                     hyps_w.append(hyp.split())
                     refs_c.append(list(ref))
                     hyps_c.append(list(hyp))
+                    refs_t.append(ref)
+                    hyps_t.append(hyp)
             else:
                 preds = torch.stack([lg.argmax(-1).cpu() for lg in model(feats, lengths)], 1)  # (B, heads)
                 gold = torch.tensor([spec.targets(utts[i]) for i in idx])
@@ -523,7 +545,12 @@ def evaluate_downstream(model: nn.Module, spec: DownstreamSpec, utts: Sequence[T
                 correct += int(hit.all(1).sum())
                 per_head = [c + int(hit[:, h].sum()) for h, c in enumerate(per_head)]
     if spec.is_ctc:
-        return {"wer": error_rate(refs_w, hyps_w), "cer": error_rate(refs_c, hyps_c)}
+        rates = {"wer": error_rate(refs_w, hyps_w), "cer": error_rate(refs_c, hyps_c)}
+        if spec.slots:
+            from spkit.prompt.slots import slot_metrics
+
+            return {**slot_metrics(hyps_t, refs_t), **rates}
+        return rates
     n = max(1, len(utts))
     out = {"accuracy": correct / n}
     if len(spec.heads) > 1:
@@ -618,6 +645,8 @@ def train_downstream(spec: DownstreamSpec, splits: Mapping[str, Sequence[TaskExa
         peak = mem.peak_bytes()
     test_metrics = evaluate_downstream(model, spec, test, cache, batch_size, dev)
     extra: dict[str, Any] = {f"test_{k}": v for k, v in test_metrics.items() if k != key}
+    if "slot_value_cer" in test_metrics:  # SF: results.json keeps it beside slot_type_f1
+        extra["slot_value_cer"] = test_metrics["slot_value_cer"]
     extra["layer_weights"] = [round(float(w), 4) for w in model.featurizer.weights.detach().cpu()]
     return BaselineResult(
         task=spec.task, method="downstream", seed=seed, metric=spec.metric, value=test_metrics[key],

@@ -3,8 +3,9 @@
     spkit predict --run RUN --task kws [--method deep_prompt] [--seed N] FILE...
 
 prints ``{"file": ..., "label": ..., "scores": {label: probability, ...}}`` per file (``scores`` is null
-for ASR, whose label is the transcript), or ``{"file": ..., "error": "..."}`` for a file that cannot be
-read; the other files are still predicted and the exit status is 1 if any file failed, 2 if the run,
+for ASR, whose label is the transcript; for SF the label is the tagged slot string and ``"slots": [[type,
+value], ...]`` lists them), or ``{"file": ..., "error": "..."}`` for a file that cannot be read; the other
+files are still predicted and the exit status is 1 if any file failed, 2 if the run,
 task, method or seed cannot be used (the message on stderr says why).
 """
 
@@ -18,7 +19,7 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (WAV/FLAC, any sample rate)")
     parser.add_argument("--run", required=True, help="the run folder (spkit run --out RUN)")
-    parser.add_argument("--task", required=True, help="kws, intent, lid or asr")
+    parser.add_argument("--task", required=True, help="kws, intent, lid, asr or sf")
     parser.add_argument("--method", default="deep_prompt",
                         help="prompt method folder under RUN/prompts/TASK (default: deep_prompt)")
     parser.add_argument("--seed", type=int, default=None,

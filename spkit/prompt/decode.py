@@ -277,7 +277,7 @@ def evaluate(model: PromptedULM, examples: Sequence[TaskExample], collator: Coll
         ``"per_class_accuracy"``; with ``both`` also ``"constrained": {"value", "per_class_accuracy"}``
         and a ``"constrained_prediction"`` per prediction; ``"probs"`` ((N, C) nested lists) whenever the
         constrained decoder ran; for intent ``"slot_accuracy"`` (of ``value``'s decoder); for ASR ``"cer"``
-        and ``"wer"``.
+        and ``"wer"``; for SF ``"slot_type_f1"`` (the value) and ``"slot_value_cer"``.
     """
     from tqdm.auto import tqdm
 
@@ -343,6 +343,12 @@ def evaluate(model: PromptedULM, examples: Sequence[TaskExample], collator: Coll
                 / len(refs) for i, s in enumerate(slots)}
     else:
         hyps = [p or "" for p in preds]
+        if spec.atom_mode == "slot_symbols":  # slot filling: SUPERB's metrics over the slots
+            from spkit.prompt.slots import slot_metrics
+
+            result.update(slot_metrics(hyps, refs))
+            result["value"] = result["slot_type_f1"]
+            return result
         result["cer"] = error_rate(refs, hyps)
         result["wer"] = error_rate([r.split() for r in refs], [h.split() for h in hyps])
         result["value"] = result["cer"]

@@ -19,7 +19,9 @@ What it loads, all through the run's own loaders:
 
 Classification tasks return a probability per label (:func:`spkit.prompt.decode.score_labels`: constrained
 scoring of every label's token sequence, softmax over labels; the learnable verbalizer's class softmax);
-ASR returns the beam-decoded transcript and ``scores`` is None.
+ASR returns the beam-decoded transcript and ``scores`` is None; slot filling (``sf``) returns the decoded
+slots as a tagged string (``B-city PARIS E-city``), and :meth:`Predictor.predict_lines` adds them as
+``"slots": [[type, value], ...]``.
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ class Predictor:
 
     Args:
         run: the run folder.
-        task: ``kws``, ``intent``, ``lid`` or ``asr``.
+        task: ``kws``, ``intent``, ``lid``, ``asr`` or ``sf``.
         method: the prompt method folder (``deep_prompt``, ``input_prompt``, ``deep_prompt_random_lm``...).
         seed: which seed's prompt (None: the best in results.json, else the lowest).
         prompt: an explicit prompt file instead of the run's (method/seed then ignored).
@@ -233,4 +235,9 @@ class Predictor:
                 yield {"file": str(p), "error": str(e)}
                 continue
             scores = None if pred.scores is None else {k: round(v, 6) for k, v in pred.scores.items()}
-            yield {"file": str(p), "label": pred.label, "scores": scores}
+            line: dict[str, Any] = {"file": str(p), "label": pred.label, "scores": scores}
+            if self.spec.atom_mode == "slot_symbols":
+                from spkit.prompt.slots import slot_list
+
+                line["slots"] = [list(s) for s in slot_list(pred.label)]
+            yield line

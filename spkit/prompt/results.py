@@ -53,7 +53,7 @@ VERSION = 1
 STD_NOTE = "sample standard deviation over seeds (ddof=1); null with a single seed"
 
 # Column order and headers of the combined table (the paper's Table: KWS | IC | LID | ASR).
-TASK_COLUMNS: dict[str, str] = {"kws": "KWS", "intent": "IC", "lid": "LID", "asr": "ASR"}
+TASK_COLUMNS: dict[str, str] = {"kws": "KWS", "intent": "IC", "lid": "LID", "asr": "ASR", "sf": "SF"}
 # Row order: prompt methods first, then their control, then the baselines.
 METHOD_ORDER: tuple[str, ...] = ("input_prompt", "deep_prompt", "deep_prompt_tied", "prefix_prompt",
                                  "deep_prompt_random_lm", "downstream", "finetune")
@@ -165,6 +165,10 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         c_values = [float(r["extra"]["constrained"]) for r in runs]
         c_mean, c_std = mean_std(c_values)
         decoders["constrained"] = {"mean": c_mean, "std": c_std, "seeds": c_values}
+    if all("slot_value_cer" in r.get("extra", {}) for r in runs):  # SF: SUPERB's second metric, beside F1
+        v_values = [float(r["extra"]["slot_value_cer"]) for r in runs]
+        v_mean, v_std = mean_std(v_values)
+        decoders["slot_value_cer"] = {"mean": v_mean, "std": v_std, "seeds": v_values}
     return {
         "mean": mean, "std": std, "n_seeds": len(runs), "seeds": values,
         "seed_ids": [r["seed"] for r in runs],

@@ -28,12 +28,16 @@ task       kind            label string                                         
 ``intent`` classification  ``"action|object|location"`` (all three must match)  accuracy
 ``lid``    classification  the language                                         accuracy
 ``asr``    sequence        the transcript (characters; ``|`` = word boundary)   cer (+ wer)
+``sf``     sequence        the tagged transcript (``B-type value E-type``)      slot_type_f1
+                                                                                (+ slot_value_cer)
 =========  ==============  ===================================================  ============
 
 A label is split into *atoms*, the units a verbalizer maps to token sequences: the whole label (kws,
 lid, intent with ``intent_mode="flat"``), one atom per slot value (intent, default ``"slots"``:
 ``action=activate``, ``object=lights``, ``location=kitchen``, prefixed because FSC uses ``none`` in two
-slots), or one atom per character (asr, spaces written as ``|``).
+slots), or one atom per character (asr, spaces written as ``|``), or, for slot filling, the slot types and
+values only: ``B-<type>``, the value's characters, ``<E>`` per slot (:mod:`spkit.prompt.slots`; the words
+outside slots are not generated, SUPERB's metrics read only the slots).
 
 Truncation: inputs longer than the room left by the uLM's ``max_positions`` (or ``max_units``) lose units
 from the *right* by default (``truncate="right"`` keeps the beginning of the clip); ``truncate="left"``
@@ -59,7 +63,7 @@ if TYPE_CHECKING:  # import cycles: the verbalizer imports this module
     from spkit.prompt.verbalizer import Verbalizer
     from spkit.ulm.dictionary import UnitDictionary
 
-TASKS: tuple[str, ...] = ("kws", "intent", "lid", "asr")
+TASKS: tuple[str, ...] = ("kws", "intent", "lid", "asr", "sf")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 SEP_IDX = 0  # <s>: the separator token (trainable embedding)
 BOS_IDX = 2  # </s> doubles as BOS in fairseq LMs
@@ -81,13 +85,16 @@ class TaskSpec:
     """What a task predicts and how it is scored.
 
     Attributes:
-        name: ``kws``, ``intent``, ``lid`` or ``asr``.
+        name: ``kws``, ``intent``, ``lid``, ``asr`` or ``sf``.
         kind: ``classification`` (pick one of ``labels``) or ``sequence`` (generate atoms freely).
         labels: classification: the classes, in index order (probabilities and class ids follow it);
-            sequence: the character set (``|`` first when the transcripts have spaces).
-        metric: ``accuracy`` or ``cer`` (ASR also reports ``wer``).
+            sequence: the character set (``|`` first when the transcripts have spaces); sf: the symbols
+            (:func:`spkit.prompt.slots.symbol_set`).
+        metric: ``accuracy``, ``cer`` (ASR also reports ``wer``) or ``slot_type_f1`` (SF, with
+            ``slot_value_cer``).
         lower_is_better: True for error rates.
-        atom_mode: ``label`` (one atom per label), ``slots`` (intent: one per slot) or ``chars`` (ASR).
+        atom_mode: ``label`` (one atom per label), ``slots`` (intent: one per slot), ``chars`` (ASR) or
+            ``slot_symbols`` (SF: slot types, value characters, slot ends).
     """
 
     name: str
@@ -100,8 +107,9 @@ class TaskSpec:
     def __post_init__(self) -> None:
         if self.kind not in ("classification", "sequence"):
             raise TaskError(f"TaskSpec {self.name!r}: kind {self.kind!r} is not classification|sequence")
-        if self.atom_mode not in ("label", "slots", "chars"):
-            raise TaskError(f"TaskSpec {self.name!r}: atom_mode {self.atom_mode!r} is not label|slots|chars")
+        if self.atom_mode not in ("label", "slots", "chars", "slot_symbols"):
+            raise TaskError(f"TaskSpec {self.name!r}: atom_mode {self.atom_mode!r} is not "
+                            "label|slots|chars|slot_symbols")
         if not self.labels:
             raise TaskError(f"TaskSpec {self.name!r}: no labels")
         if len(set(self.labels)) != len(self.labels):
@@ -127,6 +135,10 @@ class TaskSpec:
             if len(parts) != len(INTENT_SLOTS):
                 raise TaskError(f"intent label {label!r} is not 'action|object|location'")
             return [f"{s}={v}" for s, v in zip(INTENT_SLOTS, parts)]
+        if self.atom_mode == "slot_symbols":
+            from spkit.prompt.slots import tagged_symbols
+
+            return tagged_symbols(label, slots_only=True)
         return [WORD_BOUNDARY if c == " " else c for c in label]
 
     def label_from_atoms(self, atoms: Sequence[str]) -> str:
@@ -135,6 +147,10 @@ class TaskSpec:
             return atoms[0] if len(atoms) == 1 else "".join(atoms)
         if self.atom_mode == "slots":
             return "|".join(a.split("=", 1)[1] if "=" in a else a for a in atoms)
+        if self.atom_mode == "slot_symbols":
+            from spkit.prompt.slots import symbols_to_tagged
+
+            return symbols_to_tagged(atoms)
         return "".join(" " if a == WORD_BOUNDARY else a for a in atoms)
 
     def all_atoms(self) -> list[str]:
@@ -208,6 +224,8 @@ def _check_task(task: str) -> None:
 
 def _record_label(task: str, rec: Mapping[str, Any], where: str) -> str:
     """The label string of a unit record for ``task``; DataError naming ``where`` if it has none."""
+    if task == "sf":
+        return _sf_record_label(rec, where)
     if task == "asr":
         text = rec.get("text")
         if not isinstance(text, str) or not text.strip():
@@ -229,6 +247,28 @@ def _record_label(task: str, rec: Mapping[str, Any], where: str) -> str:
     if "|" in label:
         raise DataError(f"{where}: class label {label!r} contains '|'")
     return label
+
+
+def _sf_record_label(rec: Mapping[str, Any], where: str) -> str:
+    """The tagged transcript of an SF record; DataError naming ``where`` when it is missing or its slot tags
+    are unbalanced."""
+    from spkit.data.snips import parse_tagged
+
+    label = rec.get("label")
+    if not isinstance(label, str) or not label.strip():
+        raise DataError(f"{where}: label {label!r} is not a tagged transcript ('.. B-type VALUE E-type ..'); "
+                        "slot filling needs one for every clip")
+    parse_tagged(label, where)
+    return " ".join(label.split())
+
+
+def sf_spec(train: Sequence[TaskExample]) -> TaskSpec:
+    """The slot-filling :class:`TaskSpec`: its symbols (slot types, ``<E>``, ``|``, characters) from the
+    training examples' tagged transcripts; scored by SUPERB's slot-type F1 (slot-value CER beside it)."""
+    from spkit.prompt.slots import symbol_set
+
+    return TaskSpec("sf", "sequence", tuple(symbol_set([e.label for e in train])), "slot_type_f1", False,
+                    "slot_symbols")
 
 
 def read_examples(task: str, path: str | os.PathLike, split: str | None = None) -> list[TaskExample]:
@@ -303,6 +343,8 @@ def build_spec(task: str, data: Mapping[str, Sequence[TaskExample]] | Sequence[T
         train = data
     if not train:
         raise TaskError(f"build_spec({task!r}): no training examples")
+    if task == "sf":
+        return sf_spec(train)
     labels = {e.label for e in train}
     if task == "kws":
         ordered = tuple(lb for lb in KWS12 if lb in labels) if labels <= set(KWS12) else tuple(sorted(labels))

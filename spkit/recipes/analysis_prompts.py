@@ -66,3 +66,17 @@ def ensure_verbalizer_prompts(run_dir: str | os.PathLike, preset: str, task: str
     got = ensure_prompts(run_dir, preset, task, {VERBALIZER_METHODS[k]: {"verbalizer": k} for k in kinds},
                          seeds, progress=progress)
     return {k: {s: p for s, p in got[VERBALIZER_METHODS[k]].items() if s in set(seeds)} for k in kinds}
+
+
+def require_classification(task: str) -> None:
+    """Refuse a sequence task (``asr``, ``sf``) for the verbalizer analysis, which compares label classes:
+    an :class:`AnalysisError` that says where those tasks are shown instead."""
+    from spkit.prompt.tasks import TASKS
+
+    if task not in TASKS:
+        raise AnalysisError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if task in ("asr", "sf"):
+        raise AnalysisError(f"task {task!r} generates sequences (no label classes to compare verbalizers on);"
+                            " "
+                            "notebook 03 shows its metrics and predictions, 05 its attention, 06 its demo; "
+                            "choose kws, intent or lid here")

@@ -1,6 +1,6 @@
 """Prompt tuning and its baselines on the same splits and seeds: what notebook 03 runs.
 
-For every task (``kws``, ``intent``, ``lid``, ``asr``), method and seed, one run trains on the task's
+For every task (``kws``, ``intent``, ``lid``, ``asr``, ``sf``), method and seed, one run trains on the task's
 training units, stops early on validation loss, and is scored on the test split (unseen speakers):
 
 * ``deep_prompt``: SpeechPrompt's deep prompts (separate key and value prompts per layer through the frozen
@@ -40,7 +40,7 @@ from spkit.layout import RunLayout
 log = logging.getLogger(__name__)
 
 METHODS = ("deep_prompt", "input_prompt", "deep_prompt_random_lm", "finetune", "downstream")
-TASK_CORPUS = {"kws": "kws", "intent": "intent", "lid": "lid", "asr": "asr"}
+TASK_CORPUS = {"kws": "kws", "intent": "intent", "lid": "lid", "asr": "asr", "sf": "sf"}
 
 
 @dataclass
@@ -64,7 +64,7 @@ class PromptingConfig:
         downstream_lr, downstream_epochs, downstream_patience: the SUPERB-style head (cheap per epoch
             once the frozen features are cached: 15 epochs left it still improving).
         max_train: cap on training examples per task (None: all), to fit a time budget.
-        asr_beam: beam width of ASR decoding.
+        asr_beam: beam width of ASR and SF decoding.
         ablation_task: the task of the ablations (None: none).
         ablation_lengths, ablation_verbalizers: prompt lengths / verbalizers tried on ablation_task.
         ablation_forms: prompt forms tried on ablation_task besides deep_prompt (``deep_prompt_tied``,
@@ -79,7 +79,7 @@ class PromptingConfig:
             time budget can go where it matters; a run's results are keyed by the settings it used.
     """
 
-    tasks: Sequence[str] = ("kws", "intent", "lid", "asr")
+    tasks: Sequence[str] = ("kws", "intent", "lid", "asr", "sf")
     methods: Sequence[str] = METHODS
     seeds: Sequence[int] = (0, 1, 2)
     prompt_length: int = 20
@@ -151,6 +151,8 @@ PRESETS: dict[str, PromptingConfig] = {
             "lid": {"max_train": 200, "epochs": 5, "finetune_epochs": 5, "downstream_epochs": 40},
             "asr": {"max_train": 120, "epochs": 5, "finetune_epochs": 5, "downstream_epochs": 40,
                     "asr_beam": 2},
+            "sf": {"max_train": 120, "epochs": 5, "finetune_epochs": 5, "downstream_epochs": 40,
+                   "asr_beam": 2},
         },
     ),
     # SpeechPrompt's setting, setting by setting (README "The paper preset" has the table with sources).
@@ -446,6 +448,8 @@ def train_one(
         | {"predictions": ev.get("predictions", [])[:2000], "log": report.log, "decode": decode},
     )
     extra: dict[str, Any] = {k: ev[k] for k in ("wer", "cer") if k in ev and ev[k] != ev["value"]}
+    if "slot_value_cer" in ev:  # SF: SUPERB's second metric, beside slot_type_f1 in results.json
+        extra["slot_value_cer"] = ev["slot_value_cer"]
     if "decoder" in ev:  # classification: the paper's decoder is the value, label scoring beside it
         extra["decoder"] = ev["decoder"]
         if "constrained" in ev:

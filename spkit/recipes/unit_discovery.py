@@ -38,7 +38,8 @@ from spkit.presets import SHIPPED_BASE, corpus_preset
 log = logging.getLogger(__name__)
 
 # corpus name in a run -> loader kind (spkit.data.load_corpus)
-CORPUS_KINDS = {"kws": "speech_commands", "intent": "fluent", "lid": "tsv", "asr": "librispeech"}
+CORPUS_KINDS = {"kws": "speech_commands", "intent": "fluent", "lid": "tsv", "asr": "librispeech",
+                "sf": "snips"}
 KWS_TEST = "kws_test"  # SUPERB's KS test folder, given beside kws (see load_corpora)
 
 
@@ -135,7 +136,7 @@ def load_corpora(corpora: Mapping[str, str | os.PathLike | tuple[str, str | os.P
                  ) -> dict[str, dict[str, list[Utterance]]]:
     """``{name: root}`` (or ``{name: (kind, root)}``) -> ``{name: {split: [Utterance]}}``.
 
-    Names ``kws``, ``intent``, ``lid``, ``asr`` imply their loader kind; a missing folder is a
+    Names ``kws``, ``intent``, ``lid``, ``asr``, ``sf`` imply their loader kind; a missing folder is a
     :class:`DataError` naming it. ``kws_test`` is not a corpus of its own: it is SUPERB's separate KS test
     folder (``speech_commands_test_set_v0.01``), the test split of ``kws`` (whose ``testing_list.txt`` clips
     then go unused). Utterance uids are prefixed with the corpus name, so one unit cache and one k-means
@@ -439,7 +440,7 @@ def sweep_clusters(extractor: Any, utts: Sequence[Utterance], ks: Sequence[int],
 
 
 def ensure_corpora(corpora: Mapping[str, Any] | None, preset: str, seed: int = 0,
-                   kinds: Sequence[str] = ("kws", "intent", "lid", "asr"),
+                   kinds: Sequence[str] = ("kws", "intent", "lid", "asr", "sf"),
                    data_root: str | os.PathLike | None = None) -> dict[str, str]:
     """The corpora a notebook works on: ``corpora`` when given (``spkit run`` passes them), else the
     embedded corpora of ``preset``, synthesized now if missing (a finished corpus is not redone)."""

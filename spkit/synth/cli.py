@@ -1,17 +1,18 @@
-"""``spkit synth {kws,intent,lid,asr,pretrain} --preset {smoke,default} --out DIR --seed N``."""
+"""``spkit synth {kws,intent,lid,asr,sf,pretrain} --preset {smoke,default} --out DIR --seed N``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-KINDS = ("kws", "intent", "lid", "asr", "pretrain")
+KINDS = ("kws", "intent", "lid", "asr", "sf", "pretrain")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kind", choices=KINDS,
                         help="kws: Speech Commands v0.01; intent: Fluent Speech Commands; "
                              "lid: language ID manifest; asr: LibriSpeech layout; "
+                             "sf: Audio SNIPS layout (slot filling, as SUPERB reads it); "
                              "pretrain: continuous read speech for spkit-base (training-side voices only)")
     parser.add_argument("--preset", choices=("smoke", "default"), default="default",
                         help="corpus size: smoke (seconds, for tests) or default (minutes)")

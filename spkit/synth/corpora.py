@@ -1,9 +1,9 @@
 """The embedded corpora: plan, synthesize (sharded, resumable, byte-deterministic) and lay out.
 
-``synthesize_corpus(kind, out, preset, seed)`` writes one of four corpora in the native layout of a
+``synthesize_corpus(kind, out, preset, seed)`` writes one of five task corpora in the native layout of a
 real data set (Speech Commands v0.01, Fluent Speech Commands, a VoxForge-style LID manifest,
-LibriSpeech), plus ``spkit/alignments.jsonl`` (word and phone times of every clip, 16 kHz clip
-time) and ``spkit/corpus.json`` (what was made and how).
+LibriSpeech, Audio SNIPS as SUPERB's slot-filling reader takes it), plus ``spkit/alignments.jsonl``
+(word and phone times of every clip, 16 kHz clip time) and ``spkit/corpus.json`` (what was made and how).
 
 How determinism and resume work: the parent draws the whole plan (speakers, texts, file names,
 per-clip parameters) from the seed, then cuts it into fixed shards. espeak-ng's output depends on
@@ -33,9 +33,9 @@ import numpy as np
 
 from spkit.io import read_json, write_json, write_text
 from spkit.synth import texts
-from spkit.synth.speakers import ENGLISH_ACCENTS, SPLITS, Speaker, fsc_id, hex_id, make_speakers
+from spkit.synth.speakers import ENGLISH_ACCENTS, SPLITS, Speaker, fsc_id, hex_id, make_speakers, snips_id
 
-KINDS = ("kws", "intent", "lid", "asr")
+KINDS = ("kws", "intent", "lid", "asr", "sf")
 ALL_KINDS = (*KINDS, "pretrain")
 """``KINDS`` are the task corpora; ``pretrain`` is the continuous read speech spkit-base learns from."""
 SYNTH_VERSION = 4
@@ -65,6 +65,11 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "default": {"speakers": (128, 16, 16), "clips_per_speaker": 25, "chapters_per_speaker": 2,
                     "shard_size": 400},
     },
+    # Audio SNIPS-style slot filling (SNIPS intents, typed slots); SUPERB's SF task.
+    "sf": {
+        "smoke": {"speakers": (5, 2, 2), "clips_per_speaker": 6, "shard_size": 64},
+        "default": {"speakers": (80, 10, 10), "clips_per_speaker": 16, "shard_size": 400},
+    },
     # Continuous read speech for spkit-base (no test split: its voices are all training-side voices;
     # "valid" holds out whole speakers). ``english_share`` of the speakers read English.
     "pretrain": {
@@ -89,9 +94,10 @@ AUGMENT: dict[str, Any] = {
 }
 
 FORMATS = {"kws": "speech_commands_v0.01", "intent": "fluent_speech_commands",
-           "lid": "spkit_lid_manifest", "asr": "librispeech", "pretrain": "spkit_tsv_manifest"}
+           "lid": "spkit_lid_manifest", "asr": "librispeech", "pretrain": "spkit_tsv_manifest",
+           "sf": "audio_snips"}
 ASR_SPLIT_DIRS = {"train": "train-clean-100", "valid": "dev-clean", "test": "test-clean"}
-_KIND_CODE = {"kws": 1, "intent": 2, "lid": 3, "asr": 4, "pretrain": 5}
+_KIND_CODE = {"kws": 1, "intent": 2, "lid": 3, "asr": 4, "pretrain": 5, "sf": 6}
 _BACKGROUND_TAG = 2**31 - 1
 
 
@@ -200,6 +206,8 @@ def plan_corpus(kind: str, preset: str = "smoke", seed: int = 0) -> tuple[list[S
                 clips.append(_clip(path, t, t, spk.language, spk, fixed=False))
     elif kind == "pretrain":
         speakers = _plan_pretrain(rng, cfg, pools, taken, clips)
+    elif kind == "sf":
+        speakers = _plan_sf(rng, cfg, counts, pools, taken, clips)
     else:  # asr
         def libri_id(r: np.random.Generator) -> str:
             return str(int(r.integers(10, 10000)))
@@ -259,6 +267,25 @@ def _plan_pretrain(rng: np.random.Generator, cfg: dict[str, Any], pools: dict[st
                 text = pretrain_text.other_language_utterance(rng, spk.language)
             clips.append(_clip(f"audio/{spk.language}/{spk.id}/{spk.id}-{n:03d}.flac", text, text,
                                spk.language, spk, fixed=False))
+    return speakers
+
+
+def _plan_sf(rng: np.random.Generator, cfg: dict[str, Any], counts: dict[str, int],
+             pools: dict[str, list[str]], taken: set[str], clips: list[dict]) -> list[Speaker]:
+    """Speakers and requests of the slot-filling corpus, named as Audio SNIPS names its clips:
+    ``<split>/<Speaker>-snips-<split>-<n>.wav`` (the speaker is the uid's part before the first ``-``)."""
+    from spkit.synth import snips_text
+
+    speakers = make_speakers(rng, counts, list(ENGLISH_ACCENTS), "en", pools, snips_id, taken)
+    index = {s: 0 for s in SPLITS}
+    for spk in speakers:
+        for _ in range(cfg["clips_per_speaker"]):
+            intent, words, tags = snips_text.sf_utterance(rng)
+            uid = f"{spk.id}-snips-{spk.split}-{index[spk.split]}"
+            index[spk.split] += 1
+            spoken = " ".join(words)
+            clips.append(_clip(f"{spk.split}/{uid}.wav", spoken.upper(), spoken, intent, spk, fixed=False,
+                               meta={"id": uid, "tags": tags}))
     return speakers
 
 
@@ -357,6 +384,19 @@ def _write_layout(kind: str, root: Path, clips: list[dict], speakers: list[Speak
                 f"{c['path']}\t{c['label']}\t{c['speaker']['id']}\t{c['text']}" for c in rows]
             write_text(root / f"{split}.tsv", "\n".join(lines) + "\n")
             written.append(f"{split}.tsv")
+    elif kind == "sf":
+        # Audio SNIPS as SUPERB reads it: one transcript file for all splits,
+        # "<uid> BOS <WORDS> EOS\tO <tag per word> <intent>", and slots.txt (every tag, "O" included).
+        iob, trans = [], []
+        for c in sorted(clips, key=lambda c: c["meta"]["id"]):
+            uid = c["meta"]["id"]
+            iob.append(f"{uid} BOS {c['text']} EOS\tO {' '.join(c['meta']['tags'])} {c['label']}")
+            trans.append(f"{uid} {c['text']}")
+        write_text(root / "all.iob.snips.txt", "\n".join(iob) + "\n")
+        write_text(root / "all-trans.txt", "\n".join(trans) + "\n")
+        tags = sorted({t for c in clips for t in c["meta"]["tags"]} | {"O"})
+        write_text(root / "slots.txt", "\n".join(tags) + "\n")
+        written += ["all.iob.snips.txt", "all-trans.txt", "slots.txt"]
     else:  # asr
         by_chapter: dict[tuple[str, str, int], list[dict]] = {}
         for c in clips:
@@ -482,7 +522,7 @@ def build_corpus(kind: str, out: str | os.PathLike, preset: str = "smoke", seed:
 
 def synthesize_corpus(kind: str, out: str | os.PathLike, preset: str = "smoke", seed: int = 0,
                       jobs: int | None = None) -> Path:
-    """Make the ``kind`` corpus (``kws``, ``intent``, ``lid``, ``asr``) in ``out`` and return ``out``.
+    """Make the ``kind`` corpus (``kws``, ``intent``, ``lid``, ``asr``, ``sf``) in ``out`` and return ``out``.
 
     16 kHz mono 16-bit audio (WAV; FLAC for ``asr``) in the real data set's layout. Resumes an
     interrupted run; a finished corpus with the same kind/preset/seed is left as it is. ``jobs``

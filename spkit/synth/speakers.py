@@ -92,6 +92,19 @@ def fsc_id(rng: np.random.Generator) -> str:
     return "".join(_ALNUM[i] for i in rng.integers(0, len(_ALNUM), size=16))
 
 
+_ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "ch", "sh", "tr")
+_VOWELS = ("a", "e", "i", "o", "u", "ai", "ee", "oo")
+
+
+def snips_id(rng: np.random.Generator) -> str:
+    """An Audio SNIPS style speaker id: a capitalised name (Audio SNIPS uses Polly voice names such as
+    ``Joanna``), letters only, since the speaker is the part of a clip's uid before the first ``-``."""
+    n = int(rng.integers(2, 4))
+    name = "".join(_ONSETS[int(rng.integers(0, len(_ONSETS)))] + _VOWELS[int(rng.integers(0, len(_VOWELS)))]
+                   for _ in range(n))
+    return name.capitalize()
+
+
 def make_speakers(rng: np.random.Generator, counts: dict[str, int], voices: list[str], language: str,
                   variant_pools: dict[str, list[str]], id_fn, taken: set[str],
                   rate_range: tuple[int, int] = (125, 235)) -> list[Speaker]:

@@ -161,7 +161,7 @@ def run_shard(job: dict, synth: EspeakSynth) -> None:
         rng = np.random.default_rng([seed, code, index])
         wave, words, phones = render_clip(clip, rng, synth, bank, job["augment"])
         save_audio(root / clip["path"], wave, SAMPLE_RATE)
-        if job["kind"] == "asr":  # the transcript is upper case; keep the alignments consistent
+        if job["kind"] in ("asr", "sf"):  # the transcript is upper case; keep the alignments consistent
             words = [[w.upper(), t0, t1] for w, t0, t1 in words]
         rows.append({"path": clip["path"], "text": clip["text"], "speaker": clip["speaker"]["id"],
                      "split": clip["split"], "label": clip["label"], "words": words, "phones": phones,
