@@ -100,7 +100,7 @@ class BaseRecipe:
     ulm: dict[str, Any] = field(
         default_factory=lambda: {
             "model": "small",
-            "max_steps": 2000,
+            "max_steps": 1000,
             "batch_size": 16,
             "max_len": 256,
             "lr": 1e-3,
