@@ -220,14 +220,15 @@ def mass_summary(model: Any, examples: Sequence[Any], collator: Any, query: str 
 def first_whole_clip(records: Sequence[Mapping[str, Any]], min_units: int = 3) -> Mapping[str, Any]:
     """The first unit record whose audio file is the whole clip (its frame count matches ``n_frames``;
     windows of longer files, like ``_silence_``, are skipped) with at least ``min_units`` units."""
-    from spkit.analysis.verbalizer import AnalysisError, hubert_frames
+    from spkit.analysis.verbalizer import AnalysisError
     from spkit.audio import load_audio
+    from spkit.features.base import num_frames
 
     for r in records:
         if len(r.get("units", [])) < min_units or not r.get("path"):
             continue
         wave = load_audio(r["path"])
-        if abs(hubert_frames(wave.numel()) - int(r.get("n_frames", -10))) <= 1:
+        if abs(num_frames(wave.numel()) - int(r.get("n_frames", -10))) <= 1:
             return r
     raise AnalysisError(f"no record among {len(records)} has whole-clip audio and >= {min_units} units")
 

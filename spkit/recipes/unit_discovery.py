@@ -10,8 +10,9 @@ Real path (preset ``paper``): a fairseq ``hubert_base_ls960.pt`` at layer 6 and 
 (K=100) quantize the real corpora; nothing is trained.
 
 Everything lands in the run folder (:class:`spkit.layout.RunLayout`): ``hubert/iter*.pt``,
-``units/km.bin``, ``units/unit_model.json`` (how to rebuild the unit model: what ``spkit predict`` and
-the later notebooks load), ``units/<corpus>/<split>.{txt,jsonl}``, ``units/metrics.json``.
+``units/km.bin``, ``units/unit_model.json`` (how to rebuild the unit model:
+:meth:`spkit.units.encoder.SpeechEncoder.from_run`, what ``spkit predict`` and the later notebooks load),
+``units/<corpus>/<split>.{txt,jsonl}``, ``units/metrics.json``.
 """
 
 from __future__ import annotations
@@ -260,54 +261,13 @@ def compare_layers(extractors: Mapping[str, Any], utts: Sequence[Utterance], n_c
     return rows
 
 
-# ------------------------------------------------------------------------------------ unit model
-def save_unit_model(layout: RunLayout, features: str, checkpoint: str | None, layer: int | None,
-                    kmeans: Any, extractor: Any) -> Path:
-    """Record how to rebuild the unit model (``units/unit_model.json``); paths relative to the run."""
-    def rel(p: str | None) -> str | None:
-        if p is None:
-            return None
-        p = Path(p).resolve()
-        return str(p.relative_to(layout.root)) if p.is_relative_to(layout.root) else str(p)
-
-    return write_json(layout.units / "unit_model.json", {
-        "features": features, "checkpoint": rel(checkpoint), "layer": layer,
-        "kmeans": rel(str(layout.kmeans)), "n_clusters": kmeans.n_clusters, "dim": kmeans.dim,
-        "cmvn": bool(getattr(extractor, "cmvn", False)),
-        "extractor_fingerprint": extractor.fingerprint, "kmeans_fingerprint": kmeans.fingerprint})
-
-
-def load_unit_model(run_dir: str | os.PathLike, device: str = "cpu") -> tuple[Any, Any, dict[str, Any]]:
-    """``(extractor, kmeans, record)`` of a run's unit model, from ``units/unit_model.json``."""
-    from spkit.features import load_extractor
-    from spkit.units.kmeans import KMeansModel
-
-    layout = RunLayout.at(run_dir)
-    path = layout.units / "unit_model.json"
-    if not path.exists():
-        raise DataError(f"{path}: no unit model in this run (run notebook 01 / unit discovery first)")
-    rec = read_json(path)
-
-    def absolute(p: str | None) -> str | None:
-        return None if p is None else str(p if Path(p).is_absolute() else layout.root / p)
-
-    layer = rec["layer"] if rec["features"] in ("hubert", "tiny_hubert") else None
-    extractor = load_extractor(rec["features"], checkpoint=absolute(rec["checkpoint"]), layer=layer,
-                               device=device, cmvn=bool(rec.get("cmvn", False)))
-    kmeans = KMeansModel.load(absolute(rec["kmeans"]))
-    kmeans.check_dim(extractor.dim, f"features of {rec['features']}")
-    if extractor.fingerprint != rec["extractor_fingerprint"]:
-        raise DataError(f"{path}: the extractor's weights changed since the units were made "
-                        f"({extractor.fingerprint} != {rec['extractor_fingerprint']})")
-    return extractor, kmeans, rec
-
-
 # ---------------------------------------------------------------------------------------- driver
 def discover_units(corpora: Mapping[str, Any], run_dir: str | os.PathLike, config: UnitDiscoveryConfig,
                    progress: bool = True) -> dict[str, Any]:
     """Run unit discovery (see the module docstring); returns the report also written to
     ``units/metrics.json``. Rerunning reuses finished checkpoints, k-means and cached units."""
     from spkit.features import load_extractor
+    from spkit.units.encoder import SpeechEncoder, save_unit_model
     from spkit.units.kmeans import KMeansModel, fit_kmeans_on_corpus
     from spkit.units.metrics import alignments_by_uid, unit_report
     from spkit.units.quantize import quantize_corpus, read_units
@@ -378,7 +338,8 @@ def discover_units(corpora: Mapping[str, Any], run_dir: str | os.PathLike, confi
                                       max_frames=config.kmeans_max_frames, seed=config.seed,
                                       progress=progress)
         kmeans.save(layout.kmeans)
-    save_unit_model(layout, config.features, checkpoint, layer, kmeans, extractor)
+    encoder = SpeechEncoder(extractor, kmeans)
+    save_unit_model(layout.root, encoder, config.features, checkpoint)
     timings["kmeans_s"] = time.perf_counter() - t0
 
     # 3. quantize every split of every corpus
@@ -389,7 +350,7 @@ def discover_units(corpora: Mapping[str, Any], run_dir: str | os.PathLike, confi
         for split, utts in splits.items():
             if not utts:
                 continue
-            path = quantize_corpus(utts, extractor, kmeans, layout.unit_dir(name), name=split,
+            path = quantize_corpus(utts, encoder, layout.unit_dir(name), name=split,
                                    # equal-length clips batch unpadded for any extractor; padding-invariant
                                    # ones (the tiny HuBERT) batch clips of any length
                                    cache_dir=cache, progress=progress, batch_size=16)
@@ -410,8 +371,8 @@ def discover_units(corpora: Mapping[str, Any], run_dir: str | os.PathLike, confi
             test = splits.get("test") or []
             if not test:
                 continue
-            path = quantize_corpus(test, mfcc, km_mfcc, layout.units / "mfcc" / name, name="test",
-                                   cache_dir=cache, progress=progress)
+            path = quantize_corpus(test, SpeechEncoder(mfcc, km_mfcc), layout.units / "mfcc" / name,
+                                   name="test", cache_dir=cache, progress=progress)
             report["mfcc_baseline"][name] = unit_report(read_units(path), alignments_by_uid(test))
         timings["mfcc_baseline_s"] = time.perf_counter() - t0
     report["metrics"] = metrics
