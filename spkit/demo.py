@@ -30,7 +30,7 @@ import torch
 
 from spkit import viz
 from spkit.artifacts import prompt_files
-from spkit.audio import SAMPLE_RATE, AudioError, audio_info, load_audio
+from spkit.audio import SAMPLE_RATE, AudioError, audio_info, load_audio, trim_silence
 from spkit.errors import UserError
 from spkit.layout import RunLayout
 from spkit.prompt.checkpoint import PromptFileError, read_prompt_file
@@ -125,19 +125,22 @@ def test_clips(run: str | os.PathLike, corpus: str, limit: int = 40) -> list[Cli
     return clips
 
 
-def wave_from_upload(data: bytes | memoryview, name: str = "upload.wav") -> Any:
+def wave_from_upload(data: bytes | memoryview, name: str = "upload.wav", trim: bool = True) -> Any:
     """Decode uploaded audio bytes (WAV/FLAC, any rate, stereo downmixed) to ``(samples,)`` at 16 kHz.
 
-    Raises :class:`spkit.audio.AudioError` naming the uploaded file when it is not usable audio.
+    ``trim``: cut long leading and trailing silence (a recording started early or stopped late), keeping
+    0.2 s of it on each side (:func:`spkit.audio.trim_silence`, librosa's), so the units and the figure show
+    the speech. Raises :class:`spkit.audio.AudioError` naming the uploaded file when it is not usable audio.
     """
     suffix = Path(name).suffix.lower() or ".wav"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(bytes(data))
         try:
-            return load_audio(path)
+            wave = load_audio(path)
         except AudioError as e:
             raise AudioError(name, e.problem) from None
+    return trim_silence(wave) if trim else wave
 
 
 def demo_voices(n: int = 12) -> list[str]:
