@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 from torchaudio.functional import edit_distance
+from tqdm.auto import tqdm
 
 from spkit.prompt.model import PromptedULM
 from spkit.prompt.tasks import EOS_IDX, Collator, PromptBatch, TaskExample, TaskSpec, length_order
@@ -273,7 +274,6 @@ def evaluate(model: PromptedULM, examples: Sequence[TaskExample], collator: Coll
         constrained decoder ran; for intent ``"slot_accuracy"`` (of ``value``'s decoder); for ASR ``"cer"``
         and ``"wer"``.
     """
-    from tqdm.auto import tqdm
 
     spec: TaskSpec = model.spec
     if not examples:

@@ -26,6 +26,8 @@ from spkit.data.base import DataError
 from spkit.io import read_json, write_json, write_text
 from spkit.layout import RunLayout
 from spkit.presets import SHIPPED_BASE
+from spkit.ulm.dictionary import UnitDictionary
+from spkit.ulm.train import ULMTrainConfig, train
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +106,6 @@ def build_unit_lm(run_dir: str | os.PathLike, config: UnitLMConfig, progress: bo
 
     A rerun resumes an interrupted training and does nothing once it finished.
     """
-    from spkit.ulm.dictionary import UnitDictionary
-    from spkit.ulm.train import ULMTrainConfig, train
 
     layout = RunLayout.at(run_dir)
     layout.ulm.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor
+from tqdm import tqdm
 
 from spkit.io import torch_save, write_json
 from spkit.ulm.data import BatchSampler, DataPosition, collate, encode_sequences, load_sequences
@@ -215,7 +216,6 @@ def train(
         dictionary: a fixed dictionary (e.g. ``UnitDictionary.from_units(range(100))``); default: built
             from the training units in fairseq-preprocess order, padded to a multiple of 8.
     """
-    from tqdm import tqdm
 
     rank, world, device = setup_distributed()
     out = Path(out)
