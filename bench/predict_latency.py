@@ -58,10 +58,10 @@ def build_demo_run(root: Path, ulm_config: str = "tiny", n_units: int = 100, pro
     from spkit.prompt.model import PromptConfig, build_prompted
     from spkit.prompt.tasks import Collator, TaskExample, build_spec
     from spkit.prompt.verbalizer import build_verbalizer
-    from spkit.recipes.unit_discovery import save_unit_model
     from spkit.ulm.dictionary import UnitDictionary
     from spkit.ulm.model import CONFIGS, UnitLM
     from spkit.ulm.train import CHECKPOINT_FORMAT
+    from spkit.units.encoder import SpeechEncoder, save_unit_model
     from spkit.units.kmeans import KMeansModel
 
     torch.manual_seed(0)
@@ -79,7 +79,7 @@ def build_demo_run(root: Path, ulm_config: str = "tiny", n_units: int = 100, pro
         km = KMeansModel(np.concatenate([km.centers, extra + 1e-3 * rng.standard_normal(extra.shape)]))
     km.save(layout.kmeans)
     fps = {"extractor": ext.fingerprint, "kmeans": km.fingerprint}
-    save_unit_model(layout, "tiny_hubert", str(ckpt), 2, km, ext)
+    save_unit_model(layout.root, SpeechEncoder(ext, km), "tiny_hubert", ckpt)
 
     dictionary = UnitDictionary.from_units(range(n_units))
     lm = UnitLM(CONFIGS[ulm_config](len(dictionary)))
@@ -135,7 +135,7 @@ def measure(run: Path, task: str, method: str, repeats: int, warmup: int, clip: 
 
     return {"load_s": load_s, "total_ms": stats(total), "read_ms": stats(read), "units_ms": stats(units),
             "ulm_ms": stats(lm), "n_units": len(u), "labels": len(pred.spec.labels),
-            "ulm": pred.model.lm.cfg.to_dict(), "extractor": str(pred.extractor.fingerprint),
+            "ulm": pred.model.lm.cfg.to_dict(), "extractor": str(pred.encoder.extractor.fingerprint),
             "threads": torch.get_num_threads()}
 
 

@@ -120,6 +120,7 @@ def main() -> int:
 
     from spkit.data.base import Utterance
     from spkit.features.hubert import HubertExtractor
+    from spkit.units.encoder import SpeechEncoder
     from spkit.units.kmeans import GSLM_PRESET, KMeansModel
     from spkit.units.quantize import quantize_corpus, read_units
 
@@ -150,7 +151,7 @@ def main() -> int:
             ref = reference_quantize(model, tmp / "km.bin", files, args.layer, tmp / f"ref{r}.txt")
             ref_times.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            path = quantize_corpus(utts, ext, km, tmp / f"ours{r}", batch_size=args.batch_size,
+            path = quantize_corpus(utts, SpeechEncoder(ext, km), tmp / f"ours{r}", batch_size=args.batch_size,
                                    progress=False)
             ours_times.append(time.perf_counter() - t0)
         ours = read_units(path)
@@ -158,7 +159,7 @@ def main() -> int:
         total = sum(len(v) for v in ref.values())
         assert all(len(ref[u]) == len(ours[u]) for u in ref)
         t0 = time.perf_counter()
-        quantize_corpus(utts, ext, km, tmp / "unbatched", batch_size=1, progress=False)
+        quantize_corpus(utts, SpeechEncoder(ext, km), tmp / "unbatched", batch_size=1, progress=False)
         unbatched = time.perf_counter() - t0
 
     result = {

@@ -11,6 +11,7 @@ import os
 import warnings
 from pathlib import Path
 
+import librosa
 import numpy as np
 import soundfile as sf
 import torch
@@ -107,6 +108,23 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
     warn_low_rate(path, sr)
     wave = resample(wave, sr, sample_rate)
     return validate(wave, path, min_samples)
+
+
+def trim_silence(wave: torch.Tensor, top_db: float = 40.0, margin_s: float = 0.2,
+                 sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """``(samples,)`` without its leading and trailing silence, keeping ``margin_s`` of it on each side.
+
+    Silence is what :func:`librosa.effects.trim` calls so: 25 ms frames (10 ms hop) more than ``top_db``
+    below the clip's loudest frame. A clip with no such edges comes back unchanged, an all-silent one too.
+    (The first call in a fresh environment spends ~20 s compiling librosa's numba code; it is cached after.)
+    """
+    x = wave.detach().cpu().numpy().astype(np.float32, copy=False)
+    if x.size == 0 or not np.any(x):
+        return wave
+    frame, hop = int(0.025 * sample_rate), int(0.010 * sample_rate)
+    _, (start, end) = librosa.effects.trim(x, top_db=top_db, frame_length=frame, hop_length=hop)
+    margin = int(margin_s * sample_rate)
+    return wave[max(0, int(start) - margin): min(x.size, int(end) + margin)]
 
 
 def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:

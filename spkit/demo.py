@@ -24,9 +24,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spkit.audio import SAMPLE_RATE
+import numpy as np
+import soundfile as sf
+import torch
+
+from spkit import viz
+from spkit.artifacts import prompt_files
+from spkit.audio import SAMPLE_RATE, AudioError, audio_info, load_audio, trim_silence
 from spkit.errors import UserError
 from spkit.layout import RunLayout
+from spkit.prompt.checkpoint import PromptFileError, read_prompt_file
+from spkit.prompt.predict import Predictor
+from spkit.synth import synthesize_phrase
+from spkit.synth.espeak import usable_variants
+from spkit.synth.speakers import partition_variants
+from spkit.units.encoder import SpeechEncoder
+from spkit.units.quantize import read_records
+from spkit.vocoder import expected_frames
 
 DEFAULT_PHRASE = "turn on the lights in the kitchen"
 
@@ -51,22 +65,16 @@ class PromptEntry:
 
 
 def prompt_catalog(run: str | os.PathLike) -> list[PromptEntry]:
-    """Every prompt file under ``RUN/prompts`` with its verbalizer kind (read from the file), sorted by
-    task, method, verbalizer and seed. Unreadable files are left out (they cannot be predicted with)."""
-    from spkit.prompt.checkpoint import PromptFileError, read_prompt_file
-    from spkit.prompt.predict import PROMPT_FILE, available_prompts
-
-    layout = RunLayout.at(run)
+    """Every prompt file of the run (:func:`spkit.artifacts.prompt_files`) with its verbalizer kind (read from
+    the file), sorted by task, method, verbalizer and seed. Unreadable files are left out (they cannot be
+    predicted with)."""
     out = []
-    for task, methods in available_prompts(layout.root).items():
-        for method, seeds in methods.items():
-            for seed in seeds:
-                path = layout.prompt_dir(task, method, seed) / PROMPT_FILE
-                try:
-                    verb = str(read_prompt_file(path)["verbalizer"].get("kind", "?"))
-                except (PromptFileError, AttributeError):
-                    continue
-                out.append(PromptEntry(task, method, seed, verb, path))
+    for f in prompt_files(run):
+        try:
+            verb = str(read_prompt_file(f.path)["verbalizer"].get("kind", "?"))
+        except (PromptFileError, AttributeError):
+            continue
+        out.append(PromptEntry(f.task, f.method, f.seed, verb, f.path))
     return sorted(out, key=lambda e: (e.task, e.method, e.verbalizer, e.seed))
 
 
@@ -91,10 +99,6 @@ def test_clips(run: str | os.PathLike, corpus: str, limit: int = 40) -> list[Cli
     offered: a record cut from a longer file (Speech Commands' ``_silence_`` slices of the noise files) does
     not keep its offset, so it cannot be played or re-analysed faithfully.
     """
-    from spkit.audio import AudioError, audio_info
-    from spkit.units.quantize import read_records
-    from spkit.vocoder import expected_frames
-
     path = RunLayout.at(run).unit_dir(corpus) / "test.jsonl"
     if not path.is_file():
         raise DemoError(f"{path}: no test split of corpus {corpus!r} in the run (run notebook 01 first)")
@@ -121,29 +125,27 @@ def test_clips(run: str | os.PathLike, corpus: str, limit: int = 40) -> list[Cli
     return clips
 
 
-def wave_from_upload(data: bytes | memoryview, name: str = "upload.wav") -> Any:
+def wave_from_upload(data: bytes | memoryview, name: str = "upload.wav", trim: bool = True) -> Any:
     """Decode uploaded audio bytes (WAV/FLAC, any rate, stereo downmixed) to ``(samples,)`` at 16 kHz.
 
-    Raises :class:`spkit.audio.AudioError` naming the uploaded file when it is not usable audio.
+    ``trim``: cut long leading and trailing silence (a recording started early or stopped late), keeping
+    0.2 s of it on each side (:func:`spkit.audio.trim_silence`, librosa's), so the units and the figure show
+    the speech. Raises :class:`spkit.audio.AudioError` naming the uploaded file when it is not usable audio.
     """
-    from spkit.audio import AudioError, load_audio
-
     suffix = Path(name).suffix.lower() or ".wav"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(bytes(data))
         try:
-            return load_audio(path)
+            wave = load_audio(path)
         except AudioError as e:
             raise AudioError(name, e.problem) from None
+    return trim_silence(wave) if trim else wave
 
 
 def demo_voices(n: int = 12) -> list[str]:
     """Voice names (``en-us+<variant>``) from the synthesizer's *test* pool of variants: speakers the
     corpora's training splits never used. Falls back to plain ``en-us`` when espeak-ng has no variants."""
-    from spkit.synth.espeak import usable_variants
-    from spkit.synth.speakers import partition_variants
-
     try:
         pool = partition_variants(usable_variants())["test"]
     except (OSError, ValueError):
@@ -153,9 +155,6 @@ def demo_voices(n: int = 12) -> list[str]:
 
 def synthesize_clip(text: str, voice: str = "en-us") -> Any:
     """``text`` spoken by espeak-ng ``voice`` (``lang`` or ``lang+variant``), ``(samples,)`` at 16 kHz."""
-    import torch
-
-    from spkit.synth import synthesize_phrase
 
     if not text.strip():
         raise DemoError("nothing to synthesize: the phrase is empty")
@@ -165,9 +164,6 @@ def synthesize_clip(text: str, voice: str = "en-us") -> Any:
 
 def wav_bytes(wave: Any, sample_rate: int = SAMPLE_RATE) -> bytes:
     """A 16-bit WAV file in memory, for ``ipywidgets.Audio`` (``(samples,)`` float in [-1, 1])."""
-    import numpy as np
-    import soundfile as sf
-
     buf = io.BytesIO()
     data = np.clip(np.asarray(wave, dtype=np.float32), -1.0, 1.0)
     sf.write(buf, data, sample_rate, format="WAV", subtype="PCM_16")
@@ -215,8 +211,8 @@ class DemoSession:
             raise DemoError(f"{self.layout.units}: no units in the run (run notebooks 01-02 first)")
         self.device = device
         self.catalog = prompt_catalog(self.layout.root)
-        self._predictors: dict[tuple[str, str, int], Any] = {}
-        self._unit_model: tuple[Any, Any] | None = None
+        self._predictors: dict[tuple[str, str, int], Predictor] = {}
+        self._encoder: SpeechEncoder | None = None
 
     def tasks(self) -> list[str]:
         return sorted({e.task for e in self.catalog})
@@ -231,48 +227,25 @@ class DemoSession:
         raise DemoError(f"{self.layout.root / 'prompts'}: no prompt for task={task} method={method} "
                         f"verbalizer={verbalizer} seed={seed}")
 
-    def predictor(self, entry: PromptEntry) -> Any:
+    def predictor(self, entry: PromptEntry) -> Predictor:
         """The (cached) Predictor of ``entry``."""
-        from spkit.prompt.predict import Predictor
-
         key = (entry.task, entry.method, entry.seed)
         if key not in self._predictors:
             self._predictors[key] = Predictor(self.layout.root, entry.task, entry.method, entry.seed,
                                               device=self.device)
         return self._predictors[key]
 
-    def unit_model(self) -> tuple[Any, Any]:
-        """``(extractor, kmeans)``: a loaded predictor's (all prompts of a run share the unit model), else
-        the run's own (notebook 01's record)."""
+    def encoder(self) -> SpeechEncoder:
+        """The run's :class:`SpeechEncoder`: a loaded predictor's (all prompts of a run share the unit model),
+        else the run's own (notebook 01's record)."""
         if self._predictors:
-            p = next(iter(self._predictors.values()))
-            return p.extractor, p.kmeans
-        if self._unit_model is None:
-            from spkit.recipes.unit_discovery import load_unit_model
-
-            ext, km, _ = load_unit_model(self.layout.root, self.device)
-            self._unit_model = (ext, km)
-        return self._unit_model
-
-    def frame_units(self, wave: Any) -> list[int]:
-        """One unit per 20 ms frame of a ``(samples,)`` 16 kHz waveform (not deduplicated).
-
-        (``Predictor.units`` returns only the deduplicated sequence; the figure and the vocoder need the
-        frames, so the extractor and k-means are run here.)
-        """
-        import torch
-
-        extractor, kmeans = self.unit_model()
-        with torch.inference_mode():
-            feats = extractor.extract(torch.as_tensor(wave, dtype=torch.float32))
-            return [int(u) for u in kmeans.predict(feats).tolist()]
+            return next(iter(self._predictors.values())).encoder
+        if self._encoder is None:
+            self._encoder = SpeechEncoder.from_run(self.layout.root, device=self.device)
+        return self._encoder
 
     def analyse(self, wave: Any, entry: PromptEntry | None, name: str = "<wave>") -> Analysis:
         """Units and (with ``entry``) the prediction for one clip."""
-        import torch
-
-        from spkit.units.quantize import dedup
-
         wave = torch.as_tensor(wave, dtype=torch.float32)
         pred = None
         if entry is not None:
@@ -280,8 +253,8 @@ class DemoSession:
             t0 = time.perf_counter()
             pred = predictor.predict_wave(wave, name)
             ms = 1e3 * (time.perf_counter() - t0)
-        frames = self.frame_units(wave)
-        units, durations = dedup(frames)
+        enc = self.encoder().encode(wave)
+        frames, units, durations = enc.frame_units.tolist(), enc.units.tolist(), enc.durations.tolist()
         if pred is None:
             return Analysis(name, wave, frames, units, durations, None)
         return Analysis(name, wave, frames, units, durations, entry, pred.label, pred.scores, ms)
@@ -302,7 +275,6 @@ def probability_figure(scores: Mapping[str, float], title: str = "", highlight: 
 
 def templates_figure(vocoder: Any, title: str = "unit templates: mean log magnitude per unit") -> Any:
     """Heatmap of a :class:`spkit.vocoder.UnitVocoder`'s templates: units on x, frequency (Hz) on y."""
-    import numpy as np
     import plotly.graph_objects as go
 
     hz = np.arange(vocoder.cfg.n_bins) * vocoder.cfg.sample_rate / vocoder.cfg.n_fft
@@ -501,8 +473,6 @@ class DemoApp:
     # ---- the clip
     def current_wave(self) -> tuple[Any, str, str | None]:
         """``(wave, name, reference)`` of the selected source."""
-        from spkit.audio import load_audio
-
         if self.source.value == "upload" and self.upload.value:
             item = self.upload.value[0]
             return wave_from_upload(item["content"], item["name"]), item["name"], None
@@ -515,8 +485,6 @@ class DemoApp:
     def update(self) -> Analysis | None:
         """Analyse the selected clip with the selected prompt and redraw every output."""
         import ipywidgets as w
-
-        from spkit.audio import AudioError
 
         if self._busy:
             return None
@@ -548,8 +516,6 @@ class DemoApp:
     def units_view(self) -> Any:
         """Waveform, spectrogram and units of the last analysed clip."""
         from IPython.display import Markdown
-
-        from spkit import viz
 
         if self.last is None:
             return Markdown("*no clip analysed*")

@@ -32,11 +32,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torchaudio
 from torch import Tensor
+from tqdm.auto import tqdm
 
-from spkit.audio import SAMPLE_RATE
+from spkit.audio import SAMPLE_RATE, AudioError, load_audio
 from spkit.errors import UserError
+from spkit.io import torch_save
 from spkit.layout import RunLayout
+from spkit.units.kmeans import KMeansModel
+from spkit.units.quantize import dedup, read_records, read_units
 
 FORMAT = "spkit.vocoder"
 VERSION = 1
@@ -116,7 +121,6 @@ class TemplateAccumulator:
 
     def add(self, wave: Tensor, frame_units: Sequence[int]) -> None:
         """One clip: ``wave`` ``(samples,)`` at 16 kHz and its units, one per 20 ms frame."""
-        from spkit.units.quantize import dedup
 
         units = torch.as_tensor(list(frame_units), dtype=torch.int64)
         if units.numel() == 0:
@@ -221,7 +225,6 @@ class UnitVocoder:
         iterations; the random initial phase comes from ``seed`` (same seed -> same samples); the output is
         scaled to a peak of ``peak``.
         """
-        import torchaudio
 
         logmag = self.spectrogram(units, durations)
         n_frames = (logmag.shape[0] - 1) // self.cfg.stft_per_unit
@@ -239,7 +242,6 @@ class UnitVocoder:
 
     def synthesize_frames(self, frame_units: Sequence[int], **kwargs: Any) -> Tensor:
         """Waveform for per-frame units (one per 20 ms, not deduplicated): the clip's own timing."""
-        from spkit.units.quantize import dedup
 
         units, durations = dedup(frame_units)
         return self.synthesize(units, durations, **kwargs)
@@ -260,7 +262,6 @@ def _fit_length(wave: Tensor, n: int) -> Tensor:
 
 def save_templates(path: str | os.PathLike, vocoder: UnitVocoder) -> Path:
     """Write ``vocoder`` atomically to ``path`` (usually ``RUN/vocoder/templates.pt``)."""
-    from spkit.io import torch_save
 
     return torch_save(vocoder.state(), path)
 
@@ -303,7 +304,6 @@ def templates_path(run: str | os.PathLike) -> Path:
 
 
 def _run_n_units(layout: RunLayout) -> int:
-    from spkit.units.kmeans import KMeansModel
 
     if not layout.kmeans.is_file():
         raise VocoderError(f"{layout.kmeans}: no k-means model in the run (run notebook 01 first)")
@@ -318,10 +318,7 @@ def fit_run_vocoder(run: str | os.PathLike, corpora: Sequence[str] | None = None
     ``train.jsonl`` beside it; ``corpora`` None: every corpus with both files. At most ``max_clips`` clips,
     drawn with ``seed`` (same seed -> same templates). Unreadable clips are skipped and counted.
     """
-    from tqdm.auto import tqdm
 
-    from spkit.audio import AudioError, load_audio
-    from spkit.units.quantize import read_records, read_units
 
     layout = RunLayout.at(run)
     names = list(corpora) if corpora is not None else sorted(

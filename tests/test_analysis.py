@@ -10,6 +10,10 @@ import pytest
 import torch
 
 from spkit.analysis import attention as att
+from spkit.analysis import figures as vf
+from spkit.analysis import metrics as vm
+from spkit.analysis import tables as vt
+from spkit.analysis import unit_audio as vu
 from spkit.analysis import verbalizer as va
 from spkit.audio import save_audio
 from spkit.prompt.checkpoint import save_prompt
@@ -35,15 +39,15 @@ def _one_thread():
 def test_confusion_matrix_counts_and_rows():
     y_true = [0, 0, 0, 1, 1, 2]
     y_pred = [0, 1, 0, 1, 1, 0]
-    cm = va.confusion_matrix(y_true, y_pred, 4)
+    cm = vm.confusion_matrix(y_true, y_pred, 4)
     expected = np.zeros((4, 4), dtype=int)
     expected[0, 0], expected[0, 1], expected[1, 1], expected[2, 0] = 2, 1, 2, 1
     assert np.array_equal(cm, expected)
-    norm = va.confusion_matrix(y_true, y_pred, 4, normalize=True)
+    norm = vm.confusion_matrix(y_true, y_pred, 4, normalize=True)
     assert np.allclose(norm[:3].sum(1), 1.0) and np.all(norm[3] == 0)  # class 3 absent: zero row, no NaN
     assert norm[0, 1] == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="outside"):
-        va.confusion_matrix([0, 5], [0, 1], 4)
+        vm.confusion_matrix([0, 5], [0, 1], 4)
 
 
 def _eval(kind: str, seed: int, y_true: list[int], y_pred: list[int]) -> va.PromptEval:
@@ -55,7 +59,7 @@ def _eval(kind: str, seed: int, y_true: list[int], y_pred: list[int]) -> va.Prom
 def test_accuracy_table_mean_and_sample_std():
     evals = [_eval("frequency", 1, [0, 1, 2, 0], [0, 1, 2, 1]),
              _eval("frequency", 0, [0, 1, 2, 0], [0, 1, 2, 0]), _eval("random", 0, [0, 1], [1, 1])]
-    table = va.accuracy_table(evals)
+    table = vm.accuracy_table(evals)
     assert table["frequency"]["seeds"] == [0, 1] and table["frequency"]["values"] == [1.0, 0.75]
     assert table["frequency"]["mean"] == pytest.approx(0.875)
     assert table["frequency"]["std"] == pytest.approx(np.std([1.0, 0.75], ddof=1))
@@ -64,7 +68,7 @@ def test_accuracy_table_mean_and_sample_std():
 
 def test_class_probabilities_split_own_and_other():
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [0.6, 0.3, 0.1]])
-    d = va.class_probabilities(probs, [0, 1, 2, 0], ["a", "b", "c"])
+    d = vm.class_probabilities(probs, [0, 1, 2, 0], ["a", "b", "c"])
     assert np.allclose(d["a"]["own"], [0.7, 0.6]) and np.allclose(d["a"]["other"], [0.1, 0.3])
     assert np.allclose(d["c"]["own"], [0.4]) and d["c"]["other"].size == 3
 
@@ -75,11 +79,11 @@ def test_class_probabilities_split_own_and_other():
 
 def test_mutual_information_known_values():
     y = np.repeat(np.arange(4), 24)
-    assert va.mutual_information(y, y) == pytest.approx(2.0)  # H(Y) of 4 equiprobable classes
+    assert vm.mutual_information(y, y) == pytest.approx(2.0)  # H(Y) of 4 equiprobable classes
     x = np.tile([0, 1], 48)  # independent of y by construction: each class has 50% of each value
-    assert va.mutual_information(x, y) == pytest.approx(0.0, abs=1e-12)
+    assert vm.mutual_information(x, y) == pytest.approx(0.0, abs=1e-12)
     # X = Y mod 2 carries exactly 1 bit about Y.
-    assert va.mutual_information(y % 2, y) == pytest.approx(1.0)
+    assert vm.mutual_information(y % 2, y) == pytest.approx(1.0)
 
 
 def test_unit_mi_constructed_example():
@@ -87,9 +91,9 @@ def test_unit_mi_constructed_example():
     # (0 bits), unit 2 in every clip of class 1 and half of class 0.
     seqs = [[0, 1], [0, 1, 2], [0, 1], [0, 1, 2], [1, 2], [1, 2], [1, 2], [1, 2]]
     y = [0, 0, 0, 0, 1, 1, 1, 1]
-    pres = va.unit_presence(seqs, 3)
+    pres = vm.unit_presence(seqs, 3)
     assert pres.shape == (8, 3) and pres[:, 1].all()
-    mi = va.unit_label_mi(pres, y, 2)
+    mi = vm.unit_label_mi(pres, y, 2)
     assert mi[0] == pytest.approx(1.0) and mi[1] == pytest.approx(0.0, abs=1e-12)
     # Unit 2 by hand, H(Y) - H(Y | X): present in 6 clips (2 of class 0), absent in 2 (both class 0).
     def h(q: list[float]) -> float:
@@ -97,12 +101,12 @@ def test_unit_mi_constructed_example():
 
     expected = 1.0 - (6 / 8) * h([2 / 6, 4 / 6]) - (2 / 8) * h([1.0])
     assert mi[2] == pytest.approx(expected)
-    cmi = va.unit_class_mi(pres, y, 2)
+    cmi = vm.unit_class_mi(pres, y, 2)
     assert cmi[0, 0] == pytest.approx(1.0) and cmi[1, 0] == pytest.approx(-1.0)  # sign: rarer in class 1
     assert cmi[1, 2] > 0 > cmi[0, 2]
     with pytest.raises(ValueError, match="outside"):
-        va.unit_presence([[3]], 3)
-    assert va.class_indices(["no", "zzz", "yes", "no"], ["yes", "no"]) == ([0, 2, 3], [1, 0, 1])
+        vm.unit_presence([[3]], 3)
+    assert vm.class_indices(["no", "zzz", "yes", "no"], ["yes", "no"]) == ([0, 2, 3], [1, 0, 1])
 
 
 def test_top_units_and_comparison_with_mi():
@@ -114,7 +118,7 @@ def test_top_units_and_comparison_with_mi():
     mi = np.zeros((2, 14))
     mi[0, [11, 13]] = [0.9, 0.5]
     mi[1, [12, 13]] = [0.7, 0.3]
-    rows = va.compare_with_mi(w, ids, mi, ["a", "b"], k=2)
+    rows = vm.compare_with_mi(w, ids, mi, ["a", "b"], k=2)
     assert rows[0]["overlap"] == 2 and rows[0]["mi_top"] == [11, 13]
     assert rows[1]["head_top"] == [12, 10] and rows[1]["mi_top"] == [12, 13] and rows[1]["overlap"] == 1
 
@@ -125,22 +129,22 @@ def test_top_units_and_comparison_with_mi():
 
 def test_unit_segments_and_audio(tmp_path):
     frames = {"b": [3, 3, 3, 1, 3], "a": [1, 3, 3, 3, 2]}
-    segs = va.unit_segments(frames, 3)
+    segs = vu.unit_segments(frames, 3)
     assert segs == [("a", 1, 4), ("b", 0, 3), ("b", 4, 5)]  # longest first, then uid, start
-    assert va.unit_segments(frames, 3, min_frames=2) == segs[:2]
+    assert vu.unit_segments(frames, 3, min_frames=2) == segs[:2]
     n = 400 + 320 * 4  # 5 HuBERT frames
     wave = np.linspace(-0.5, 0.5, n).astype(np.float32)
     save_audio(tmp_path / "a.wav", torch.from_numpy(wave), 16000)
     save_audio(tmp_path / "long.wav", torch.zeros(16000 * 3), 16000)
     paths = {"a": str(tmp_path / "a.wav"), "b": str(tmp_path / "long.wav")}
-    audio = va.unit_audio(segs[:1], paths, {"a": 5}, gap_s=0.01, fade_s=0.001)
+    audio = vu.unit_audio(segs[:1], paths, {"a": 5}, gap_s=0.01, fade_s=0.001)
     cut = 3 * 320
     assert audio.dtype == np.float32 and audio.size == cut + 160
     assert np.allclose(audio[20:cut - 20], wave[320 + 20:320 + cut - 20], atol=1e-4)  # the frames, unfaded
     assert abs(audio[0]) < 1e-6 and np.all(audio[cut:] == 0)  # faded in, then silence
     # "b" is a 3 s file for 5 frames: a window of a longer file, skipped rather than cut wrongly.
-    assert va.unit_audio(segs[1:], paths, {"a": 5, "b": 5}).size == 0
-    assert va.unit_audio(segs, paths, {"a": 5}, max_seconds=0.03, gap_s=0.0).size == 480
+    assert vu.unit_audio(segs[1:], paths, {"a": 5, "b": 5}).size == 0
+    assert vu.unit_audio(segs, paths, {"a": 5}, max_seconds=0.03, gap_s=0.0).size == 480
 
 
 # ------------------------------------------------------------------------------------------------
@@ -252,7 +256,7 @@ def test_mass_summary_rows_sum_to_one_and_learnable_head(tmp_path):
     ev, _ = va.evaluate_prompt_file(path, lm2, dictionary, tmp_path / "units", seed=3)
     assert ev.kind == "learnable" and ev.seed == 3 and ev.probs.shape == (12, 3)
     assert np.allclose(ev.probs.sum(1), 1.0, atol=1e-5) and 0.0 <= ev.accuracy <= 1.0
-    assert va.confusion_matrix(ev.y_true, ev.y_pred, 3).sum() == 12
+    assert vm.confusion_matrix(ev.y_true, ev.y_pred, 3).sum() == 12
 
 
 def test_figures_build():
@@ -266,17 +270,17 @@ def test_figures_build():
     assert att.layer_head_figure(clip).data[0].z.shape == (2, 4)
     summary = att.mass_summary(model, examples, collator)
     assert len(att.mass_figure(summary).data) == len(att.SEGMENTS)
-    table = va.accuracy_table([_eval("frequency", 0, [0, 1], [0, 1])])
-    assert va.accuracy_figure(table).data[0].y == (1.0,)
-    cm = va.confusion_matrix([0, 1, 2], [0, 2, 2], 3)
-    assert va.confusion_figure(cm, ["a", "b", "c"], "t").data[0].z.shape == (3, 3)
+    table = vm.accuracy_table([_eval("frequency", 0, [0, 1], [0, 1])])
+    assert vf.accuracy_figure(table).data[0].y == (1.0,)
+    cm = vm.confusion_matrix([0, 1, 2], [0, 2, 2], 3)
+    assert vf.confusion_figure(cm, ["a", "b", "c"], "t").data[0].z.shape == (3, 3)
     two_seeds = [_eval("random", 0, [0, 1], [0, 0]), _eval("random", 1, [0], [0])]
-    md = va.accuracy_markdown(va.accuracy_table(two_seeds))
+    md = vt.accuracy_markdown(vm.accuracy_table(two_seeds))
     assert "| random | 75.0% | 35.4 | 2 | 0: 50.0%, 1: 100.0% |" in md
     table = att.mass_markdown(summary).splitlines()
     assert len(table) == 4 + 2 and table[2].startswith("| layer | prompt | bos | speech | sep | label |")
-    dists = {"frequency": va.class_probabilities(np.eye(3)[[0, 1, 2]], [0, 1, 1], ["a", "b", "c"])}
-    assert len(va.probability_violin_figure(dists).data) == 2
+    dists = {"frequency": vm.class_probabilities(np.eye(3)[[0, 1, 2]], [0, 1, 1], ["a", "b", "c"])}
+    assert len(vf.probability_violin_figure(dists).data) == 2
 
 
 def test_probe_learns_which_unit_a_sequence_holds_and_ignores_padding():

@@ -221,6 +221,16 @@ def test_upload_any_rate_and_stereo(tmp_path):
     assert wave.shape == (16_000,) and abs(float(wave.abs().max()) - 0.5) < 0.05  # 1 s, downmixed
     with pytest.raises(AudioError, match=r"notes\.wav"):
         wave_from_upload(b"not audio", "notes.wav")
+    # a recording with 1 s of silence before and 0.5 s after the tone: trimmed to the tone + 0.2 s each side
+    mono = np.concatenate([np.zeros(16_000), 0.5 * np.sin(2 * np.pi * 440 * t[:16_000] * 44_100 / 16_000),
+                           np.zeros(8_000)]).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, mono, 16_000, format="WAV")
+    trimmed = wave_from_upload(buf.getvalue(), "late.wav")
+    assert abs(trimmed.numel() - (16_000 + 2 * 3_200)) <= 480  # within 3 librosa frames of the tone's edges
+    assert float(trimmed[:2_700].abs().max()) == 0.0 and float(trimmed[-2_700:].abs().max()) == 0.0
+    assert float(trimmed[3_700:-3_700].abs().max()) > 0.45  # the tone itself is kept whole
+    assert wave_from_upload(buf.getvalue(), "late.wav", trim=False).numel() == 40_000
 
 
 def test_app_updates_on_widget_changes(demo_run):

@@ -10,10 +10,10 @@ import pytest
 import torch
 from fixtures_real import write_fairseq_hubert
 
+from spkit.errors import CheckpointError
 from spkit.features import KINDS, FeatureExtractor, LayeredExtractor, load_extractor, num_frames
 from spkit.features.base import clip_cmvn
 from spkit.features.hubert import (
-    CheckpointError,
     HubertExtractor,
     convert_fairseq_checkpoint,
     load_hubert_model,

@@ -62,9 +62,10 @@ def test_unit_discovery_artifacts(smoke_run):
     assert metrics["layer_selection"], "layers were compared"
     assert (run / "units" / "km.bin").exists() and (run / "units" / "unit_model.json").exists()
     # the embedded recipe normalises each clip's layer before k-means, and the saved unit model says so
-    from spkit.recipes.unit_discovery import load_unit_model
+    from spkit.units.encoder import SpeechEncoder
 
-    extractor, _, record = load_unit_model(run)
+    encoder = SpeechEncoder.from_run(run)
+    extractor, record = encoder.extractor, encoder.record
     assert record["cmvn"] is True and extractor.cmvn and extractor.fingerprint.endswith("-cmvn")
     line = (run / "units" / "kws" / "test.txt").read_text().splitlines()[0]
     name, units = line.split("|")
@@ -72,10 +73,11 @@ def test_unit_discovery_artifacts(smoke_run):
 
 
 def test_sweep_clusters_scores_the_chosen_layer_once_per_k(smoke_run):
-    from spkit.recipes.unit_discovery import load_corpora, load_unit_model, sweep_clusters
+    from spkit.recipes.unit_discovery import load_corpora, sweep_clusters
+    from spkit.units.encoder import SpeechEncoder
 
     run, _ = smoke_run
-    extractor, _, _ = load_unit_model(run)
+    extractor = SpeechEncoder.from_run(run).extractor
     utts = load_corpora({"kws": run.parent / "data" / "smoke-seed0" / "kws"})["kws"]["valid"][:6]
     rows = sweep_clusters(extractor, utts, [3, 6], seed=0)
     assert [r["k"] for r in rows] == [3, 6]
@@ -206,9 +208,9 @@ def test_information_probe_on_the_smoke_run(smoke_run):
 def test_random_lm_control_runs_on_other_weights(smoke_run):
     """The deep_prompt_random_lm control trains on a random uLM of the same shape (its prompt file names that
     uLM's fingerprint, not the pretrained one's) and scores the test clips differently."""
+    from spkit.artifacts import load_run_ulm
     from spkit.prompt.baselines import random_ulm
     from spkit.prompt.checkpoint import read_prompt_file
-    from spkit.recipes.unit_lm import load_run_ulm
 
     run, _ = smoke_run
     lm, _ = load_run_ulm(run)

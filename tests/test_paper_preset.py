@@ -98,7 +98,7 @@ def test_paper_preset_runs_on_real_formats(real_files, capsys):
     results = json.loads((run / "results.json").read_text())
     assert set(results["tasks"]) == {"kws", "intent"}
     assert {"deep_prompt", "downstream", "finetune"} <= set(results["tasks"]["kws"]["methods"])
-    from spkit.recipes.unit_lm import load_run_ulm
+    from spkit.artifacts import load_run_ulm
 
     lm, _ = load_run_ulm(run)
     n, d = lm.cfg.n_layers, lm.cfg.dim

@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from spkit.artifacts import prompt_files
 from spkit.audio import load_audio, resample
 from spkit.features.tiny_hubert import FORMAT as TH_FORMAT
 from spkit.features.tiny_hubert import VERSION as TH_VERSION
@@ -22,14 +23,14 @@ from spkit.prompt import cli
 from spkit.prompt.baselines import random_ulm
 from spkit.prompt.checkpoint import save_prompt
 from spkit.prompt.model import PromptConfig, build_prompted
-from spkit.prompt.predict import PredictError, Predictor, available_prompts
+from spkit.prompt.predict import PredictError, Predictor
 from spkit.prompt.results import RunResult, update_results
 from spkit.prompt.tasks import Collator, TaskExample, build_spec
 from spkit.prompt.verbalizer import build_verbalizer
-from spkit.recipes.unit_discovery import save_unit_model
 from spkit.ulm.dictionary import UnitDictionary
 from spkit.ulm.model import UnitLM, ulm_tiny
 from spkit.ulm.train import CHECKPOINT_FORMAT
+from spkit.units.encoder import SpeechEncoder, save_unit_model
 from spkit.units.kmeans import KMeansModel
 
 K = 12
@@ -72,7 +73,7 @@ def run(tmp_path_factory) -> dict:
     feats = torch.cat([ext.extract(torch.from_numpy(_tone(1.0, f, 16000))) for f in (200, 700, 1500, 3000)])
     km = KMeansModel(feats[torch.randperm(feats.shape[0])[:K]].double().numpy())
     km.save(layout.kmeans)
-    save_unit_model(layout, "tiny_hubert", str(ckpt), 1, km, ext)
+    save_unit_model(layout.root, SpeechEncoder(ext, km), "tiny_hubert", ckpt)
 
     dictionary = UnitDictionary.from_units(range(K))
     lm = UnitLM(ulm_tiny(len(dictionary), dim=32, n_layers=2, n_heads=2, ffn_dim=64))
@@ -170,8 +171,11 @@ def test_bad_task_method_seed(run, capsys):
         Predictor(run["root"], "kws", method="input_prompt")
     with pytest.raises(PredictError, match=r"no seed 7 \(available: \[0, 1\]\)"):
         Predictor(run["root"], "kws", seed=7)
-    assert available_prompts(run["root"]) == {"asr": {"deep_prompt": [0]},
-                                              "kws": {"deep_prompt": [0, 1], "deep_prompt_random_lm": [0]}}
+    assert [(f.task, f.method, f.seed) for f in prompt_files(run["root"])] == [
+        ("asr", "deep_prompt", 0), ("kws", "deep_prompt", 0), ("kws", "deep_prompt", 1),
+        ("kws", "deep_prompt_random_lm", 0)]
+    assert [f.seed for f in prompt_files(run["root"], "kws", "deep_prompt")] == [0, 1]
+    assert prompt_files(run["root"], "lid") == []
 
 
 def test_default_seed_is_best_in_results(run, tmp_path):
@@ -213,7 +217,7 @@ def test_missing_stages_and_wrong_unit_model(run, tmp_path):
                 (other.root / sub / f.relative_to(src_dir)).write_bytes(f.read_bytes())
     km = KMeansModel(run["km"].centers + 0.5)
     km.save(other.kmeans)
-    save_unit_model(other, "tiny_hubert", str(other.hubert / "iter1.pt"), 1, km, run["ext"])
+    save_unit_model(other.root, SpeechEncoder(run["ext"], km), "tiny_hubert", other.hubert / "iter1.pt")
     with pytest.raises(Exception, match="kmeans with fingerprint"):
         Predictor(other.root, "kws", seed=0)
 

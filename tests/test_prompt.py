@@ -29,7 +29,7 @@ from spkit.prompt import (
     score_labels,
     train,
 )
-from spkit.prompt.decode import beam_decode, edit_distance, error_rate, label_log_probs, output_length_cap
+from spkit.prompt.decode import beam_decode, error_rate, label_log_probs, output_length_cap
 from spkit.prompt.model import PromptedULM, activation_batch, make_prompt
 from spkit.prompt.train import epoch_batches, epoch_order, prepare_task
 from spkit.prompt.verbalizer import Verbalizer, usable_tokens
@@ -551,7 +551,8 @@ def test_asr_task_collate_decode_and_error_rates():
     assert refs == [e.label for e in data["test"]] and all(set(h) <= set("abc |") for h in hyps)
     assert res["cer"] == pytest.approx(error_rate(refs, hyps))
     assert res["wer"] == pytest.approx(error_rate([r.split() for r in refs], [h.split() for h in hyps]))
-    assert edit_distance("kitten", "sitting") == 3
+    assert error_rate(["kitten"], ["sitting"]) == 0.5  # torchaudio's edit distance: 3 edits / 6 characters
+    assert error_rate(["go up", "no"], ["go", "yes no"]) == pytest.approx((3 + 4) / 7)
     assert error_rate(["ab cd"], ["ab cd"]) == 0.0
     assert math.isclose(error_rate([["a", "b"]], [["a"]]), 0.5)
 

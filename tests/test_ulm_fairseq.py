@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from spkit.errors import CheckpointError
+
 pytest.importorskip("fairseq")
 
 from spkit.fairseq_compat import import_fairseq
 from spkit.ulm.dictionary import UnitDictionary, VocabMismatchError
 from spkit.ulm.fairseq_io import (
-    CheckpointError,
     load_fairseq_ulm,
     save_fairseq_ulm,
     state_dict_from_fairseq,

@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from spkit.ulm.data import BatchSampler, DataPosition, collate, dedup, encode_sequences, read_units
+from spkit.ulm.data import BatchSampler, DataPosition, collate, encode_sequences, load_sequences
 from spkit.ulm.dictionary import UnitDictionary
-from spkit.ulm.train import TrainConfig, load_ulm, lr_at, train
+from spkit.ulm.train import ULMTrainConfig, load_ulm, lr_at, train
 
 SMALL = {"dim": 32, "n_layers": 2, "n_heads": 2, "ffn_dim": 64}
 
@@ -41,7 +41,7 @@ def corpus(tmp_path_factory) -> tuple[Path, Path]:
     return write_units(d / "train.units", 160, 0), write_units(d / "valid.units", 30, 1)
 
 
-def cfg(**kw) -> TrainConfig:
+def cfg(**kw) -> ULMTrainConfig:
     base = dict(
         model="tiny",
         model_overrides=SMALL,
@@ -54,18 +54,20 @@ def cfg(**kw) -> TrainConfig:
         save_every=2,
         seed=0,
     )
-    return TrainConfig(**{**base, **kw})
+    return ULMTrainConfig(**{**base, **kw})
 
 
-def test_read_units_and_batches(tmp_path):
+def test_load_sequences_and_batches(tmp_path):
     f = tmp_path / "u.txt"
     f.write_text("a|1 1 2 2 2 1\nb/c.wav|3\n\n")
-    assert read_units(f) == [("a", ["1", "2", "1"]), ("b/c.wav", ["3"])]
-    assert read_units(f, deduplicate=False)[0][1] == ["1", "1", "2", "2", "2", "1"]
-    assert dedup(["5", "5", "7", "5"]) == ["5", "7", "5"]
+    assert load_sequences(f) == [("a", ["1", "2", "1"]), ("b/c.wav", ["3"])]
+    assert load_sequences(f, deduplicate=False)[0][1] == ["1", "1", "2", "2", "2", "1"]
     f.write_text("a|1 2\nno bar here\n")
     with pytest.raises(ValueError, match=r"u.txt:2"):
-        read_units(f)
+        load_sequences(f)
+    f.write_text("\n")
+    with pytest.raises(ValueError, match="no utterances"):
+        load_sequences(f)
     d = UnitDictionary.from_units(range(10))
     seqs = encode_sequences([("x", [str(i % 10) for i in range(7)])], d, max_len=4)
     assert [s.tolist() for s in seqs] == [[2, 4, 5, 6, 7], [7, 8, 9, 10, 2]]
@@ -219,10 +221,10 @@ def test_ddp_two_ranks_match_single_process(corpus, tmp_path):
     assert diff < 1e-3 and diff < 0.05 * moved, (diff, moved)
 
 
-def load_init(c: TrainConfig, train_f: Path) -> dict[str, torch.Tensor]:
+def load_init(c: ULMTrainConfig, train_f: Path) -> dict[str, torch.Tensor]:
     from spkit.ulm.model import CONFIGS, UnitLM
 
-    d = UnitDictionary.from_sequences(u for _, u in read_units(train_f))
+    d = UnitDictionary.from_sequences(u for _, u in load_sequences(train_f))
     torch.manual_seed(c.seed)
     return UnitLM(CONFIGS[c.model](len(d), **c.model_overrides)).state_dict()
 

@@ -14,10 +14,10 @@ import soundfile as sf
 import torch
 
 from spkit.data.base import DataError, Utterance
+from spkit.units.encoder import SpeechEncoder, dedup
 from spkit.units.kmeans import KMeansError, KMeansModel, fit_kmeans, sample_frames
 from spkit.units.metrics import cluster_quality, frame_pairs, sequence_stats
 from spkit.units.quantize import (
-    dedup,
     merge_shards,
     parse_shard,
     quantize_corpus,
@@ -146,7 +146,8 @@ def test_dimension_mismatch_names_file_and_dims(tmp_path: Path) -> None:
     with pytest.raises(KMeansError, match=r"km\.bin.*dimension 12.*dimension 6"):
         km.predict(torch.zeros(5, 6))
     with pytest.raises(KMeansError, match=r"km\.bin.*12.*6"):
-        quantize_corpus([Utterance("a", tmp_path / "a.wav", "train", "s")], BandEnergy(6), km, tmp_path)
+        quantize_corpus([Utterance("a", tmp_path / "a.wav", "train", "s")], SpeechEncoder(BandEnergy(6), km),
+                        tmp_path)
     (tmp_path / "bad.bin").write_bytes(b"not a pickle")
     with pytest.raises(KMeansError, match=r"bad\.bin"):
         KMeansModel.load(tmp_path / "bad.bin")
@@ -178,7 +179,7 @@ def _expected_lines(corpus: list[Utterance], km: KMeansModel) -> str:
 
 
 def test_gslm_format_names_intact(tmp_path: Path, corpus: list[Utterance], kmeans: KMeansModel) -> None:
-    out = quantize_corpus(corpus, BandEnergy(), kmeans, tmp_path, progress=False)
+    out = quantize_corpus(corpus, SpeechEncoder(BandEnergy(), kmeans), tmp_path, progress=False)
     assert out == tmp_path / "units.txt"
     assert out.read_text() == _expected_lines(corpus, kmeans)
     units = read_units(out)
@@ -197,8 +198,8 @@ def test_gslm_format_names_intact(tmp_path: Path, corpus: list[Utterance], kmean
 def test_batched_equal_lengths_same_units(tmp_path: Path, corpus: list[Utterance],
                                           kmeans: KMeansModel) -> None:
     ext = BandEnergy()
-    a = quantize_corpus(corpus, ext, kmeans, tmp_path / "a", progress=False)
-    b = quantize_corpus(corpus, ext, kmeans, tmp_path / "b", batch_size=4, progress=False)
+    a = quantize_corpus(corpus, SpeechEncoder(ext, kmeans), tmp_path / "a", progress=False)
+    b = quantize_corpus(corpus, SpeechEncoder(ext, kmeans), tmp_path / "b", batch_size=4, progress=False)
     assert a.read_text() == b.read_text()
 
 
@@ -217,34 +218,37 @@ def test_padding_invariant_extractor_batches_any_lengths(tmp_path: Path, corpus:
     calls = []
     batched = ext.extract_batch
     ext.extract_batch = lambda w, lengths=None: calls.append(w.shape[0]) or batched(w, lengths)  # type: ignore
-    a = quantize_corpus(corpus, ext, km, tmp_path / "a", progress=False)
+    a = quantize_corpus(corpus, SpeechEncoder(ext, km), tmp_path / "a", progress=False)
     calls.clear()
-    b = quantize_corpus(corpus, ext, km, tmp_path / "b", batch_size=4, progress=False)
+    b = quantize_corpus(corpus, SpeechEncoder(ext, km), tmp_path / "b", batch_size=4, progress=False)
     assert a.read_text() == b.read_text()
     assert max(calls) > 1 and len(calls) < len(corpus)  # clips of different lengths shared batches
 
 
 def test_cache_makes_rerun_free(tmp_path: Path, corpus: list[Utterance], kmeans: KMeansModel) -> None:
     ext = BandEnergy()
-    first = quantize_corpus(corpus, ext, kmeans, tmp_path / "o1", cache_dir=tmp_path / "c",
+    first = quantize_corpus(corpus, SpeechEncoder(ext, kmeans), tmp_path / "o1", cache_dir=tmp_path / "c",
                             progress=False).read_text()
     assert ext.calls == len(corpus)
-    second = quantize_corpus(corpus, ext, kmeans, tmp_path / "o2", cache_dir=tmp_path / "c",
+    second = quantize_corpus(corpus, SpeechEncoder(ext, kmeans), tmp_path / "o2", cache_dir=tmp_path / "c",
                              progress=False).read_text()
     assert ext.calls == len(corpus) and second == first
     # A different k-means invalidates the cache.
     other = KMeansModel(kmeans.centers[::-1].copy())
-    quantize_corpus(corpus, ext, other, tmp_path / "o3", cache_dir=tmp_path / "c", progress=False)
+    quantize_corpus(corpus, SpeechEncoder(ext, other), tmp_path / "o3", cache_dir=tmp_path / "c",
+                    progress=False)
     assert ext.calls == 2 * len(corpus)
 
 
 def test_shards_merge_to_unsharded(tmp_path: Path, corpus: list[Utterance], kmeans: KMeansModel) -> None:
-    full = quantize_corpus(corpus, BandEnergy(), kmeans, tmp_path / "full", progress=False)
+    full = quantize_corpus(corpus, SpeechEncoder(BandEnergy(), kmeans), tmp_path / "full", progress=False)
     for i in (2, 0):  # any order, as array jobs finish
-        quantize_corpus(corpus, BandEnergy(), kmeans, tmp_path / "sh", shard=f"{i}/3", progress=False)
+        quantize_corpus(corpus, SpeechEncoder(BandEnergy(), kmeans), tmp_path / "sh", shard=f"{i}/3",
+                        progress=False)
     with pytest.raises(FileNotFoundError, match="shard 1/3"):
         merge_shards(tmp_path / "sh", 3)
-    quantize_corpus(corpus, BandEnergy(), kmeans, tmp_path / "sh", shard=(1, 3), progress=False)
+    quantize_corpus(corpus, SpeechEncoder(BandEnergy(), kmeans), tmp_path / "sh", shard=(1, 3),
+                    progress=False)
     merged = merge_shards(tmp_path / "sh", 3)
     assert merged.read_text() == full.read_text()
     assert ((tmp_path / "sh" / "units.jsonl").read_text()
@@ -260,7 +264,7 @@ def test_corrupt_clip_reported_others_survive(tmp_path: Path, corpus: list[Utter
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     utts = [*corpus, Utterance("broken", bad, "train", "s9"),
             Utterance("missing", tmp_path / "nope.wav", "train", "s9")]
-    out = quantize_corpus(utts, BandEnergy(), kmeans, tmp_path / "o", cache_dir=tmp_path / "c",
+    out = quantize_corpus(utts, SpeechEncoder(BandEnergy(), kmeans), tmp_path / "o", cache_dir=tmp_path / "c",
                           progress=False)
     assert set(read_units(out)) == set(NAMES)
     errors = [json.loads(line) for line in (tmp_path / "o" / "units.errors.jsonl").read_text().splitlines()]
@@ -271,9 +275,10 @@ def test_corrupt_clip_reported_others_survive(tmp_path: Path, corpus: list[Utter
 
 def test_empty_corpus_and_bad_names(tmp_path: Path, kmeans: KMeansModel) -> None:
     with pytest.raises(DataError, match="no utterances"):
-        quantize_corpus([], BandEnergy(), kmeans, tmp_path)
+        quantize_corpus([], SpeechEncoder(BandEnergy(), kmeans), tmp_path)
     with pytest.raises(ValueError, match=r"'a\|b'"):
-        quantize_corpus([Utterance("a|b", tmp_path / "x.wav", "train", "s")], BandEnergy(), kmeans, tmp_path)
+        quantize_corpus([Utterance("a|b", tmp_path / "x.wav", "train", "s")],
+                        SpeechEncoder(BandEnergy(), kmeans), tmp_path)
 
 
 def test_dedup_and_read_units(tmp_path: Path) -> None:

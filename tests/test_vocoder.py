@@ -148,8 +148,9 @@ def test_save_load_round_trip_and_strictness(vocoder: UnitVocoder, tmp_path):
 
 def _toy_run(root) -> None:
     """A run folder with ``units/km.bin`` and one corpus's ``train.txt`` / ``train.jsonl``."""
+    from spkit.units.encoder import dedup
     from spkit.units.kmeans import KMeansModel
-    from spkit.units.quantize import dedup, format_line
+    from spkit.units.quantize import format_line
 
     KMeansModel(np.eye(N_UNITS)).save(root / "units" / "km.bin")
     d = root / "units" / "toy"

@@ -26,6 +26,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
+
+from spkit.analysis.verbalizer import AnalysisError
+from spkit.audio import load_audio
+from spkit.features.base import num_frames
+from spkit.prompt.prompts import InputPrompt
+from spkit.viz import spectrogram_db
 
 FRAME_RATE = 50  # units per second (20 ms frames)
 SEGMENTS: tuple[str, ...] = ("prompt", "bos", "speech", "sep", "label")
@@ -75,7 +82,6 @@ def _prompt_keys(model: Any) -> int:
 def _query_offset(model: Any) -> int:
     """Query rows before the first token: input prompts are queries too (deep prefixes are not); the
     deep_prompt form has SpeechPrompt's input prompt in its slots."""
-    from spkit.prompt.prompts import InputPrompt
 
     slots = isinstance(model.prompt, InputPrompt) or getattr(model.prompt, "form", None) == "deep_prompt"
     return int(model.prompt.length) if slots else 0
@@ -187,7 +193,6 @@ def mass_summary(model: Any, examples: Sequence[Any], collator: Any, query: str 
         (n_layers, H, S) mean over clips, "std": (n_layers, S) std over clips of the head-mean, "n_clips"}``;
         every row of ``mass`` sums to 1.
     """
-    from tqdm.auto import tqdm
 
     if query not in ("sep", "label"):
         raise ValueError(f"mass_summary: query {query!r} is not 'sep' or 'label'")
@@ -220,14 +225,12 @@ def mass_summary(model: Any, examples: Sequence[Any], collator: Any, query: str 
 def first_whole_clip(records: Sequence[Mapping[str, Any]], min_units: int = 3) -> Mapping[str, Any]:
     """The first unit record whose audio file is the whole clip (its frame count matches ``n_frames``;
     windows of longer files, like ``_silence_``, are skipped) with at least ``min_units`` units."""
-    from spkit.analysis.verbalizer import AnalysisError, hubert_frames
-    from spkit.audio import load_audio
 
     for r in records:
         if len(r.get("units", [])) < min_units or not r.get("path"):
             continue
         wave = load_audio(r["path"])
-        if abs(hubert_frames(wave.numel()) - int(r.get("n_frames", -10))) <= 1:
+        if abs(num_frames(wave.numel()) - int(r.get("n_frames", -10))) <= 1:
             return r
     raise AnalysisError(f"no record among {len(records)} has whole-clip audio and >= {min_units} units")
 
@@ -270,7 +273,6 @@ def clip_attention_figure(wave: torch.Tensor, clip: ClipAttention, layer: int | 
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from spkit.viz import spectrogram_db
 
     a = _select(clip, layer, head, query)
     spans = clip.spans()

@@ -16,12 +16,19 @@ not a baseline of the paper: it is supervised end to end on the task.
 from __future__ import annotations
 
 import os
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from spkit.artifacts import task_unit_dir
+from spkit.features.spectral import LogMelExtractor
+from spkit.prompt.tasks import load_task
+from spkit.units.encoder import SpeechEncoder
 
 VIEWS = ("logmel", "features", "frame_units", "units")
 
@@ -107,25 +114,14 @@ def information_probe(run_dir: str | os.PathLike, task: str = "kws", *, views: S
     "views": {view: {"mean", "std", "seeds": [{"valid", "test", "epoch"}, ...]}}}`` (test accuracy mean and
     sample std over seeds).
     """
-    import statistics
-
-    from tqdm.auto import tqdm
-
-    from spkit.features.spectral import LogMelExtractor
-    from spkit.layout import RunLayout
-    from spkit.prompt.tasks import load_task
-    from spkit.recipes.prompting import TASK_CORPUS
-    from spkit.recipes.unit_discovery import load_unit_model
-
     unknown = sorted(set(views) - set(VIEWS))
     if unknown:
         raise ValueError(f"unknown probe views {unknown}; choose from {VIEWS}")
     if task == "asr":
         raise ValueError("asr: the probe classifies one label per clip (kws, intent, lid)")
-    layout = RunLayout.at(run_dir)
-    examples = load_task(task, layout.unit_dir(TASK_CORPUS[task]), ("train", "valid", "test"))
+    examples = load_task(task, task_unit_dir(run_dir, task), ("train", "valid", "test"))
     labels = sorted({e.label for split in examples.values() for e in split})
-    extractor, kmeans, _ = load_unit_model(layout.root)
+    encoder = SpeechEncoder.from_run(run_dir, deduplicate=False)
     logmel = LogMelExtractor(cmvn=True)
     need_audio = bool(set(views) & {"logmel", "features", "frame_units"})
     need_feats = bool(set(views) & {"features", "frame_units"})
@@ -136,13 +132,13 @@ def information_probe(run_dir: str | os.PathLike, task: str = "kws", *, views: S
         for ex in tqdm(exs, desc=f"probe inputs ({split})", disable=not progress, leave=False):
             if need_audio:
                 wave = ex.load_audio()
-                feats = extractor.extract(wave) if need_feats else None
+                enc = encoder.encode(wave, with_features=True) if need_feats else None
                 if "logmel" in cols:
                     cols["logmel"].append(logmel.extract(wave))
                 if "features" in cols:
-                    cols["features"].append(feats)
+                    cols["features"].append(enc.features)
                 if "frame_units" in cols:
-                    cols["frame_units"].append(torch.as_tensor(kmeans.predict(feats), dtype=torch.long) + 1)
+                    cols["frame_units"].append(enc.frame_units + 1)
             if "units" in cols:
                 cols["units"].append(torch.tensor(ex.units, dtype=torch.long) + 1)
         for v in views:
@@ -156,7 +152,7 @@ def information_probe(run_dir: str | os.PathLike, task: str = "kws", *, views: S
             x, lengths = _pad(raw[v][split])
             data[split] = ProbeData(x, lengths, ys[split])
         is_units = v in ("frame_units", "units")
-        per_seed = [train_probe(data, len(labels), vocab=kmeans.n_clusters if is_units else None,
+        per_seed = [train_probe(data, len(labels), vocab=encoder.vocab_size if is_units else None,
                                 dim=None if is_units else data["train"].x.shape[-1], epochs=epochs, seed=s)
                     for s in seeds]
         tests = [r["test"] for r in per_seed]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from spkit.audio import load_audio
 from spkit.data.alignments import attach_alignments
 from spkit.data.base import Utterance
 from spkit.data.detect import KINDS, detect_layout
@@ -74,6 +75,5 @@ def load_utterance(utt: Utterance, sample_rate: int = 16_000):
     """
     if "offset_s" in utt.meta:
         return load_segment(utt.path, utt.meta["offset_s"], utt.meta["duration_s"], sample_rate)
-    from spkit.audio import load_audio
 
     return load_audio(utt.path, sample_rate)

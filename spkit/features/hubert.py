@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from spkit.errors import UserError
+from spkit.errors import CheckpointError
 from spkit.features.base import WINDOW, check_layer, check_wave, clip_cmvn, state_digest
 
 SPKIT_FORMAT = "spkit.hubert"
@@ -63,14 +63,6 @@ _FAIRSEQ_DEFAULTS: dict[str, Any] = {
 
 # fairseq parameters that feature extraction does not use (pre-training heads).
 _IGNORED_KEYS = re.compile(r"^(mask_emb|label_embs_concat|final_proj\.|target_glu\.)")
-
-
-class CheckpointError(UserError, ValueError):
-    """A checkpoint file spkit cannot use: unknown layout, unsupported architecture, bad weights."""
-
-    def __init__(self, path: str | os.PathLike, problem: str):
-        self.path, self.problem = str(path), problem
-        super().__init__(f"{path}: {problem}")
 
 
 # --------------------------------------------------------------------------- reading the file

@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torchaudio.functional import edit_distance
+from tqdm.auto import tqdm
 
 from spkit.prompt.model import PromptedULM
 from spkit.prompt.tasks import EOS_IDX, Collator, PromptBatch, TaskExample, TaskSpec, length_order
@@ -217,19 +219,12 @@ def beam_decode(model: PromptedULM, batch: PromptBatch, *, beam: int = 5, max_le
 # Metrics
 # ------------------------------------------------------------------------------------------------
 
-def edit_distance(ref: Sequence[Any], hyp: Sequence[Any]) -> int:
-    """Levenshtein distance (substitutions, insertions, deletions all cost 1)."""
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
-
-
 def error_rate(refs: Sequence[Sequence[Any]], hyps: Sequence[Sequence[Any]]) -> float:
-    """Total edit distance over total reference length (CER on strings, WER on word lists)."""
+    """Total edit distance over total reference length (CER on strings, WER on word lists).
+
+    The Levenshtein distance (substitutions, insertions, deletions all cost 1) is torchaudio's
+    :func:`torchaudio.functional.edit_distance`.
+    """
     total = sum(len(r) for r in refs)
     if total == 0:
         raise ValueError("error rate: the references are empty")
@@ -279,7 +274,6 @@ def evaluate(model: PromptedULM, examples: Sequence[TaskExample], collator: Coll
         constrained decoder ran; for intent ``"slot_accuracy"`` (of ``value``'s decoder); for ASR ``"cer"``
         and ``"wer"``; for SF ``"slot_type_f1"`` (the value) and ``"slot_value_cer"``.
     """
-    from tqdm.auto import tqdm
 
     spec: TaskSpec = model.spec
     if not examples:

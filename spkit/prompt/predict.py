@@ -5,15 +5,17 @@
 16 kHz and downmixes) -> dense features -> k-means units -> deduplicated units -> ``[</s>, units, <sep>]``
 -> the prompted uLM -> the label.
 
-What it loads, all through the run's own loaders:
+What it loads, all through the run-artifact loaders (:mod:`spkit.artifacts`):
 
 * the unit model: ``RUN/units/unit_model.json`` (extractor kind, checkpoint, layer, ``km.bin`` and their
-  fingerprints, written by unit discovery) via :func:`spkit.recipes.unit_discovery.load_unit_model`;
-* the uLM: ``RUN/ulm`` via :func:`spkit.recipes.unit_lm.load_run_ulm` (the uLM trained in the run, or
+  fingerprints, written by unit discovery) as a :class:`~spkit.units.encoder.SpeechEncoder`
+  (:meth:`~spkit.units.encoder.SpeechEncoder.from_run`);
+* the uLM: ``RUN/ulm`` via :func:`spkit.artifacts.load_run_ulm` (the uLM trained in the run, or
   the GSLM checkpoint it names); for the ``deep_prompt_random_lm`` control the random uLM of the same
   shape is rebuilt (:func:`spkit.prompt.baselines.random_ulm`, seed ``info["random_lm_seed"]`` of the
   prompt file, default :data:`~spkit.prompt.baselines.RANDOM_LM_SEED`);
-* the prompt: ``RUN/prompts/<task>/<method>/seed<N>/prompt.pt`` (:func:`find_prompt`), loaded by
+* the prompt: ``RUN/prompts/<task>/<method>/seed<N>/prompt.pt`` (:func:`find_prompt` over
+  :func:`spkit.artifacts.prompt_files`), loaded by
   :func:`spkit.prompt.checkpoint.load_prompt`, which refuses a uLM or unit model whose fingerprint differs
   from the one it was trained with.
 
@@ -33,10 +35,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spkit.errors import UserError
-from spkit.layout import RunLayout
+import torch
 
-PROMPT_FILE = "prompt.pt"
+from spkit.artifacts import PROMPT_FILE, load_run_ulm, prompt_files
+from spkit.audio import AudioError, load_audio
+from spkit.errors import UserError
+from spkit.io import read_json
+from spkit.layout import RunLayout
+from spkit.prompt.checkpoint import load_prompt, read_prompt_file
+from spkit.prompt.decode import beam_decode, score_labels
+from spkit.prompt.tasks import TASKS, Collator, TaskExample
+from spkit.units.encoder import SpeechEncoder
+
+__all__ = ["PROMPT_FILE", "PredictError", "Prediction", "Predictor", "find_prompt"]
 
 
 class PredictError(UserError, ValueError):
@@ -46,19 +57,6 @@ class PredictError(UserError, ValueError):
 # --------------------------------------------------------------------------------------------
 # Prompt files in the run
 # --------------------------------------------------------------------------------------------
-
-def available_prompts(run: str | os.PathLike) -> dict[str, dict[str, list[int]]]:
-    """``{task: {method: [seeds]}}`` for every ``RUN/prompts/<task>/<method>/seed<N>/prompt.pt``."""
-    out: dict[str, dict[str, list[int]]] = {}
-    for p in sorted((RunLayout.at(run).root / "prompts").glob(f"*/*/seed*/{PROMPT_FILE}")):
-        seed_dir, method_dir, task_dir = p.parent, p.parent.parent, p.parent.parent.parent
-        try:
-            seed = int(seed_dir.name[4:])
-        except ValueError:
-            continue
-        out.setdefault(task_dir.name, {}).setdefault(method_dir.name, []).append(seed)
-    return {t: {m: sorted(s) for m, s in ms.items()} for t, ms in out.items()}
-
 
 def _best_seed(layout: RunLayout, task: str, method: str, seeds: list[int]) -> int:
     """The seed with the best test metric in results.json, else the lowest available."""
@@ -81,10 +79,10 @@ def find_prompt(run: str | os.PathLike, task: str, method: str = "deep_prompt",
 
     Raises :class:`PredictError` listing what the run has when the request does not exist.
     """
-    from spkit.prompt.tasks import TASKS
-
     layout = RunLayout.at(run)
-    have = available_prompts(layout.root)
+    have: dict[str, dict[str, list[int]]] = {}
+    for f in prompt_files(layout.root):
+        have.setdefault(f.task, {}).setdefault(f.method, []).append(f.seed)
     if task not in TASKS:
         raise PredictError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     if task not in have:
@@ -135,13 +133,6 @@ class Predictor:
     def __init__(self, run: str | os.PathLike, task: str, method: str = "deep_prompt",
                  seed: int | None = None, *, prompt: str | os.PathLike | None = None, device: str = "cpu",
                  beam: int | None = None, max_len: int | None = None):
-        import torch
-
-        from spkit.prompt.checkpoint import load_prompt, read_prompt_file
-        from spkit.prompt.tasks import TASKS, Collator
-        from spkit.recipes.unit_discovery import load_unit_model
-        from spkit.recipes.unit_lm import load_run_ulm
-
         if task not in TASKS:
             raise PredictError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
         self.layout = RunLayout.at(run)
@@ -150,7 +141,7 @@ class Predictor:
         self.prompt_path = Path(prompt) if prompt is not None else find_prompt(run, task, method, seed)
         self.device = torch.device(device)
         try:
-            self.extractor, self.kmeans, self.unit_record = load_unit_model(self.layout.root, device)
+            self.encoder = SpeechEncoder.from_run(self.layout.root, device=device)
             lm, self.dictionary = load_run_ulm(self.layout.root, device=device)
         except FileNotFoundError as e:  # DataError included: a stage of the run has not run
             raise PredictError(str(e)) from None
@@ -162,8 +153,7 @@ class Predictor:
             from spkit.prompt.baselines import RANDOM_LM_SEED, random_ulm
 
             lm = random_ulm(lm, seed=int(info.get("random_lm_seed", RANDOM_LM_SEED)), device=self.device)
-        fps = {"extractor": str(self.extractor.fingerprint), "kmeans": self.kmeans.fingerprint}
-        self.model = load_prompt(self.prompt_path, lm, fps).eval()
+        self.model = load_prompt(self.prompt_path, lm, self.encoder.fingerprints).eval()
         self.spec = self.model.spec
         self.collator = Collator(self.spec, self.model.verbalizer, self.dictionary,
                                  max_len=lm.cfg.max_positions, with_labels=False)
@@ -176,8 +166,6 @@ class Predictor:
 
     def _run_decode_settings(self) -> tuple[int, int]:
         """``(beam, max_len)`` the run's evaluation decoded this prompt with (``eval.json`` beside it)."""
-        from spkit.io import read_json
-
         path = self.prompt_path.parent / "eval.json"
         decode = read_json(path).get("decode") if path.exists() else None
         if not decode:
@@ -187,22 +175,10 @@ class Predictor:
 
     def units(self, wave: Any) -> list[int]:
         """Deduplicated unit ids of a 16 kHz mono ``(samples,)`` waveform (the uLM's input)."""
-        import torch
-
-        from spkit.units.quantize import dedup
-
-        with torch.inference_mode():
-            feats = self.extractor.extract(torch.as_tensor(wave, dtype=torch.float32))
-            codes = self.kmeans.predict(feats)
-        return dedup(codes.tolist())[0]
+        return self.encoder.encode(torch.as_tensor(wave, dtype=torch.float32)).units.tolist()
 
     def predict_wave(self, wave: Any, name: str = "<wave>") -> Prediction:
         """Predict from a 16 kHz mono waveform ``(samples,)`` float32."""
-        import torch
-
-        from spkit.prompt.decode import beam_decode, score_labels
-        from spkit.prompt.tasks import TaskExample
-
         t0 = time.perf_counter()
         units = self.units(wave)
         batch = self.collator([TaskExample(name, name, "predict", "", units, "")]).to(self.device)
@@ -219,15 +195,11 @@ class Predictor:
 
     def predict_file(self, path: str | os.PathLike) -> Prediction:
         """Predict from an audio file (WAV/FLAC, any rate; :class:`~spkit.audio.AudioError` if unreadable)."""
-        from spkit.audio import load_audio
-
         return self.predict_wave(load_audio(path), str(path))
 
     def predict_lines(self, paths: Iterable[str | os.PathLike]) -> Iterator[dict[str, Any]]:
         """One JSON-ready dict per path: ``{"file", "label", "scores"}`` or ``{"file", "error"}`` (an
         unreadable or failing file does not stop the others)."""
-        from spkit.audio import AudioError
-
         for p in paths:
             try:
                 pred = self.predict_file(p)

@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from spkit.audio import load_audio
 from spkit.data.base import DataError
 from spkit.errors import UserError
 
@@ -207,7 +208,6 @@ class TaskExample:
             from spkit.data.speech_commands import load_segment
 
             return load_segment(self.path, self.offset_s, self.duration_s or 1.0, sample_rate)
-        from spkit.audio import load_audio
 
         return load_audio(self.path, sample_rate)
 

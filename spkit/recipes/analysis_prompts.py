@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from spkit.analysis.verbalizer import VERBALIZER_METHODS, VERBALIZERS, AnalysisError, prompt_files
+from spkit.analysis.verbalizer import VERBALIZER_METHODS, VERBALIZERS, AnalysisError
+from spkit.artifacts import prompt_files
 from spkit.layout import RunLayout
 from spkit.recipes.prompting import RunSpec, preset_config, run_experiments
 
@@ -34,14 +35,14 @@ def ensure_prompts(run_dir: str | os.PathLike, preset: str, task: str,
     config = preset_config(preset, **overrides)
     missing = []
     for method, fields in methods.items():
-        have = prompt_files(run_dir, task, method)
+        have = {f.seed for f in prompt_files(run_dir, task, method)}
         for seed in seeds:
             if seed not in have:
                 spec = {"length": config.prompt_length, "verbalizer": config.verbalizer, **fields}
                 missing.append(RunSpec(task, method, int(seed), **spec))
     if missing:
         run_experiments(run_dir, config, progress=progress, only=missing)
-    out = {m: prompt_files(run_dir, task, m) for m in methods}
+    out = {m: {f.seed: f.path for f in prompt_files(run_dir, task, m)} for m in methods}
     for method in methods:
         lost = [s for s in seeds if s not in out[method]]
         if lost:
@@ -62,7 +63,7 @@ def ensure_verbalizer_prompts(run_dir: str | os.PathLike, preset: str, task: str
     if unknown:
         raise AnalysisError(f"unknown verbalizers {unknown}; expected some of {list(VERBALIZER_METHODS)}")
     if seeds is None:
-        seeds = list(prompt_files(run_dir, task, VERBALIZER_METHODS["frequency"])) or [0]
+        seeds = [f.seed for f in prompt_files(run_dir, task, VERBALIZER_METHODS["frequency"])] or [0]
     got = ensure_prompts(run_dir, preset, task, {VERBALIZER_METHODS[k]: {"verbalizer": k} for k in kinds},
                          seeds, progress=progress)
     return {k: {s: p for s, p in got[VERBALIZER_METHODS[k]].items() if s in set(seeds)} for k in kinds}

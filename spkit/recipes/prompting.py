@@ -34,13 +34,13 @@ from typing import Any
 
 import torch
 
+from spkit.artifacts import TASK_CORPUS, load_run_ulm
 from spkit.io import read_json, write_json
 from spkit.layout import RunLayout
 
 log = logging.getLogger(__name__)
 
 METHODS = ("deep_prompt", "input_prompt", "deep_prompt_random_lm", "finetune", "downstream")
-TASK_CORPUS = {"kws": "kws", "intent": "intent", "lid": "lid", "asr": "asr", "sf": "sf"}
 
 
 @dataclass
@@ -310,8 +310,6 @@ _WORKER_STATE: dict[str, Any] = {}
 
 
 def _fingerprints(layout: RunLayout) -> tuple[str, str]:
-    from spkit.recipes.unit_lm import load_run_ulm
-
     lm, _ = load_run_ulm(layout.root)
     unit_model = read_json(layout.units / "unit_model.json")
     return lm.fingerprint(), f"{unit_model['extractor_fingerprint']}/{unit_model['kmeans_fingerprint']}"
@@ -319,8 +317,6 @@ def _fingerprints(layout: RunLayout) -> tuple[str, str]:
 
 def _worker_run(run_dir: str, run: RunSpec, config: PromptingConfig, key: str) -> Any:
     """Train one run in this process (the uLM and task data are loaded once per process)."""
-    from spkit.recipes.unit_lm import load_run_ulm
-
     torch.set_num_threads(1)
     state = _WORKER_STATE
     if state.get("run_dir") != run_dir:
@@ -477,11 +473,11 @@ def _train_downstream(
     progress: bool,
 ) -> Any:
     from spkit.prompt.baselines import DownstreamSpec, LayerFeatureCache, train_downstream
-    from spkit.recipes.unit_discovery import load_unit_model
+    from spkit.units.encoder import SpeechEncoder
 
     data, collator = _task_data(layout, run, config, dictionary, lm, cache)
     if "feature_cache" not in cache:
-        extractor, _, _ = load_unit_model(layout.root)
+        extractor = SpeechEncoder.from_run(layout.root).extractor
         cache["feature_cache"] = LayerFeatureCache(extractor, layout.root / "prompts" / "feature_cache")
     fc = cache["feature_cache"]
     res = train_downstream(

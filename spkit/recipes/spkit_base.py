@@ -64,7 +64,7 @@ class BaseRecipe:
         k_tolerance: the smallest K whose probe accuracy is within this of the best is chosen (a larger
             vocabulary makes the uLM's job harder for little information).
         kmeans_max_frames: frames sampled from the pretraining corpus to fit k-means.
-        ulm: :class:`~spkit.ulm.train.TrainConfig` fields of the uLM.
+        ulm: :class:`~spkit.ulm.train.ULMTrainConfig` fields of the uLM.
         threads: torch CPU threads.
         seed: every random choice.
     """
@@ -282,9 +282,9 @@ def _select_stage(
     from spkit.data.corpus import load_utterance
     from spkit.features import load_extractor
     from spkit.synth import synthesize_corpus
+    from spkit.units.encoder import dedup
     from spkit.units.kmeans import fit_kmeans, sample_frames
     from spkit.units.metrics import alignments_by_uid, unit_report
-    from spkit.units.quantize import dedup
 
     root = Path(data_root) if data_root else _data_root()
     kws_root = synthesize_corpus(
@@ -520,6 +520,7 @@ def pretrain_base(
         return state.data
 
     # 6. units of the pretraining corpus
+    from spkit.units.encoder import SpeechEncoder
     from spkit.units.quantize import quantize_corpus
 
     unit_files = {}
@@ -527,8 +528,7 @@ def pretrain_base(
         unit_files[split] = str(
             quantize_corpus(
                 utts,
-                ext,
-                km,
+                SpeechEncoder(ext, km),
                 work / "units",
                 name=split,
                 cache_dir=work / "cache" / "units",
@@ -542,9 +542,9 @@ def pretrain_base(
 
     # 7. the uLM
     from spkit.ulm.dictionary import UnitDictionary
-    from spkit.ulm.train import TrainConfig, train
+    from spkit.ulm.train import ULMTrainConfig, train
 
-    tcfg = TrainConfig(**{**recipe.ulm, "seed": recipe.seed})
+    tcfg = ULMTrainConfig(**{**recipe.ulm, "seed": recipe.seed})
     ulm_settings = {"train": dataclasses.asdict(tcfg), "kmeans": km.fingerprint}
     ulm = state.done("ulm", ulm_settings)
     ulm_dir = work / f"ulm-{km.fingerprint[:8]}"

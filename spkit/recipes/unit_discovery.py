@@ -10,8 +10,9 @@ Real path (preset ``paper``): a fairseq ``hubert_base_ls960.pt`` at layer 6 and 
 (K=100) quantize the real corpora; nothing is trained.
 
 Everything lands in the run folder (:class:`spkit.layout.RunLayout`): ``hubert/iter*.pt``,
-``units/km.bin``, ``units/unit_model.json`` (how to rebuild the unit model: what ``spkit predict`` and
-the later notebooks load), ``units/<corpus>/<split>.{txt,jsonl}``, ``units/metrics.json``.
+``units/km.bin``, ``units/unit_model.json`` (how to rebuild the unit model:
+:meth:`spkit.units.encoder.SpeechEncoder.from_run`, what ``spkit predict`` and the later notebooks load),
+``units/<corpus>/<split>.{txt,jsonl}``, ``units/metrics.json``.
 """
 
 from __future__ import annotations
@@ -28,12 +29,24 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from spkit.audio import AudioError
+from spkit.data import load_corpus
 from spkit.data.base import DataError, Utterance
+from spkit.data.corpus import load_utterance
+from spkit.features import load_extractor
+from spkit.features.base import clip_cmvn
 from spkit.features.pretrain import INVARIANCE_AUGMENTATION
 from spkit.io import read_json, write_json
-from spkit.layout import RunLayout
+from spkit.layout import RunLayout, corpus_dir, default_data_root
 from spkit.presets import SHIPPED_BASE, corpus_preset
+from spkit.recipes.spkit_base import load_base
+from spkit.synth import synthesize_corpus
+from spkit.units.encoder import SpeechEncoder, save_unit_model
+from spkit.units.kmeans import KMeansModel, fit_kmeans, fit_kmeans_on_corpus
+from spkit.units.metrics import alignments_by_uid, unit_report
+from spkit.units.quantize import quantize_corpus, read_units
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +136,6 @@ def resolve_base(config: UnitDiscoveryConfig) -> UnitDiscoveryConfig:
     """``config`` with an spkit-base folder's parts filled in (unchanged when ``base`` is None)."""
     if config.base is None:
         return config
-    from spkit.recipes.spkit_base import load_base
 
     card = load_base(config.base)
     return dataclasses.replace(config, features="tiny_hubert", checkpoint=card["hubert"], layer=card["layer"],
@@ -142,7 +154,6 @@ def load_corpora(corpora: Mapping[str, str | os.PathLike | tuple[str, str | os.P
     then go unused). Utterance uids are prefixed with the corpus name, so one unit cache and one k-means
     sample can mix corpora.
     """
-    from spkit.data import load_corpus
 
     test_folder = corpora.get(KWS_TEST)
     if test_folder is not None:
@@ -176,10 +187,7 @@ def _sample(utts: Sequence[Utterance], n: int, seed: int) -> list[Utterance]:
 
 def _load_waves(utts: Sequence[Utterance], budget_s: float, seed: int) -> list[torch.Tensor]:
     """Waveforms of a seeded random subset of ``utts`` totalling about ``budget_s`` seconds."""
-    from tqdm.auto import tqdm
 
-    from spkit.audio import AudioError
-    from spkit.data.corpus import load_utterance
 
     order = np.random.default_rng(seed).permutation(len(utts))
     waves: list[torch.Tensor] = []
@@ -199,7 +207,6 @@ def _load_waves(utts: Sequence[Utterance], budget_s: float, seed: int) -> list[t
 
 # ------------------------------------------------------------------------------- layer selection
 def _frame_units(feats: Sequence[torch.Tensor], n_clusters: int, seed: int) -> list[np.ndarray]:
-    from spkit.units.kmeans import fit_kmeans
 
     km = fit_kmeans(torch.cat(list(feats)).numpy(), n_clusters, seed=seed)
     return [km.predict(f).numpy() for f in feats]
@@ -208,7 +215,6 @@ def _frame_units(feats: Sequence[torch.Tensor], n_clusters: int, seed: int) -> l
 def _aligned(utts: Sequence[Utterance], caller: str, hint: str = ""
              ) -> tuple[list[Utterance], dict[str, Any]]:
     """The utterances that carry phone alignments, and the alignments by uid (none: an error)."""
-    from spkit.units.metrics import alignments_by_uid
 
     alignments = alignments_by_uid(utts)
     if not alignments:
@@ -219,7 +225,6 @@ def _aligned(utts: Sequence[Utterance], caller: str, hint: str = ""
 def _score_units(utts: Sequence[Utterance], feats: Sequence[torch.Tensor], alignments: Mapping[str, Any],
                  n_clusters: int, seed: int) -> dict[str, float]:
     """Fit k-means with ``n_clusters`` on ``feats`` (one per utterance) and score its frame units."""
-    from spkit.units.metrics import unit_report
 
     units = _frame_units(feats, n_clusters, seed)
     rep = unit_report({u.uid: x.tolist() for u, x in zip(utts, units)}, alignments)
@@ -237,10 +242,7 @@ def compare_layers(extractors: Mapping[str, Any], utts: Sequence[Utterance], n_c
     ``utts`` and the units are scored against phones and words (:func:`spkit.units.metrics.unit_report`).
     Returns one row per (candidate, layer), best phone PNMI first.
     """
-    from tqdm.auto import tqdm
 
-    from spkit.data.corpus import load_utterance
-    from spkit.features.base import clip_cmvn
 
     utts, alignments = _aligned(utts, "compare_layers", "; give a layer explicitly")
     waves = [load_utterance(u) for u in utts]
@@ -261,57 +263,11 @@ def compare_layers(extractors: Mapping[str, Any], utts: Sequence[Utterance], n_c
     return rows
 
 
-# ------------------------------------------------------------------------------------ unit model
-def save_unit_model(layout: RunLayout, features: str, checkpoint: str | None, layer: int | None,
-                    kmeans: Any, extractor: Any) -> Path:
-    """Record how to rebuild the unit model (``units/unit_model.json``); paths relative to the run."""
-    def rel(p: str | None) -> str | None:
-        if p is None:
-            return None
-        p = Path(p).resolve()
-        return str(p.relative_to(layout.root)) if p.is_relative_to(layout.root) else str(p)
-
-    return write_json(layout.units / "unit_model.json", {
-        "features": features, "checkpoint": rel(checkpoint), "layer": layer,
-        "kmeans": rel(str(layout.kmeans)), "n_clusters": kmeans.n_clusters, "dim": kmeans.dim,
-        "cmvn": bool(getattr(extractor, "cmvn", False)),
-        "extractor_fingerprint": extractor.fingerprint, "kmeans_fingerprint": kmeans.fingerprint})
-
-
-def load_unit_model(run_dir: str | os.PathLike, device: str = "cpu") -> tuple[Any, Any, dict[str, Any]]:
-    """``(extractor, kmeans, record)`` of a run's unit model, from ``units/unit_model.json``."""
-    from spkit.features import load_extractor
-    from spkit.units.kmeans import KMeansModel
-
-    layout = RunLayout.at(run_dir)
-    path = layout.units / "unit_model.json"
-    if not path.exists():
-        raise DataError(f"{path}: no unit model in this run (run notebook 01 / unit discovery first)")
-    rec = read_json(path)
-
-    def absolute(p: str | None) -> str | None:
-        return None if p is None else str(p if Path(p).is_absolute() else layout.root / p)
-
-    layer = rec["layer"] if rec["features"] in ("hubert", "tiny_hubert") else None
-    extractor = load_extractor(rec["features"], checkpoint=absolute(rec["checkpoint"]), layer=layer,
-                               device=device, cmvn=bool(rec.get("cmvn", False)))
-    kmeans = KMeansModel.load(absolute(rec["kmeans"]))
-    kmeans.check_dim(extractor.dim, f"features of {rec['features']}")
-    if extractor.fingerprint != rec["extractor_fingerprint"]:
-        raise DataError(f"{path}: the extractor's weights changed since the units were made "
-                        f"({extractor.fingerprint} != {rec['extractor_fingerprint']})")
-    return extractor, kmeans, rec
-
-
 # ---------------------------------------------------------------------------------------- driver
 def discover_units(corpora: Mapping[str, Any], run_dir: str | os.PathLike, config: UnitDiscoveryConfig,
                    progress: bool = True) -> dict[str, Any]:
     """Run unit discovery (see the module docstring); returns the report also written to
     ``units/metrics.json``. Rerunning reuses finished checkpoints, k-means and cached units."""
-    from spkit.features import load_extractor
-    from spkit.units.kmeans import KMeansModel, fit_kmeans_on_corpus
-    from spkit.units.metrics import alignments_by_uid, unit_report
-    from spkit.units.quantize import quantize_corpus, read_units
 
     t_start = time.perf_counter()
     config = resolve_base(config)
@@ -379,7 +335,8 @@ def discover_units(corpora: Mapping[str, Any], run_dir: str | os.PathLike, confi
                                       max_frames=config.kmeans_max_frames, seed=config.seed,
                                       progress=progress)
         kmeans.save(layout.kmeans)
-    save_unit_model(layout, config.features, checkpoint, layer, kmeans, extractor)
+    encoder = SpeechEncoder(extractor, kmeans)
+    save_unit_model(layout.root, encoder, config.features, checkpoint)
     timings["kmeans_s"] = time.perf_counter() - t0
 
     # 3. quantize every split of every corpus
@@ -390,7 +347,7 @@ def discover_units(corpora: Mapping[str, Any], run_dir: str | os.PathLike, confi
         for split, utts in splits.items():
             if not utts:
                 continue
-            path = quantize_corpus(utts, extractor, kmeans, layout.unit_dir(name), name=split,
+            path = quantize_corpus(utts, encoder, layout.unit_dir(name), name=split,
                                    # equal-length clips batch unpadded for any extractor; padding-invariant
                                    # ones (the tiny HuBERT) batch clips of any length
                                    cache_dir=cache, progress=progress, batch_size=16)
@@ -411,8 +368,8 @@ def discover_units(corpora: Mapping[str, Any], run_dir: str | os.PathLike, confi
             test = splits.get("test") or []
             if not test:
                 continue
-            path = quantize_corpus(test, mfcc, km_mfcc, layout.units / "mfcc" / name, name="test",
-                                   cache_dir=cache, progress=progress)
+            path = quantize_corpus(test, SpeechEncoder(mfcc, km_mfcc), layout.units / "mfcc" / name,
+                                   name="test", cache_dir=cache, progress=progress)
             report["mfcc_baseline"][name] = unit_report(read_units(path), alignments_by_uid(test))
         timings["mfcc_baseline_s"] = time.perf_counter() - t0
     report["metrics"] = metrics
@@ -431,7 +388,6 @@ def sweep_clusters(extractor: Any, utts: Sequence[Utterance], ks: Sequence[int],
                    ) -> list[dict[str, Any]]:
     """Unit quality of one extractor for several K (phone PNMI/purity, word PNMI, units per second);
     the features are extracted once."""
-    from spkit.data.corpus import load_utterance
 
     utts, alignments = _aligned(utts, "sweep_clusters")
     with torch.inference_mode():
@@ -449,8 +405,6 @@ def ensure_corpora(corpora: Mapping[str, Any] | None, preset: str, seed: int = 0
     if preset == "paper":
         raise DataError("the paper preset needs the real corpora: set the notebook's `corpora` parameter "
                         "to {'kws': <speech_commands_v0.01>, 'intent': <fluent_speech_commands_dataset>}")
-    from spkit.layout import corpus_dir, default_data_root
-    from spkit.synth import synthesize_corpus
 
     size = corpus_preset(preset)
     root = Path(data_root) if data_root else default_data_root()

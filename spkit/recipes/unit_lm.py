@@ -21,10 +21,13 @@ from typing import Any
 
 import torch
 
+from spkit.artifacts import load_run_ulm
 from spkit.data.base import DataError
 from spkit.io import read_json, write_json, write_text
 from spkit.layout import RunLayout
 from spkit.presets import SHIPPED_BASE
+from spkit.ulm.dictionary import UnitDictionary
+from spkit.ulm.train import ULMTrainConfig, train
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ class UnitLMConfig:
         model: spkit config name (``tiny``, ``small``, ``transformer_lm``, ``transformer_lm_big``).
         model_overrides: ULMConfig fields to change.
         max_steps, max_cpu_seconds, batch_size, lr, warmup_steps, eval_every: training budget and
-            optimiser (see :class:`spkit.ulm.train.TrainConfig`).
+            optimiser (see :class:`spkit.ulm.train.ULMTrainConfig`).
         corpora: which corpora's units train the LM (None: all in the run).
         export_fairseq: also write the fairseq/GSLM folder (needs fairseq).
         seed: init and data order.
@@ -103,8 +106,6 @@ def build_unit_lm(run_dir: str | os.PathLike, config: UnitLMConfig, progress: bo
 
     A rerun resumes an interrupted training and does nothing once it finished.
     """
-    from spkit.ulm.dictionary import UnitDictionary
-    from spkit.ulm.train import TrainConfig, train
 
     layout = RunLayout.at(run_dir)
     layout.ulm.mkdir(parents=True, exist_ok=True)
@@ -134,7 +135,7 @@ def build_unit_lm(run_dir: str | os.PathLike, config: UnitLMConfig, progress: bo
     # A fixed dictionary over all K units (token = 4 + unit id): every unit has a token even when a
     # rare one is missing from the training data, and verbalizers can name any unit.
     dictionary = UnitDictionary.from_units(range(int(km["n_clusters"])))
-    tcfg = TrainConfig(model=config.model, model_overrides=dict(config.model_overrides),
+    tcfg = ULMTrainConfig(model=config.model, model_overrides=dict(config.model_overrides),
                        max_steps=config.max_steps, max_cpu_seconds=config.max_cpu_seconds,
                        batch_size=config.batch_size, lr=config.lr, warmup_steps=config.warmup_steps,
                        eval_every=config.eval_every, save_every=config.eval_every, seed=config.seed)
@@ -163,27 +164,6 @@ def _finished(history_file: Path, tcfg: Any) -> bool:
     if summary.get("steps", 0) >= tcfg.max_steps:
         return True
     return tcfg.max_cpu_seconds is not None and summary.get("cpu_seconds", 0) >= tcfg.max_cpu_seconds
-
-
-def load_run_ulm(run_dir: str | os.PathLike, gslm_checkpoint: str | os.PathLike | None = None,
-                 device: str = "cpu") -> tuple[Any, Any]:
-    """``(UnitLM in eval mode, UnitDictionary)`` of a run: a given GSLM checkpoint (fairseq format),
-    else the run's own ``ulm/checkpoint_best.pt`` (spkit format), else its ``ulm/report.json`` source."""
-    from spkit.ulm.fairseq_io import load_fairseq_ulm
-    from spkit.ulm.train import load_ulm
-
-    layout = RunLayout.at(run_dir)
-    if gslm_checkpoint is None:
-        rep = layout.ulm / "report.json"
-        if rep.exists() and read_json(rep).get("source") not in (None, "trained here"):
-            gslm_checkpoint = read_json(rep)["source"]
-    if gslm_checkpoint is not None:
-        model, dictionary = load_fairseq_ulm(gslm_checkpoint, map_location=device)
-    else:
-        if not any((layout.ulm / f).exists() for f in ("checkpoint_best.pt", "checkpoint_last.pt")):
-            raise DataError(f"{layout.ulm}: no uLM in this run (run notebook 02 first)")
-        model, dictionary = load_ulm(layout.ulm, map_location=device)
-    return model.eval(), dictionary
 
 
 def continuation_demo(model: Any, dictionary: Any, units: Sequence[int], prompt_frac: float = 0.5,

@@ -19,14 +19,14 @@ from spkit.ulm.model import (
 )
 
 # (the function spkit.ulm.train.train is not re-exported: it would shadow the submodule's name)
-from spkit.ulm.train import TrainConfig, load_ulm
+from spkit.ulm.train import ULMTrainConfig, load_ulm
 
 __all__ = [
     "CONFIGS",
     "KVCache",
-    "TrainConfig",
     "ULMConfig",
     "ULMOutput",
+    "ULMTrainConfig",
     "UnitDictionary",
     "UnitLM",
     "VocabMismatchError",

@@ -75,12 +75,12 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from spkit.ulm.dictionary import UnitDictionary
-    from spkit.ulm.train import TrainConfig, train
+    from spkit.ulm.train import ULMTrainConfig, train
 
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {} if args.dropout is None else {"dropout": args.dropout}
-    cfg = TrainConfig(
+    cfg = ULMTrainConfig(
         model=args.config,
         model_overrides=overrides,
         max_steps=args.max_steps,

@@ -10,44 +10,24 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from spkit.ulm.dictionary import EOS_IDX, PAD_IDX, UnitDictionary
+from spkit.units.encoder import dedup
+from spkit.units.quantize import read_units
 
 
-def dedup(units: Sequence[str]) -> list[str]:
-    """Collapse consecutive repeats: ``5 5 7 7 5`` -> ``5 7 5`` (GSLM's uLM input)."""
-    return [u for i, u in enumerate(units) if i == 0 or u != units[i - 1]]
-
-
-def read_units(path: str | os.PathLike, deduplicate: bool = True) -> list[tuple[str, list[str]]]:
-    """Read ``name|u1 u2 ...`` lines -> [(name, units)]; errors name the file and line.
-
-    Blank lines are skipped; an utterance with no units is kept (as an empty list) so names line up.
+def load_sequences(path: str | os.PathLike, deduplicate: bool = True) -> list[tuple[str, list[str]]]:
+    """A unit file (:func:`spkit.units.quantize.read_units`) as the uLM's training sequences:
+    ``[(name, unit tokens)]`` in file order, repeats collapsed (GSLM's uLM input) unless ``deduplicate`` is
+    False. An utterance with no units is kept (as an empty list) so names line up; an empty file is an error.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such unit file") from None
-    out, names = [], set()
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        if "|" not in line:
-            raise ValueError(f"{path}:{n}: expected 'name|u1 u2 ...', got {line[:60]!r}")
-        name, _, rest = line.partition("|")
-        if name in names:
-            raise ValueError(f"{path}:{n}: utterance {name!r} appears twice")
-        names.add(name)
-        units = rest.split()
-        out.append((name, dedup(units) if deduplicate else units))
-    if not out:
+    units = read_units(path)
+    if not units:
         raise ValueError(f"{path}: no utterances")
-    return out
+    return [(name, [str(u) for u in (dedup(seq)[0] if deduplicate else seq)]) for name, seq in units.items()]
 
 
 def encode_sequences(

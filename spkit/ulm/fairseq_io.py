@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from spkit.errors import UserError
+from spkit.errors import CheckpointError
 from spkit.fairseq_compat import apply_numpy_shims, import_fairseq
 from spkit.io import torch_save
 from spkit.ulm.dictionary import UnitDictionary
@@ -28,10 +28,6 @@ from spkit.ulm.model import ULMConfig, UnitLM
 
 # Keys fairseq checkpoints carry that hold no weights (old sinusoid buffer, module version marker).
 IGNORED_KEYS = ("decoder.embed_positions._float_tensor", "decoder.version")
-
-
-class CheckpointError(UserError, ValueError):
-    """A checkpoint spkit cannot use as is; the message names the file and the problem."""
 
 
 def _get(obj: Any, key: str, default: Any = None) -> Any:
@@ -50,7 +46,7 @@ def model_settings(state: Mapping[str, Any], source: str | os.PathLike = "<check
     if model is None:
         model = state.get("args")
     if model is None:
-        raise CheckpointError(f"{source}: no 'cfg' or 'args' in the checkpoint: not a fairseq checkpoint")
+        raise CheckpointError(source, "no 'cfg' or 'args' in the checkpoint: not a fairseq checkpoint")
     return model
 
 
@@ -60,7 +56,7 @@ def config_from_fairseq(
     """Translate fairseq ``transformer_lm`` settings into a :class:`ULMConfig`; refuse what spkit lacks."""
     arch = _get(model_cfg, "arch") or _get(model_cfg, "_name")
     if arch is not None and not str(arch).startswith("transformer_lm"):
-        raise CheckpointError(f"{source}: architecture {arch!r} is not a fairseq transformer_lm")
+        raise CheckpointError(source, f"architecture {arch!r} is not a fairseq transformer_lm")
     dim = int(_get(model_cfg, "decoder_embed_dim", 512))
     unsupported = {
         "decoder_normalize_before": (_get(model_cfg, "decoder_normalize_before", True), True),
@@ -88,10 +84,10 @@ def config_from_fairseq(
     }
     bad = {k: got for k, (got, want) in unsupported.items() if got != want}
     if bad:
-        raise CheckpointError(f"{source}: settings spkit's UnitLM does not implement: {bad}")
+        raise CheckpointError(source, f"settings spkit's UnitLM does not implement: {bad}")
     activation = str(_get(model_cfg, "activation_fn", "relu"))
     if activation not in ("relu", "gelu"):
-        raise CheckpointError(f"{source}: activation_fn {activation!r} is not supported (relu, gelu)")
+        raise CheckpointError(source, f"activation_fn {activation!r} is not supported (relu, gelu)")
     max_pos = _get(model_cfg, "max_target_positions") or _get(model_cfg, "tokens_per_sample") or 1024
     act_drop = _get(model_cfg, "activation_dropout", 0.0) or _get(model_cfg, "relu_dropout", 0.0) or 0.0
     try:
@@ -111,7 +107,7 @@ def config_from_fairseq(
             final_norm=not bool(_get(model_cfg, "no_decoder_final_norm", False)),
         )
     except ValueError as e:
-        raise CheckpointError(f"{source}: {e}") from None
+        raise CheckpointError(source, str(e)) from None
 
 
 # fairseq name (after ``decoder.layers.{i}.``) -> spkit name (after ``blocks.{i}.``); q/k/v handled apart.
@@ -153,14 +149,14 @@ def state_dict_from_fairseq(
     missing, unexpected = sorted(expected - present), sorted(present - expected)
     if missing or unexpected:
         raise CheckpointError(
-            f"{source}: state dict does not fit a {cfg.n_layers}-layer transformer_lm: "
+            source, f"state dict does not fit a {cfg.n_layers}-layer transformer_lm: "
             f"missing keys {missing[:10]}, unexpected keys {unexpected[:10]}"
         )
     out: dict[str, Tensor] = {"embed_tokens.weight": sd["decoder.embed_tokens.weight"]}
     if cfg.tie_embeddings:
         if not torch.equal(sd["decoder.output_projection.weight"], sd["decoder.embed_tokens.weight"]):
             raise CheckpointError(
-                f"{source}: share_decoder_input_output_embed is set but "
+                source, "share_decoder_input_output_embed is set but "
                 "decoder.output_projection.weight differs from decoder.embed_tokens.weight"
             )
     else:
@@ -238,14 +234,14 @@ def load_fairseq_ulm(
     try:
         state = torch.load(ckpt, map_location=map_location, weights_only=False)
     except ModuleNotFoundError as e:
-        raise CheckpointError(f"{ckpt}: unpickling needs module {e.name!r} (install fairseq)") from e
+        raise CheckpointError(ckpt, f"unpickling needs module {e.name!r} (install fairseq)") from e
     except Exception as e:
-        raise CheckpointError(f"{ckpt}: cannot be read as a torch checkpoint ({e})") from e
+        raise CheckpointError(ckpt, f"cannot be read as a torch checkpoint ({e})") from e
     if not isinstance(state, Mapping) or "model" not in state:
-        raise CheckpointError(f"{ckpt}: no 'model' state dict: not a fairseq checkpoint")
+        raise CheckpointError(ckpt, "no 'model' state dict: not a fairseq checkpoint")
     sd = state["model"]
     if "decoder.embed_tokens.weight" not in sd:
-        raise CheckpointError(f"{ckpt}: no decoder.embed_tokens.weight: not a fairseq transformer_lm")
+        raise CheckpointError(ckpt, "no decoder.embed_tokens.weight: not a fairseq transformer_lm")
     dictionary.check_vocab(sd["decoder.embed_tokens.weight"].shape[0], dict_path, ckpt)
     cfg = config_from_fairseq(model_settings(state, ckpt), len(dictionary), ckpt)
     model = UnitLM(cfg)

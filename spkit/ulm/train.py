@@ -23,9 +23,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor
+from tqdm import tqdm
 
 from spkit.io import torch_save, write_json
-from spkit.ulm.data import BatchSampler, DataPosition, collate, encode_sequences, read_units
+from spkit.ulm.data import BatchSampler, DataPosition, collate, encode_sequences, load_sequences
 from spkit.ulm.dictionary import UnitDictionary
 from spkit.ulm.model import CONFIGS, ULMConfig, UnitLM, lm_loss
 
@@ -33,7 +34,7 @@ CHECKPOINT_FORMAT = "spkit-ulm-1"
 
 
 @dataclass
-class TrainConfig:
+class ULMTrainConfig:
     """Pretraining settings.
 
     Attributes:
@@ -84,7 +85,7 @@ class TrainConfig:
         self.betas = tuple(self.betas)
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, cfg: ULMTrainConfig) -> float:
     """Learning rate for optimizer step ``step`` (0-based): linear warmup, then the chosen decay."""
     if cfg.warmup_steps and step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
@@ -127,10 +128,10 @@ def setup_distributed() -> tuple[int, int, torch.device]:
 
 
 @torch.no_grad()
-def evaluate(
+def lm_perplexity(
     model: UnitLM, seqs: list[Tensor], batch_size: int, device: torch.device, bf16: bool = False
 ) -> dict[str, float]:
-    """Token-level loss (nats) and perplexity of ``model`` on encoded sequences (eval mode, no dropout)."""
+    """Token-level loss (nats) and perplexity of the uLM on held-out encoded sequences (eval mode)."""
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
@@ -146,7 +147,8 @@ def evaluate(
     return {"loss": loss, "ppl": math.exp(min(loss, 700.0)), "tokens": count}
 
 
-def _checkpoint(model: UnitLM, dictionary: UnitDictionary, cfg: TrainConfig, **extra: Any) -> dict[str, Any]:
+def _checkpoint(model: UnitLM, dictionary: UnitDictionary, cfg: ULMTrainConfig, **extra: Any
+                ) -> dict[str, Any]:
     return {
         "format": CHECKPOINT_FORMAT,
         "model": model.state_dict(),
@@ -191,7 +193,7 @@ def load_ulm(
 
 
 def train(
-    cfg: TrainConfig,
+    cfg: ULMTrainConfig,
     units_train: str | os.PathLike,
     units_valid: str | os.PathLike | None,
     out: str | os.PathLike,
@@ -214,12 +216,11 @@ def train(
         dictionary: a fixed dictionary (e.g. ``UnitDictionary.from_units(range(100))``); default: built
             from the training units in fairseq-preprocess order, padded to a multiple of 8.
     """
-    from tqdm import tqdm
 
     rank, world, device = setup_distributed()
     out = Path(out)
     last_path = out / "checkpoint_last.pt"
-    train_utts = read_units(units_train, deduplicate=cfg.deduplicate)
+    train_utts = load_sequences(units_train, deduplicate=cfg.deduplicate)
     if dictionary is None:
         dictionary = UnitDictionary.from_sequences(u for _, u in train_utts)
     state = None
@@ -229,7 +230,7 @@ def train(
         state = torch.load(last_path, map_location="cpu", weights_only=True)
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{last_path}: not a spkit uLM checkpoint")
-        saved = TrainConfig(**state["train_config"])
+        saved = ULMTrainConfig(**state["train_config"])
         changed = {
             k
             for k, v in asdict(cfg).items()
@@ -240,7 +241,7 @@ def train(
         dictionary = UnitDictionary(state["dictionary"])
     train_seqs = encode_sequences(train_utts, dictionary, cfg.max_len)
     valid_seqs = (
-        encode_sequences(read_units(units_valid, cfg.deduplicate), dictionary, cfg.max_len, unk=True)
+        encode_sequences(load_sequences(units_valid, cfg.deduplicate), dictionary, cfg.max_len, unk=True)
         if units_valid
         else []
     )
@@ -312,7 +313,7 @@ def train(
         nonlocal best
         if not valid_seqs:
             return None
-        v = evaluate(model, valid_seqs, cfg.valid_batch_size, device, use_bf16)
+        v = lm_perplexity(model, valid_seqs, cfg.valid_batch_size, device, use_bf16)
         history.append(
             {
                 "step": step,

@@ -12,7 +12,8 @@ _EXPORTS = {
     "KMeansModel": "kmeans", "KMeansError": "kmeans", "fit_kmeans": "kmeans",
     "fit_kmeans_on_corpus": "kmeans", "sample_frames": "kmeans", "GSLM_PRESET": "kmeans",
     "quantize_corpus": "quantize", "merge_shards": "quantize", "read_units": "quantize",
-    "read_records": "quantize", "dedup": "quantize", "parse_shard": "quantize",
+    "read_records": "quantize", "dedup": "encoder", "SpeechEncoder": "encoder",
+    "EncodedSpeech": "encoder", "parse_shard": "quantize",
     "cluster_quality": "metrics", "ClusterQuality": "metrics", "frame_pairs": "metrics",
     "sequence_stats": "metrics", "unit_report": "metrics", "alignments_by_uid": "metrics",
 }

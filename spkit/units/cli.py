@@ -140,6 +140,7 @@ def _report(out_dir: Path, split: str, utterances: list[Any]) -> None:
 
 
 def _quantize(args: argparse.Namespace) -> int:
+    from spkit.units.encoder import SpeechEncoder
     from spkit.units.kmeans import KMeansModel
     from spkit.units.quantize import merge_shards, parse_shard, quantize_corpus
 
@@ -151,13 +152,12 @@ def _quantize(args: argparse.Namespace) -> int:
             _report(args.out, split, utts)
         return 0
     shard = parse_shard(args.shard)
-    km = KMeansModel.load(args.km)
-    extractor = _extractor(args)
+    encoder = SpeechEncoder(_extractor(args), KMeansModel.load(args.km), device=args.device)
     for split, utts in splits.items():
         if not utts:
             continue
-        path = quantize_corpus(utts, extractor, km, args.out, shard=shard, cache_dir=args.cache,
-                               device=args.device, name=split, identity=args.cache_identity,
+        path = quantize_corpus(utts, encoder, args.out, shard=shard, cache_dir=args.cache,
+                               name=split, identity=args.cache_identity,
                                batch_size=args.batch_size, progress=not args.no_progress)
         print(f"wrote {path}")
         if shard[1] == 1:

@@ -29,9 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 import torch
+from sklearn.cluster import KMeans
+from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+from tqdm.auto import tqdm
 
+from spkit.audio import AudioError
+from spkit.data.corpus import load_utterance
 from spkit.errors import UserError
 from spkit.io import atomic_path
 
@@ -184,7 +190,6 @@ class KMeansModel:
         Full unpickling: trusted files only. sklearn version-mismatch warnings are logged once, not
         raised: only ``cluster_centers_`` is used for prediction here.
         """
-        import joblib
 
         path = Path(path)
         if not path.is_file():
@@ -205,7 +210,6 @@ class KMeansModel:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``km.bin`` atomically as ``joblib.dump`` of a fitted sklearn estimator (GSLM's format)."""
-        import joblib
 
         est = self.estimator if self.estimator is not None else sklearn_estimator(self.centers)
         path = Path(path)
@@ -252,8 +256,6 @@ def sklearn_estimator(centers: np.ndarray, *, labels: np.ndarray | None = None,
     """A fitted-looking sklearn ``KMeans`` holding ``centers`` ``(K, dim)``, so ``joblib.load(km.bin)
     .predict(X)`` works for GSLM's scripts. ``dtype`` should be that of the features (float32 for
     HuBERT): sklearn's predict keeps the centres' dtype."""
-    from sklearn.cluster import KMeans
-    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 
     est = KMeans(n_clusters=int(centers.shape[0]), init="k-means++", n_init=1, random_state=seed)
     est.cluster_centers_ = np.ascontiguousarray(centers, dtype=dtype)
@@ -396,10 +398,7 @@ def iter_features(utterances: Iterable[Any], extractor: Any, *, progress: bool =
 
     Unreadable clips are logged and appended to ``errors`` as ``(path, problem)``, then skipped.
     """
-    from tqdm.auto import tqdm
 
-    from spkit.audio import AudioError
-    from spkit.data.corpus import load_utterance
 
     utterances = list(utterances)
     for u in tqdm(utterances, desc="features", unit="utt", disable=not progress):

@@ -24,6 +24,9 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import mutual_info_score
 
+from spkit.data.alignments import frame_labels
+from spkit.units.quantize import dedup
+
 FRAME_RATE = 50  # units per second before deduplication (HuBERT's 20 ms hop)
 
 
@@ -114,7 +117,6 @@ def frame_pairs(units: Mapping[str, Sequence[int]], alignments: Mapping[str, Any
 
     Utterances without an alignment are skipped and listed in the third return value.
     """
-    from spkit.data.alignments import frame_labels
 
     codes: list[np.ndarray] = []
     labels: list[str] = []
@@ -142,7 +144,6 @@ def sequence_stats(units: Mapping[str, Sequence[int]], frame_rate: float = FRAME
     collapsing repeats), ``dedup_units_per_second`` (all deduplicated units over all seconds),
     ``dedup_ratio`` (deduplicated / frames) and ``n_utterances``.
     """
-    from spkit.units.quantize import dedup
 
     if not units:
         raise ValueError("no unit sequences to measure")

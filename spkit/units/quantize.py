@@ -1,9 +1,10 @@
 """Corpus -> discrete units, streamed one utterance at a time, cached, sharded, in GSLM's format.
 
-For each utterance (sorted by uid): ``load_utterance`` (16 kHz) -> ``extractor.extract`` ``(frames, dim)`` ->
-``kmeans.predict`` ``(frames,)``. Utterances are encoded one at a time because HuBERT is not
-padding-invariant (its first GroupNorm sees the padding), and so no split's features are ever held in
-memory. Outputs in ``out_dir`` (``<name>`` defaults to ``units``):
+For each utterance (sorted by uid): ``load_utterance`` (16 kHz) -> the
+:class:`~spkit.units.encoder.SpeechEncoder`'s features ``(frames, dim)`` -> its k-means ``(frames,)``.
+Utterances are encoded one at a time (or in batches of equal length: HuBERT is not padding-invariant, its
+first GroupNorm sees the padding), so no split's features are ever held in memory. Outputs in ``out_dir``
+(``<name>`` defaults to ``units``):
 
 * ``<name>.txt``: GSLM's format, one line per utterance, ``uid|u1 u2 ...``, units per 20 ms frame
   (not deduplicated). Names are written as they are (GSLM's own ``rstrip('.'+ext)`` mangles names
@@ -40,33 +41,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from spkit.audio import AudioError
 from spkit.data.base import DataError, Utterance
-from spkit.features.base import num_frames
-from spkit.io import atomic_path, write_json
+from spkit.data.corpus import load_utterance
+from spkit.io import atomic_path, read_json, write_json
+from spkit.units.encoder import FRAME_RATE, SpeechEncoder, dedup
 
 log = logging.getLogger(__name__)
 
-FRAME_RATE = 50  # frames (units) per second, HuBERT's 20 ms hop
-
-
 # --------------------------------------------------------------------------------------------
-# Small helpers: dedup, the unit-file format
+# The unit-file format
 # --------------------------------------------------------------------------------------------
-
-def dedup(units: Sequence[int]) -> tuple[list[int], list[int]]:
-    """Collapse runs of repeats: ``[5, 5, 7, 5]`` -> ``([5, 7, 5], [2, 1, 1])`` (durations in frames)."""
-    out: list[int] = []
-    durations: list[int] = []
-    for u in units:
-        u = int(u)
-        if out and out[-1] == u:
-            durations[-1] += 1
-        else:
-            out.append(u)
-            durations.append(1)
-    return out, durations
-
 
 def check_name(name: str, where: str = "") -> str:
     """A name usable on a ``name|units`` line: non-empty, no ``|``, no line break."""
@@ -251,40 +238,31 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
-def quantize_corpus(utterances: Sequence[Utterance], extractor: Any, kmeans: Any,
-                    out_dir: str | os.PathLike, *, shard: tuple[int, int] | str | None = (0, 1),
-                    cache_dir: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+def quantize_corpus(utterances: Sequence[Utterance], encoder: SpeechEncoder, out_dir: str | os.PathLike, *,
+                    shard: tuple[int, int] | str | None = (0, 1), cache_dir: str | os.PathLike | None = None,
                     name: str = "units", identity: str = "stat", batch_size: int = 1,
                     progress: bool = True) -> Path:
     """Quantize ``utterances`` to units; returns the path of the ``name|u1 u2 ...`` file written.
 
     Args:
         utterances: the corpus (any splits); sorted by uid before sharding, uids must be unique.
-        extractor: a :class:`spkit.features.base.FeatureExtractor` (``extract(wave (samples,) 16 kHz)
-            -> (frames, dim)``); its ``fingerprint`` and optional ``layer`` key the cache.
-        kmeans: a :class:`spkit.units.kmeans.KMeansModel` whose dimension must equal ``extractor.dim``.
+        encoder: the :class:`~spkit.units.encoder.SpeechEncoder` (extractor + k-means; k-means runs on its
+            ``device``); the extractor's ``fingerprint`` and ``layer`` and the k-means fingerprint key the
+            cache.
         out_dir: where the files listed in the module docstring go.
         shard: ``(i, n)`` or ``"i/n"`` (0-based) or ``"auto"``: this job does the i-th of n contiguous
             slices; merge with :func:`merge_shards`.
         cache_dir: per-utterance unit cache (None: no cache).
-        device: where k-means prediction runs (the extractor runs where it was built).
         name: file stem of the outputs (e.g. the split name: ``train``).
         identity: ``"stat"`` (path+size+mtime) or ``"content"`` (sha256) audio identity for the cache.
-        batch_size: >1 encodes clips of exactly equal length together through the extractor's
-            ``extract_batch`` (no padding, so HuBERT's outputs do not change; e.g. 1 s KWS clips); an
-            extractor whose ``padding_invariant`` is True (the tiny HuBERT) batches clips of any length,
-            padded, with the same units up to float rounding.
+        batch_size: >1 encodes clips together (:meth:`SpeechEncoder.features_batch`: clips of exactly
+            equal length for HuBERT, any lengths for the padding-invariant tiny HuBERT; the same units).
         progress: show a tqdm bar.
     """
-    from tqdm.auto import tqdm
-
-    from spkit.audio import AudioError
-    from spkit.data.corpus import load_utterance
-
     out_dir = Path(out_dir)
     shard = parse_shard(shard)
     check_name(name)
-    kmeans.check_dim(int(extractor.dim), what=f"features of extractor {extractor.name!r}")
+    extractor, kmeans = encoder.extractor, encoder.kmeans
     todo = shard_slice(_check_utterances(utterances, out_dir), shard)
     paths = output_paths(out_dir, name, shard)
     cache = Path(cache_dir) if cache_dir is not None else None
@@ -292,8 +270,7 @@ def quantize_corpus(utterances: Sequence[Utterance], extractor: Any, kmeans: Any
 
     stats = {"n_ok": 0, "n_errors": 0, "n_cached": 0, "n_frames": 0, "extract_seconds": 0.0}
     batch_size = max(1, int(batch_size))
-    can_batch = batch_size > 1 and hasattr(extractor, "extract_batch")
-    window = 4 * batch_size if can_batch else 1
+    window = 4 * batch_size if batch_size > 1 and hasattr(extractor, "extract_batch") else 1
 
     def lookup(u: Utterance) -> tuple[Path | None, np.ndarray | None]:
         """The cache entry of ``u`` and its units when cached."""
@@ -321,44 +298,9 @@ def quantize_corpus(utterances: Sequence[Utterance], extractor: Any, kmeans: Any
         return out
 
     def encode(waves: list[torch.Tensor]) -> list[np.ndarray]:
-        """Units of each wave; equal-length waves go through ``extract_batch`` together (no padding)."""
+        """Per-frame units of each wave (batched as :meth:`SpeechEncoder.features_batch` allows)."""
         t0 = time.perf_counter()
-        feats: list[torch.Tensor | None] = [None] * len(waves)
-        with torch.inference_mode():
-            if can_batch and getattr(extractor, "padding_invariant", False):
-                # Any lengths may share a batch: sort by length (little padding), pad, pass the lengths.
-                order = sorted(range(len(waves)), key=lambda k: int(waves[k].shape[0]))
-                for s in range(0, len(order), batch_size):
-                    part = order[s:s + batch_size]
-                    lens = torch.tensor([int(waves[k].shape[0]) for k in part])
-                    batch = torch.zeros(len(part), int(lens.max()))
-                    for b, k in enumerate(part):
-                        batch[b, : lens[b]] = waves[k]
-                    out = extractor.extract_batch(batch, lens)
-                    for b, k in enumerate(part):
-                        feats[k] = out[b, : num_frames(int(lens[b]))]
-            elif can_batch:
-                by_len: dict[int, list[int]] = {}
-                for k, w in enumerate(waves):
-                    by_len.setdefault(int(w.shape[0]), []).append(k)
-                for idx in by_len.values():
-                    for s in range(0, len(idx), batch_size):
-                        part = idx[s:s + batch_size]
-                        if len(part) == 1:
-                            feats[part[0]] = extractor.extract(waves[part[0]])
-                            continue
-                        out = extractor.extract_batch(torch.stack([waves[k] for k in part]))
-                        for k, f in zip(part, out):
-                            feats[k] = f
-            else:
-                feats = [extractor.extract(w) for w in waves]
-            units = []
-            for f in feats:
-                assert f is not None
-                if f.ndim != 2 or f.shape[1] != kmeans.dim:
-                    raise ValueError(f"extractor {extractor.name!r} returned features of shape "
-                                     f"{tuple(f.shape)}; expected (frames, {kmeans.dim})")
-                units.append(kmeans.predict(f, device=device).cpu().numpy())
+        units = [encoder.quantize(f).numpy() for f in encoder.features_batch(waves, batch_size)]
         stats["extract_seconds"] += time.perf_counter() - t0
         return units
 
@@ -432,8 +374,6 @@ def merge_shards(out_dir: str | os.PathLike, n: int, name: str = "units", remove
     fingerprints; the result equals an unsharded run's ``.txt``, ``.jsonl`` and ``.errors.jsonl``.
     ``remove=True`` deletes the shard files after the merged ones are written.
     """
-    from spkit.io import read_json
-
     out_dir = Path(out_dir)
     if n < 1:
         raise ValueError(f"merge_shards: n must be >= 1, got {n}")
