@@ -12,16 +12,16 @@ import pytest
 import soundfile as sf
 import torch
 
-from spkit.prompt.baselines import (
+from spkit.prompt.downstream import (
     DownstreamClassifier,
     DownstreamCTC,
     DownstreamSpec,
     LayerFeatureCache,
     WeightedLayerSum,
     ctc_greedy_decode,
-    random_ulm,
     train_downstream,
 )
+from spkit.prompt.random_lm import random_ulm
 from spkit.prompt.results import (
     ResultsError,
     RunResult,
@@ -327,7 +327,7 @@ def _unit_task(n_per_class: int = 6):
 
 
 def test_finetune_changes_ulm_weights_prompt_training_does_not():
-    from spkit.prompt.baselines import build_finetune, finetune_config, train_finetune
+    from spkit.prompt.finetune import build_finetune, finetune_config, train_finetune
     from spkit.prompt.model import PromptConfig, build_prompted
     from spkit.prompt.tasks import Collator, build_spec
     from spkit.prompt.train import TrainConfig, train

@@ -197,8 +197,8 @@ def test_information_probe_on_the_smoke_run(smoke_run):
 def test_random_lm_control_runs_on_other_weights(smoke_run):
     """The deep_prompt_random_lm control trains on a random uLM of the same shape (its prompt file names that
     uLM's fingerprint, not the pretrained one's) and scores the test clips differently."""
-    from spkit.prompt.baselines import random_ulm
     from spkit.prompt.checkpoint import read_prompt_file
+    from spkit.prompt.random_lm import random_ulm
     from spkit.recipes.unit_lm import load_run_ulm
 
     run, _ = smoke_run

@@ -19,10 +19,10 @@ from spkit.features.tiny_hubert import TinyHubert, TinyHubertConfig, TinyHubertE
 from spkit.io import torch_save
 from spkit.layout import RunLayout
 from spkit.prompt import cli
-from spkit.prompt.baselines import random_ulm
 from spkit.prompt.checkpoint import save_prompt
 from spkit.prompt.model import PromptConfig, build_prompted
 from spkit.prompt.predict import PredictError, Predictor, available_prompts
+from spkit.prompt.random_lm import random_ulm
 from spkit.prompt.results import RunResult, update_results
 from spkit.prompt.tasks import Collator, TaskExample, build_spec
 from spkit.prompt.verbalizer import build_verbalizer

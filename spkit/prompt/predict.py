@@ -11,8 +11,8 @@ What it loads, all through the run's own loaders:
   fingerprints, written by unit discovery) via :func:`spkit.recipes.unit_discovery.load_unit_model`;
 * the uLM: ``RUN/ulm`` via :func:`spkit.recipes.unit_lm.load_run_ulm` (the uLM trained in the run, or
   the GSLM checkpoint it names); for the ``deep_prompt_random_lm`` control the random uLM of the same
-  shape is rebuilt (:func:`spkit.prompt.baselines.random_ulm`, seed ``info["random_lm_seed"]`` of the
-  prompt file, default :data:`~spkit.prompt.baselines.RANDOM_LM_SEED`);
+  shape is rebuilt (:func:`spkit.prompt.random_lm.random_ulm`, seed ``info["random_lm_seed"]`` of the
+  prompt file, default :data:`~spkit.prompt.random_lm.RANDOM_LM_SEED`);
 * the prompt: ``RUN/prompts/<task>/<method>/seed<N>/prompt.pt`` (:func:`find_prompt`), loaded by
   :func:`spkit.prompt.checkpoint.load_prompt`, which refuses a uLM or unit model whose fingerprint differs
   from the one it was trained with.
@@ -157,7 +157,7 @@ class Predictor:
             raise PredictError(f"{self.prompt_path}: a prompt for task {raw['task']['name']!r}, not {task!r}")
         info = raw.get("info") or {}
         if info.get("random_lm") or method.endswith("random_lm"):
-            from spkit.prompt.baselines import RANDOM_LM_SEED, random_ulm
+            from spkit.prompt.random_lm import RANDOM_LM_SEED, random_ulm
 
             lm = random_ulm(lm, seed=int(info.get("random_lm_seed", RANDOM_LM_SEED)), device=self.device)
         fps = {"extractor": str(self.extractor.fingerprint), "kmeans": self.kmeans.fingerprint}

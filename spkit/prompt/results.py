@@ -120,7 +120,7 @@ class RunResult:
 def run_result(task: str, method: str, seed: int, value: float, metric: str, report: Any,
                extra: Mapping[str, Any] | None = None) -> RunResult:
     """A :class:`RunResult` from a trainer's report: :class:`spkit.prompt.train.TrainResult` (prompts, full
-    fine-tuning) or :class:`spkit.prompt.baselines.BaselineResult` (downstream), which share the fields
+    fine-tuning) or :class:`spkit.prompt.downstream.DownstreamResult` (downstream), which share the fields
     ``num_trainable``, ``peak_memory_bytes``, ``memory_method`` and ``wall_seconds``.
 
     ``value`` is the test metric (e.g. ``evaluate(...)["value"]``); ``metric`` its results.json name

@@ -375,10 +375,11 @@ def train_one(
     progress: bool = False,
 ) -> Any:
     """Train one run, save its prompt (or model) file, score it on the test split -> RunResult."""
-    from spkit.prompt.baselines import random_ulm, train_finetune
     from spkit.prompt.checkpoint import save_prompt
     from spkit.prompt.decode import evaluate, output_length_cap
+    from spkit.prompt.finetune import train_finetune
     from spkit.prompt.model import PromptConfig, activation_batch, build_prompted
+    from spkit.prompt.random_lm import random_ulm
     from spkit.prompt.results import metric_name, run_result
     from spkit.prompt.train import TrainConfig, train
 
@@ -472,7 +473,7 @@ def _train_downstream(
     cache: dict[str, Any],
     progress: bool,
 ) -> Any:
-    from spkit.prompt.baselines import DownstreamSpec, LayerFeatureCache, train_downstream
+    from spkit.prompt.downstream import DownstreamSpec, LayerFeatureCache, train_downstream
     from spkit.recipes.unit_discovery import load_unit_model
 
     data, collator = _task_data(layout, run, config, dictionary, lm, cache)

@@ -1,21 +1,15 @@
-"""Baselines on the same splits and seeds as the prompts: SUPERB-style downstream heads, full fine-tuning
-of the uLM, and the random-uLM control of deep prompts.
+"""The SUPERB-style downstream baseline on the frozen SSL model (what the paper calls fine-tuning a
+specialised downstream model).
 
-* **Downstream** (what the paper calls fine-tuning a specialised downstream model): the frozen SSL
-  model's layers are computed once per clip (:class:`LayerFeatureCache`, all layers ``(L, frames, d)``
-  float16, in memory and optionally on disk), combined by a learned softmax-weighted sum
-  (:class:`WeightedLayerSum`), then ``Linear(d, 256)`` -> mean over valid frames -> ``Linear(256, C)``
-  per head (:class:`DownstreamClassifier`; intent has one head per slot and is correct only when all
-  three are). ASR: a BiLSTM (or linear) CTC head on the weighted sum (:class:`DownstreamCTC`), greedy
-  CTC decoding, WER and CER. :func:`train_downstream` trains one, picks the epoch with the best
-  validation metric, and reports the test metric with trainable parameters, peak memory and time.
-* **Full fine-tuning** (:func:`train_finetune`): every uLM weight trains on the prompt trainer's own
-  sequences, loss and decoding (no prompts), through :mod:`spkit.prompt.train`.
-* **Random-uLM control** (method ``deep_prompt_random_lm``): :func:`random_ulm` builds a uLM of the same
-  configuration with a fresh initialisation from a fixed seed, frozen; deep prompts are then trained on it
-  exactly as on the pretrained uLM.
-
-All functions are deterministic for a given seed (on the CPU).
+The frozen model's layers are computed once per clip (:class:`LayerFeatureCache`, all layers
+``(L, frames, d)`` float16, in memory and optionally on disk), combined by a learned softmax-weighted sum
+(:class:`WeightedLayerSum`), then ``Linear(d, 256)`` -> mean over valid frames -> ``Linear(256, C)`` per
+head (:class:`DownstreamClassifier`; intent has one head per slot and is correct only when all three
+are). ASR: a BiLSTM (or linear) CTC head on the weighted sum (:class:`DownstreamCTC`), greedy CTC
+decoding, WER and CER. :func:`train_downstream` trains one under the same stopping rule as the prompts
+(:class:`spkit.prompt.train.TrainConfig`: the validation metric or loss, patience, an epoch cap), keeps the
+best validation epoch, and reports the test metric with trainable parameters, peak memory and time.
+Deterministic for a given seed (on the CPU).
 """
 
 from __future__ import annotations
@@ -40,130 +34,14 @@ from torch import Tensor, nn
 from spkit.data.base import DataError
 from spkit.io import atomic_path
 from spkit.prompt.decode import error_rate
-from spkit.prompt.model import PromptedULM
 from spkit.prompt.results import RunResult, run_result
-from spkit.prompt.tasks import Collator, TaskExample, TaskSpec
-from spkit.prompt.train import PeakMemory, TrainConfig, TrainResult, train
-from spkit.prompt.verbalizer import Verbalizer
-from spkit.ulm.model import ULMConfig, UnitLM
+from spkit.prompt.tasks import TaskExample, TaskSpec
+from spkit.prompt.train import PeakMemory
 
 log = logging.getLogger(__name__)
 
 WORD_BOUNDARY = "|"  # fairseq's letter convention, as spkit.data.labels
 CTC_BLANK = 0
-
-
-# --------------------------------------------------------------------------------------------
-# The random-uLM control
-# --------------------------------------------------------------------------------------------
-
-RANDOM_LM_SEED = 1234
-"""The fixed seed of the ``deep_prompt_random_lm`` control's uLM (store another in the prompt file's
-``info["random_lm_seed"]`` if a run uses one)."""
-
-
-def random_ulm(config: ULMConfig | UnitLM, seed: int = RANDOM_LM_SEED,
-               device: str | torch.device = "cpu") -> UnitLM:
-    """A frozen uLM with the same configuration as ``config`` (or as the given model) and fresh weights.
-
-    The initialisation is the uLM's own (fairseq's scheme, :meth:`UnitLM.reset_parameters`) drawn from
-    ``seed``, so the same seed gives the same weights, without touching the caller's global RNG state.
-    The control method ``deep_prompt_random_lm`` trains deep prompts on this model.
-    """
-    cfg = ULMConfig.from_dict((config.cfg if isinstance(config, UnitLM) else config).to_dict())
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = UnitLM(cfg)
-    return model.to(device).freeze()
-
-
-# --------------------------------------------------------------------------------------------
-# Full fine-tuning of the uLM
-# --------------------------------------------------------------------------------------------
-
-class NoPrompt(nn.Module):
-    """The prompt slot of a fine-tuned model: no prompt, so the uLM gets no prompt hook arguments."""
-
-    def hook_kwargs(self) -> dict[str, Any]:
-        return {}
-
-    def config(self) -> dict[str, Any]:
-        return {"type": "none"}
-
-
-class FineTunedULM(PromptedULM):
-    """Full fine-tuning: a :class:`PromptedULM` with no prompt whose uLM weights *all* train.
-
-    Same sequences (``[</s>, units, <sep>, label tokens]``), trainable separator, verbalizer, loss
-    (:meth:`PromptedULM.loss`, label positions only) and decoding (:mod:`spkit.prompt.decode`) as the
-    prompts, so the comparison changes only what trains. By default the uLM's dropout stays off as for the
-    prompts (same numbers for the same seed, exact resume); ``lm_dropout=True`` turns it on in training
-    mode (its masks then come from the global RNG, which :func:`train_finetune` seeds).
-    """
-
-    def __init__(self, lm: UnitLM, spec: TaskSpec, verbalizer: Verbalizer, separator: Tensor | None = None,
-                 lm_dropout: bool = False):
-        self.lm_dropout = lm_dropout  # read by train(), which nn.Module.__init__ does not call
-        super().__init__(lm, spec, verbalizer, NoPrompt(), separator)  # type: ignore[arg-type]
-        # Fixed now, before any update: it names the uLM fine-tuning *started from*, so the trainer's
-        # resume check (train_state.pt) matches a fresh FineTunedULM built on the same base uLM.
-        self._fingerprint = self.lm.fingerprint()
-        for p in self.lm.parameters():
-            p.requires_grad_(True)
-
-    def train(self, mode: bool = True) -> FineTunedULM:
-        nn.Module.train(self, mode)
-        if not self.lm_dropout:
-            self.lm.eval()
-        return self
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        """Every parameter: uLM weights, separator, verbalizer head (if learnable)."""
-        return [p for p in self.parameters() if p.requires_grad]
-
-    def named_trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
-        return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
-
-
-def build_finetune(lm: UnitLM, spec: TaskSpec, verbalizer: Verbalizer, lm_dropout: bool = False
-                   ) -> FineTunedULM:
-    """A trainable copy of ``lm`` (the caller's model is left untouched) wrapped for fine-tuning; nothing
-    random is drawn (the separator starts from the ``<s>`` embedding), so every seed starts alike."""
-    return FineTunedULM(copy.deepcopy(lm), spec, verbalizer, lm_dropout=lm_dropout)
-
-
-def finetune_config(**overrides: Any) -> TrainConfig:
-    """The prompt trainer's :class:`TrainConfig` with fine-tuning defaults: lr 1e-4 (the prompts' 5e-2
-    would wreck 151M pretrained weights), gradient clipping 1.0, the same batch size and early stopping."""
-    return TrainConfig(**{"lr": 1e-4, "grad_clip": 1.0, **overrides})
-
-
-def train_finetune(lm: UnitLM, spec: TaskSpec, verbalizer: Verbalizer,
-                   data: Mapping[str, Sequence[TaskExample]], collator: Collator,
-                   cfg: TrainConfig | None = None, *, out_dir: str | os.PathLike | None = None,
-                   resume: bool = True, progress: bool = True, lm_dropout: bool = False
-                   ) -> tuple[FineTunedULM, TrainResult]:
-    """Fine-tune every weight of a copy of ``lm`` on the task with the prompt trainer
-    (:func:`spkit.prompt.train.train`: same batches, loss, early stopping on validation loss, report).
-
-    Args:
-        lm: the pretrained uLM (not modified; a copy trains).
-        spec, verbalizer, collator: the same as the prompt runs of this task.
-        data: ``{"train", "valid"}`` task examples (the prompts' splits).
-        cfg: training settings (default :func:`finetune_config`); ``cfg.seed`` sets the data order.
-        out_dir: ``train_state.pt`` for resuming (holds the whole uLM: ~1.8 GB at GSLM's size with Adam).
-        lm_dropout: train with the uLM's dropout (seeded from ``cfg.seed``; a resumed run then differs
-            from an uninterrupted one, as the dropout RNG state is not saved).
-    Returns:
-        (the fine-tuned model at its best validation loss, the trainer's :class:`TrainResult`, whose
-        ``num_trainable`` counts every uLM weight plus the separator).
-    """
-    cfg = cfg or finetune_config()
-    model = build_finetune(lm, spec, verbalizer, lm_dropout=lm_dropout)
-    with torch.random.fork_rng(devices=[]):  # dropout masks from cfg.seed, caller's RNG untouched
-        torch.manual_seed(cfg.seed)
-        result = train(model, data, collator, cfg, out_dir=out_dir, resume=resume, progress=progress)
-    return model, result
 
 
 # --------------------------------------------------------------------------------------------
@@ -446,7 +324,7 @@ class DownstreamSpec:
 # --------------------------------------------------------------------------------------------
 
 @dataclass
-class BaselineResult:
+class DownstreamResult:
     """What a downstream run reports: the prompt trainer's report fields (:class:`spkit.prompt.train.
     TrainResult`: ``log``, ``best_epoch``, ``peak_memory_bytes``, ``memory_method``, ``wall_seconds``,
     ``num_trainable``) plus the test metric and the model.
@@ -546,7 +424,7 @@ def train_downstream(spec: DownstreamSpec, splits: Mapping[str, Sequence[TaskExa
                      proj_dim: int = 256, ctc_hidden: int = 128, lstm_layers: int = 1,
                      cache: LayerFeatureCache | None = None, cache_dir: str | os.PathLike | None = None,
                      patience: int | None = None, device: str | torch.device = "cpu",
-                     progress: bool = True) -> BaselineResult:
+                     progress: bool = True) -> DownstreamResult:
     """Train the downstream baseline of ``spec`` on frozen features; returns the test result.
 
     Args:
@@ -619,10 +497,11 @@ def train_downstream(spec: DownstreamSpec, splits: Mapping[str, Sequence[TaskExa
     test_metrics = evaluate_downstream(model, spec, test, cache, batch_size, dev)
     extra: dict[str, Any] = {f"test_{k}": v for k, v in test_metrics.items() if k != key}
     extra["layer_weights"] = [round(float(w), 4) for w in model.featurizer.weights.detach().cpu()]
-    return BaselineResult(
+    return DownstreamResult(
         task=spec.task, method="downstream", seed=seed, metric=spec.metric, value=test_metrics[key],
         valid_value=float("nan") if best_valid is None else best_valid,
         num_trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
         peak_memory_bytes=peak, memory_method=mem.method, wall_seconds=wall, best_epoch=best_epoch, log=log,
         extra=extra, model=model)
+
 
