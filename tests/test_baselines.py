@@ -158,6 +158,11 @@ def test_spec_from_task_spec():
     assert asr.is_ctc and asr.metric == "cer (lower is better)" and asr.metric_key == "cer"
     ids = asr.targets(TaskExample("u", "f.wav", "test", "s", [], "ab a"))
     assert ids == [2, 3, 1, 2] and asr.text(ids) == "ab a"
+    # the training charset ends with <unk>: an unseen character is its target and decodes to U+FFFD
+    unk = DownstreamSpec.from_task(TaskSpec("asr", "sequence", ("|", "a", "b", "<unk>"), "cer", True,
+                                            "chars"))
+    ids = unk.targets(TaskExample("u", "f.wav", "test", "s", [], "az"))
+    assert ids == [2, 4] and unk.text(ids) == "a\ufffd" != "az"
     with pytest.raises(Exception, match="not in the training"):
         kws.targets(TaskExample("u", "f.wav", "test", "s", [], "maybe"))
 

@@ -104,7 +104,11 @@ def test_deep_prompts_learn_toy_task_and_lm_stays_bit_identical():
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not any(p.requires_grad for p in model.lm.parameters())
     assert len(res.log) == 60
-    assert res.log[-1]["valid_metric"] is not None and res.log[0]["valid_metric"] is None
+    # stop_on="valid_metric" (the default) scores validation every epoch with the test's decoder
+    assert all(e["valid_metric"] is not None for e in res.log)
+    assert res.best_valid_metric == max(e["valid_metric"] for e in res.log)
+    assert res.log[res.best_epoch - 1]["valid_metric"] == res.best_valid_metric
+    assert res.epochs_run == 60 and res.stop_reason == "max_epochs"
     assert res.log[-1]["train_loss"] < res.log[0]["train_loss"]
     assert res.best_valid_loss == min(e["valid_loss"] for e in res.log)
     # The CPU peak is a delta of the process's resident set: it can be 0 when earlier tests in this process
@@ -526,7 +530,7 @@ def test_asr_task_collate_decode_and_error_rates():
                       " ".join(rng.choice(words) for _ in range(2))) for i in range(24)]
     data = {"train": ex[:16], "valid": ex[16:20], "test": ex[20:]}
     spec = build_spec("asr", data)
-    assert spec.kind == "sequence" and spec.labels == ("|", "a", "b", "c") and spec.lower_is_better
+    assert spec.kind == "sequence" and spec.labels == ("|", "a", "b", "c", "<unk>") and spec.lower_is_better
     d = UnitDictionary.from_units(range(N_UNITS))
     lm = tiny_lm()
     v = build_verbalizer("frequency", spec, d, data["train"])
@@ -548,7 +552,7 @@ def test_asr_task_collate_decode_and_error_rates():
     assert res["metric"] == "cer" and res["value"] == res["cer"]
     # the rates are those of the predictions it returns (recomputed here), not just numbers >= 0
     refs, hyps = [p["label"] for p in res["predictions"]], [p["prediction"] for p in res["predictions"]]
-    assert refs == [e.label for e in data["test"]] and all(set(h) <= set("abc |") for h in hyps)
+    assert refs == [e.label for e in data["test"]] and all(set(h) <= set("abc |\ufffd") for h in hyps)
     assert res["cer"] == pytest.approx(error_rate(refs, hyps))
     assert res["wer"] == pytest.approx(error_rate([r.split() for r in refs], [h.split() for h in hyps]))
     assert edit_distance("kitten", "sitting") == 3
@@ -605,6 +609,35 @@ def test_load_task_from_unit_records_intent_and_errors(tmp_path):
     (tmp_path / "valid.jsonl").unlink()
     with pytest.raises(FileNotFoundError, match=r"valid\.jsonl"):
         load_task("intent", tmp_path)
+
+
+def test_label_sets_come_from_the_training_split_only(tmp_path):
+    """A label only in test is an error naming the label and the file; the label set ignores valid/test."""
+    def rec(uid, label, text="ab ba"):
+        return {"uid": uid, "path": f"/a/{uid}.wav", "speaker": "s1", "label": label, "text": text,
+                "units": [5, 6, 7]}
+    _write(tmp_path / "train.jsonl", [rec("a", "yes"), rec("b", "no")])
+    _write(tmp_path / "valid.jsonl", [rec("c", "no")])
+    _write(tmp_path / "test.jsonl", [rec("d", "yes"), rec("e", "maybe")])
+    d = UnitDictionary.from_units(range(N_UNITS))
+    with pytest.raises(TaskError, match=r"test\.jsonl: label 'maybe' \(uid 'e'\) is not in the training"):
+        prepare_task("kws", tmp_path, d)
+    # without the test split the same call works, and its labels are the training split's
+    data, col = prepare_task("kws", tmp_path, d, splits=("train", "valid"))
+    assert col.spec.labels == ("yes", "no")
+    _write(tmp_path / "valid.jsonl", [rec("c", "up")])
+    with pytest.raises(TaskError, match=r"valid\.jsonl: label 'up'"):
+        prepare_task("kws", tmp_path, d, splits=("train", "valid"))
+    # ASR: a character unseen in training is <unk>, never part of the character set, and always an error
+    _write(tmp_path / "valid.jsonl", [rec("c", "no", "ab")])
+    _write(tmp_path / "test.jsonl", [rec("d", "yes", "ax b")])
+    data, col = prepare_task("asr", tmp_path, d)
+    assert col.spec.labels == ("|", "a", "b", "<unk>")
+    assert col.spec.atoms("ax b") == ["a", "<unk>", "|", "b"]
+    assert col.spec.label_from_atoms(["a", "<unk>"]) == "a\ufffd"
+    assert error_rate(["ax b"], [col.spec.label_from_atoms(col.spec.atoms("ax b"))]) == pytest.approx(0.25)
+    batch = col(data["test"])  # encodes: the <unk> atom has a code
+    assert int(batch.label_mask.sum()) == 5  # a <unk> | b </s>
 
 
 def test_bad_verbalizer_and_prompt_settings():

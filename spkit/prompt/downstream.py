@@ -35,7 +35,7 @@ from spkit.data.base import DataError
 from spkit.io import atomic_path
 from spkit.prompt.decode import error_rate
 from spkit.prompt.results import RunResult, run_result
-from spkit.prompt.tasks import TaskExample, TaskSpec
+from spkit.prompt.tasks import UNK_CHAR, UNK_DECODED, TaskExample, TaskSpec
 from spkit.prompt.train import PeakMemory
 
 log = logging.getLogger(__name__)
@@ -244,8 +244,8 @@ class DownstreamSpec:
         task: task name (``kws``, ``intent``, ``lid``, ``asr``).
         heads: classification heads, name -> label list (``{"label": [...]}``; intent: one per slot,
             ``action``/``object``/``location``).
-        charset: ASR only: the CTC symbols (word boundary ``|`` first); output ``i + 1`` is
-            ``charset[i]``, output 0 is the blank.
+        charset: ASR only: the CTC symbols (word boundary ``|`` first, ``<unk>`` last: any character unseen
+            in training); output ``i + 1`` is ``charset[i]``, output 0 is the blank.
         metric: the metric name as results.json spells it (``accuracy``, ``cer (lower is better)``).
     """
 
@@ -297,9 +297,9 @@ class DownstreamSpec:
             index = {c: i + 1 for i, c in enumerate(self.charset)}
             text = example.label.replace(" ", WORD_BOUNDARY)
             missing = sorted({c for c in text if c not in index})
-            if missing:
+            if missing and UNK_CHAR not in index:
                 raise DataError(f"{where}: characters {missing} are not in the training charset")
-            return [index[c] for c in text]
+            return [index.get(c, index.get(UNK_CHAR, 0)) for c in text]
         values = example.label.split("|") if len(self.heads) > 1 else [example.label]
         if len(values) != len(self.heads):
             raise DataError(f"{where}: label {example.label!r} does not have {len(self.heads)} parts "
@@ -316,7 +316,8 @@ class DownstreamSpec:
     def text(self, ids: Sequence[int]) -> str:
         """CTC output ids (blank excluded) -> text with spaces."""
         assert self.charset is not None
-        return "".join(self.charset[i - 1] for i in ids).replace(WORD_BOUNDARY, " ").strip()
+        chars = (UNK_DECODED if self.charset[i - 1] == UNK_CHAR else self.charset[i - 1] for i in ids)
+        return "".join(chars).replace(WORD_BOUNDARY, " ").strip()
 
 
 # --------------------------------------------------------------------------------------------
@@ -388,7 +389,7 @@ def evaluate_downstream(model: nn.Module, spec: DownstreamSpec, utts: Sequence[T
             feats, lengths = feats.to(device), lengths.to(device)
             if spec.is_ctc:
                 for i, ids in zip(idx, ctc_greedy_decode(model(feats, lengths), lengths)):
-                    ref = spec.text(spec.targets(utts[i]))
+                    ref = utts[i].label  # the real transcript: a character unseen in training stays itself
                     hyp = spec.text(ids)
                     refs_w.append(ref.split())
                     hyps_w.append(hyp.split())
