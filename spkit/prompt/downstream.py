@@ -340,6 +340,7 @@ class DownstreamResult:
             RSS increase during training; CUDA: ``max_memory_allocated``).
         wall_seconds: training wall-clock seconds (computing the cached features included).
         best_epoch: 1-based epoch whose weights were kept.
+        epochs_run: epochs trained; stop_reason: ``patience`` or ``max_epochs`` (as the prompt trainer's).
         log: per epoch ``{"epoch", "train_loss", "valid_metric", "seconds"}``.
         extra: e.g. ``{"test_wer": ...}`` for ASR, per-slot accuracies for intent, ``layer_weights``.
         model: the trained module (best epoch), not serialised.
@@ -356,6 +357,8 @@ class DownstreamResult:
     memory_method: str
     wall_seconds: float
     best_epoch: int
+    epochs_run: int = 0
+    stop_reason: str = ""
     log: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     model: nn.Module | None = field(default=None, repr=False)
@@ -363,7 +366,9 @@ class DownstreamResult:
     def to_run(self) -> RunResult:
         """The row for :func:`spkit.prompt.results.update_results`."""
         return run_result(self.task, self.method, self.seed, self.value, self.metric, self,
-                          extra={"valid": self.valid_value, "best_epoch": self.best_epoch, **self.extra})
+                          extra={"valid": self.valid_value, "best_epoch": self.best_epoch,
+                                 "epochs_run": self.epochs_run, "stop_reason": self.stop_reason,
+                                 **self.extra})
 
 
 def _better(a: float, b: float | None, lower_is_better: bool) -> bool:
@@ -420,11 +425,34 @@ def build_downstream(spec: DownstreamSpec, num_layers: int, dim: int, *, proj_di
     return DownstreamClassifier(num_layers, dim, spec.head_sizes(), proj_dim=proj_dim)
 
 
+def _loss(model: nn.Module, spec: DownstreamSpec, feats: Tensor, lengths: Tensor,
+          targets: Sequence[list[int]], dev: torch.device) -> Tensor:
+    if spec.is_ctc:
+        tgt = [torch.tensor(t) for t in targets]
+        return F.ctc_loss(model(feats, lengths).transpose(0, 1), torch.cat(tgt).to(dev), lengths,
+                          torch.tensor([len(t) for t in tgt], device=dev), blank=CTC_BLANK, reduction="mean",
+                          zero_infinity=True)
+    gold = torch.tensor(list(targets), device=dev)  # (B, heads)
+    return sum(F.cross_entropy(lg, gold[:, h]) for h, lg in enumerate(model(feats, lengths)))
+
+
+@torch.no_grad()
+def _valid_loss(model: nn.Module, spec: DownstreamSpec, utts: Sequence[TaskExample], cache: LayerFeatureCache,
+                batch_size: int, dev: torch.device) -> float:
+    model.eval()
+    total = 0.0
+    for idx in _batches(len(utts), batch_size, None):
+        feats, lengths = pad_features([cache.get_example(utts[i]) for i in idx])
+        loss = _loss(model, spec, feats.to(dev), lengths.to(dev), [spec.targets(utts[i]) for i in idx], dev)
+        total += float(loss) * len(idx)
+    return total / max(1, len(utts))
+
+
 def train_downstream(spec: DownstreamSpec, splits: Mapping[str, Sequence[TaskExample]], extractor: Any, *,
-                     seed: int = 0, epochs: int = 20, lr: float = 1e-3, batch_size: int = 32,
+                     seed: int = 0, max_epochs: int = 20, lr: float = 1e-3, batch_size: int = 32,
                      proj_dim: int = 256, ctc_hidden: int = 128, lstm_layers: int = 1,
                      cache: LayerFeatureCache | None = None, cache_dir: str | os.PathLike | None = None,
-                     patience: int | None = None, device: str | torch.device = "cpu",
+                     patience: int = 0, stop_on: str = "valid_metric", device: str | torch.device = "cpu",
                      progress: bool = True) -> DownstreamResult:
     """Train the downstream baseline of ``spec`` on frozen features; returns the test result.
 
@@ -435,22 +463,38 @@ def train_downstream(spec: DownstreamSpec, splits: Mapping[str, Sequence[TaskExa
             (any rate, read with :func:`spkit.audio.load_audio`). Missing ``valid``: the last epoch is kept.
         extractor: the frozen layered SSL extractor (``extract_layers(wave) -> (L, frames, d)``).
         seed: initialisation and shuffling seed.
-        epochs, lr, batch_size: Adam training schedule.
+        max_epochs, lr, batch_size: Adam training schedule (``max_epochs`` a cap).
         proj_dim: classifier projection (SUPERB: 256); ctc_hidden, lstm_layers: the ASR head.
         cache / cache_dir: reuse a :class:`LayerFeatureCache` (e.g. across seeds) or create one.
-        patience: stop after this many epochs without a better validation metric (None: never).
+        patience, stop_on: the prompt trainer's stopping rule (:class:`spkit.prompt.train.TrainConfig`):
+            the best validation epoch under ``stop_on`` (``valid_metric``: the task metric, greedy CTC for
+            ASR; ``valid_loss``) is kept; stop after ``patience`` epochs without improvement (0: never).
         device: where the head trains (features stay cached on the CPU).
         progress: tqdm bar over epochs.
+
+    The features of every split are computed (or read from the cache) first; the reported time and peak
+    memory cover the training that follows, so they do not depend on whether an earlier run filled the
+    cache (the feature time is ``extra["feature_s"]``).
     """
     from tqdm.auto import tqdm
 
+    from spkit.prompt.train import STOP_ON
+
+    if stop_on not in STOP_ON:
+        raise ValueError(f"train_downstream: stop_on {stop_on!r} is not one of {STOP_ON}")
     for name in ("train", "test"):
         if not splits.get(name):
             raise DataError(f"train_downstream({spec.task}): the {name!r} split is empty or missing")
     cache = cache if cache is not None else LayerFeatureCache(extractor, cache_dir)
     train_set, valid, test = list(splits["train"]), list(splits.get("valid") or []), list(splits["test"])
-    lower, key = spec.lower_is_better, spec.metric_key
+    on_metric = stop_on == "valid_metric"
+    lower, key = (spec.lower_is_better if on_metric else True), spec.metric_key
     dev = torch.device(device)
+    tf = time.perf_counter()
+    for u in (*train_set, *valid, *test):
+        cache.get_example(u)
+    feature_s = time.perf_counter() - tf
+    targets = [spec.targets(u) for u in train_set]  # fails early on unknown labels
     t0 = time.perf_counter()
     with PeakMemory(dev) as mem:
         with torch.random.fork_rng(devices=[]):
@@ -459,37 +503,34 @@ def train_downstream(spec: DownstreamSpec, splits: Mapping[str, Sequence[TaskExa
                                      ctc_hidden=ctc_hidden, lstm_layers=lstm_layers).to(dev)
         gen = torch.Generator().manual_seed(seed)
         opt = torch.optim.Adam(model.parameters(), lr=lr)
-        targets = [spec.targets(u) for u in train_set]  # fails early on unknown labels
-        best_state, best_valid, best_epoch, log, bad = None, None, 0, [], 0
-        bar = tqdm(range(1, epochs + 1), desc=f"downstream {spec.task} seed{seed}", disable=not progress)
+        best_state, best_score, best_valid, best_epoch, log, bad = None, None, None, 0, [], 0
+        stop_reason, epochs_run = "max_epochs", 0
+        bar = tqdm(range(1, max_epochs + 1), desc=f"downstream {spec.task} seed{seed}", disable=not progress)
         for epoch in bar:
             te = time.perf_counter()
             model.train()
             total, count = 0.0, 0
             for idx in _batches(len(train_set), batch_size, gen):
                 feats, lengths = pad_features([cache.get_example(train_set[i]) for i in idx])
-                feats, lengths = feats.to(dev), lengths.to(dev)
-                if spec.is_ctc:
-                    tgt = [torch.tensor(targets[i]) for i in idx]
-                    loss = F.ctc_loss(model(feats, lengths).transpose(0, 1), torch.cat(tgt).to(dev),
-                                      lengths, torch.tensor([len(t) for t in tgt], device=dev),
-                                      blank=CTC_BLANK, reduction="mean", zero_infinity=True)
-                else:
-                    gold = torch.tensor([targets[i] for i in idx], device=dev)  # (B, heads)
-                    loss = sum(F.cross_entropy(lg, gold[:, h]) for h, lg in enumerate(model(feats, lengths)))
+                loss = _loss(model, spec, feats.to(dev), lengths.to(dev), [targets[i] for i in idx], dev)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 total, count = total + float(loss.detach()) * len(idx), count + len(idx)
             v = evaluate_downstream(model, spec, valid, cache, batch_size, dev)[key] if valid else None
-            log.append({"epoch": epoch, "train_loss": total / count, "valid_metric": v,
+            vl = _valid_loss(model, spec, valid, cache, batch_size, dev) if valid else None
+            epochs_run = epoch
+            log.append({"epoch": epoch, "train_loss": total / count, "valid_loss": vl, "valid_metric": v,
                         "seconds": round(time.perf_counter() - te, 3)})
             bar.set_postfix(loss=f"{total / count:.3f}", valid="-" if v is None else f"{v:.3f}")
-            if v is None or _better(v, best_valid, lower):
-                best_state, best_valid, best_epoch, bad = copy.deepcopy(model.state_dict()), v, epoch, 0
+            score = v if on_metric else vl
+            if score is None or _better(score, best_score, lower):
+                best_state, best_score, best_valid = copy.deepcopy(model.state_dict()), score, v
+                best_epoch, bad = epoch, 0
             else:
                 bad += 1
-                if patience is not None and bad >= patience:
+                if patience and bad >= patience:
+                    stop_reason = "patience"
                     break
         assert best_state is not None
         model.load_state_dict(best_state, strict=True)
@@ -498,11 +539,10 @@ def train_downstream(spec: DownstreamSpec, splits: Mapping[str, Sequence[TaskExa
     test_metrics = evaluate_downstream(model, spec, test, cache, batch_size, dev)
     extra: dict[str, Any] = {f"test_{k}": v for k, v in test_metrics.items() if k != key}
     extra["layer_weights"] = [round(float(w), 4) for w in model.featurizer.weights.detach().cpu()]
+    extra["feature_s"] = round(feature_s, 3)
     return DownstreamResult(
         task=spec.task, method="downstream", seed=seed, metric=spec.metric, value=test_metrics[key],
         valid_value=float("nan") if best_valid is None else best_valid,
         num_trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
-        peak_memory_bytes=peak, memory_method=mem.method, wall_seconds=wall, best_epoch=best_epoch, log=log,
-        extra=extra, model=model)
-
-
+        peak_memory_bytes=peak, memory_method=mem.method, wall_seconds=wall, best_epoch=best_epoch,
+        epochs_run=epochs_run, stop_reason=stop_reason, log=log, extra=extra, model=model)
