@@ -12,8 +12,13 @@ import torch
 from spkit.ulm.model import ULMConfig, UnitLM
 
 RANDOM_LM_SEED = 1234
-"""The fixed seed of the ``deep_prompt_random_lm`` control's uLM (store another in the prompt file's
-``info["random_lm_seed"]`` if a run uses one)."""
+"""The offset of the control's uLM seeds (:func:`control_seed`); a prompt file of the control stores the seed
+of its uLM in ``info["random_lm_seed"]`` (:mod:`spkit.prompt.predict` rebuilds that uLM from it)."""
+
+
+def control_seed(training_seed: int) -> int:
+    """The seed of the random uLM of the control run with ``training_seed``: a new random model per seed."""
+    return RANDOM_LM_SEED + int(training_seed)
 
 
 def random_ulm(config: ULMConfig | UnitLM, seed: int = RANDOM_LM_SEED,
