@@ -80,10 +80,10 @@ def finetune_config(**overrides: Any) -> TrainConfig:
 def train_finetune(lm: UnitLM, spec: TaskSpec, verbalizer: Verbalizer,
                    data: Mapping[str, Sequence[TaskExample]], collator: Collator,
                    cfg: TrainConfig | None = None, *, out_dir: str | os.PathLike | None = None,
-                   resume: bool = True, progress: bool = True, lm_dropout: bool = False
-                   ) -> tuple[FineTunedULM, TrainResult]:
+                   resume: bool = True, progress: bool = True, lm_dropout: bool = False,
+                   settings: Mapping[str, Any] | None = None) -> tuple[FineTunedULM, TrainResult]:
     """Fine-tune every weight of a copy of ``lm`` on the task with the prompt trainer
-    (:func:`spkit.prompt.train.train`: same batches, loss, early stopping on validation loss, report).
+    (:func:`spkit.prompt.train.train`: same batches, loss, stopping rule, report).
 
     Args:
         lm: the pretrained uLM (not modified; a copy trains).
@@ -91,6 +91,7 @@ def train_finetune(lm: UnitLM, spec: TaskSpec, verbalizer: Verbalizer,
         data: ``{"train", "valid"}`` task examples (the prompts' splits).
         cfg: training settings (default :func:`finetune_config`); ``cfg.seed`` sets the data order.
         out_dir: ``train_state.pt`` for resuming (holds the whole uLM: ~1.8 GB at GSLM's size with Adam).
+        settings: what else identifies the run (a saved state made with other settings is trained over).
         lm_dropout: train with the uLM's dropout (seeded from ``cfg.seed``; a resumed run then differs
             from an uninterrupted one, as the dropout RNG state is not saved).
     Returns:
@@ -101,6 +102,7 @@ def train_finetune(lm: UnitLM, spec: TaskSpec, verbalizer: Verbalizer,
     model = build_finetune(lm, spec, verbalizer, lm_dropout=lm_dropout)
     with torch.random.fork_rng(devices=[]):  # dropout masks from cfg.seed, caller's RNG untouched
         torch.manual_seed(cfg.seed)
-        result = train(model, data, collator, cfg, out_dir=out_dir, resume=resume, progress=progress)
+        result = train(model, data, collator, cfg, out_dir=out_dir, resume=resume, progress=progress,
+                       settings={"lm_dropout": lm_dropout, **dict(settings or {})})
     return model, result
 
