@@ -612,21 +612,34 @@ def _train_downstream(
     return res.to_run()
 
 
-def training_curves(run_dir: str | os.PathLike, task: str) -> dict[str, list[float]]:
-    """Validation loss per epoch of each method's first seed (for plotting), from the runs' eval.json."""
+def training_curves(run_dir: str | os.PathLike, task: str, key: str = "valid_metric"
+                    ) -> dict[str, list[float]]:
+    """Per method (first seed, few-shot runs left out): ``key`` per epoch from the runs' eval.json logs
+    (``valid_metric``: the stopping criterion's score by default; ``valid_loss``; ``train_loss``), to show
+    that each method's curve has flattened before its cap."""
     layout = RunLayout.at(run_dir)
     curves: dict[str, list[float]] = {}
     base = layout.root / "prompts" / task
     for method_dir in sorted(p for p in base.glob("*") if p.is_dir()) if base.is_dir() else []:
+        if "-shots" in method_dir.name:
+            continue
         seeds = sorted(method_dir.glob("seed*/eval.json"))
         if not seeds:
             continue
-        log_ = read_json(seeds[0]).get("log", [])
-        key = "valid_loss" if log_ and "valid_loss" in log_[0] else "valid_metric"
-        vals = [e.get(key) for e in log_ if e.get(key) is not None]
+        vals = [e.get(key) for e in read_json(seeds[0]).get("log", []) if e.get(key) is not None]
         if vals:
-            curves[f"{method_dir.name} ({key})"] = vals
+            curves[method_dir.name] = vals
     return curves
+
+
+def few_shot_curves(results: dict[str, Any], task: str) -> dict[str, list[tuple[str, float, float]]]:
+    """``{method: [(n, mean, std), ...]}`` from results.json ``few_shot.<task>``, n ascending, ``all`` last
+    (std 0 with one seed)."""
+    out: dict[str, list[tuple[str, float, float]]] = {}
+    for method, by_n in (results.get("few_shot") or {}).get(task, {}).items():
+        ns = sorted((n for n in by_n if n != "all"), key=int) + (["all"] if "all" in by_n else [])
+        out[method] = [(n, by_n[n]["mean"], by_n[n]["std"] or 0.0) for n in ns]
+    return out
 
 
 def headline(results: dict[str, Any], task: str = "kws") -> dict[str, Any]:
