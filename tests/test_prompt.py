@@ -229,9 +229,11 @@ def test_resume_equals_uninterrupted(tmp_path, buckets):
     a, col, _, _ = setup(data=data)
     ra = train(a, data, col, cfg, progress=False)
     b, col_b, _, _ = setup(data=data)
-    train(b, data, col_b, TrainConfig(**{**cfg.to_dict(), "max_epochs": 2}), out_dir=tmp_path, progress=False)
+    part = train(b, data, col_b, TrainConfig(**{**cfg.to_dict(), "max_epochs": 2}), out_dir=tmp_path,
+                 progress=False)
     b2, col_b2, _, _ = setup(data=data)  # a fresh process would rebuild the model the same way
     rb = train(b2, data, col_b2, cfg, out_dir=tmp_path, progress=False)
+    assert rb.log[:2] == part.log  # resumed: the first two epochs (timings included) are the saved ones
     sa, sb = a.prompt_state(), b2.prompt_state()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     assert [e["train_loss"] for e in ra.log] == [e["train_loss"] for e in rb.log]
@@ -240,6 +242,65 @@ def test_resume_equals_uninterrupted(tmp_path, buckets):
     other = build_prompted(tiny_lm(5), b2.spec, b2.verbalizer, PromptConfig(length=8), col(data["train"][:8]))
     with pytest.raises(ValueError, match="made for the uLM"):
         train(other, data, col, cfg, out_dir=tmp_path, progress=False)
+
+
+def test_saved_state_with_other_settings_trains_again(tmp_path):
+    """A train_state.pt made with another learning rate (or other caller settings) is never resumed: the
+    result is the fresh run's with the new settings, and differs from the old run's."""
+    data = toy_data(96)
+    cfg = TrainConfig(max_epochs=3, patience=0, batch_size=16)
+    a, col, _, _ = setup(data=data)
+    ra = train(a, data, col, cfg, out_dir=tmp_path, progress=False, settings={"prompt_length": 8})
+    other = TrainConfig(**{**cfg.to_dict(), "lr": cfg.lr / 10})
+    b, col_b, _, _ = setup(data=data)
+    rb = train(b, data, col_b, other, out_dir=tmp_path, progress=False, settings={"prompt_length": 8})
+    c, col_c, _, _ = setup(data=data)
+    rc = train(c, data, col_c, other, progress=False)  # fresh, no saved state
+    assert [e["train_loss"] for e in rb.log] == [e["train_loss"] for e in rc.log]
+    assert [e["train_loss"] for e in rb.log] != [e["train_loss"] for e in ra.log]
+    sb, sc = b.prompt_state(), c.prompt_state()
+    assert all(torch.equal(sb[k], sc[k]) for k in sb)
+    # the same config with other caller settings (the recipe passes prompt form, length...) also retrains
+    d, col_d, _, _ = setup(data=data)
+    rd = train(d, data, col_d, other, out_dir=tmp_path, progress=False, settings={"prompt_length": 9})
+    assert rd.log != rb.log and [e["train_loss"] for e in rd.log] == [e["train_loss"] for e in rc.log]
+    # a lower cap than the saved epoch trains again too (the best state of 3 epochs is not that of 2)
+    e, col_e, _, _ = setup(data=data)
+    re_ = train(e, data, col_e, TrainConfig(**{**other.to_dict(), "max_epochs": 2}), out_dir=tmp_path,
+                progress=False, settings={"prompt_length": 9})
+    assert re_.epochs_run == 2 and re_.log[0]["seconds"] != rd.log[0]["seconds"]
+
+
+def test_peak_memory_is_the_runs_own_and_finetuning_needs_more():
+    """The CPU peak counts the run's own tensors: it does not depend on what ran before in the process, and
+    on a uLM whose weights outweigh a batch's activations (as GSLM's do) full fine-tuning (gradients + Adam
+    moments of every weight) peaks above deep prompts, in either order, as bench/prompt_memory.py measures
+    in separate processes."""
+    from spkit.prompt.finetune import finetune_config, train_finetune
+
+    data = toy_data(32)
+    d = UnitDictionary.from_units(range(N_UNITS))
+    torch.manual_seed(0)
+    lm = UnitLM(ulm_tiny(len(d), dim=256, n_layers=4, n_heads=4, ffn_dim=1024))
+    spec = build_spec("kws", data)
+    v = build_verbalizer("frequency", spec, d, data["train"])
+    col = Collator(spec, v, d, max_len=lm.cfg.max_positions)
+    cfg = TrainConfig(max_epochs=1, patience=0, batch_size=8)
+
+    def prompt_peak() -> int:
+        m = build_prompted(lm, spec, v, PromptConfig(length=8, init="random"), seed=0)
+        return train(m, data, col, cfg, progress=False).peak_memory_bytes
+
+    def finetune_peak() -> int:
+        _, rep = train_finetune(lm, spec, v, data, col, finetune_config(max_epochs=1, batch_size=8),
+                                progress=False)
+        return rep.peak_memory_bytes
+
+    p1, f1, p2, f2 = prompt_peak(), finetune_peak(), prompt_peak(), finetune_peak()
+    assert p1 == p2 and f1 == f2  # the same run measures the same, whatever ran before it
+    lm_bytes = sum(p.numel() * 4 for p in lm.parameters())
+    assert f1 - p1 >= lm_bytes  # at least one more copy of every weight (gradients; Adam adds two)
+    assert p1 > 0
 
 
 # ------------------------------------------------------------------------------------------------

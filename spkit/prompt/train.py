@@ -23,7 +23,8 @@ uses 5e-3).
   ``max_epochs``).
 * Settings are part of a run's identity: ``train_state.pt`` stores the settings it was made with
   (:class:`TrainConfig` plus the caller's ``settings``: prompt form, length, task data...); a saved state made
-  with other settings is not resumed but trained again from the start.
+  with other settings is not resumed but trained again from the start. Only the epoch cap may differ (a state
+  of epoch e continues under a cap >= e, exactly as an uninterrupted run).
 * Peak memory: CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` (tensors only,
   not the allocator's cache). CPU: the peak of the bytes held by tensor storages *allocated during the
   run* (:class:`TensorMemoryTracker`, a ``TorchDispatchMode`` that counts every op's new output storage and
@@ -346,9 +347,10 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
     bad_epochs, start_epoch = 0, 0
     state_path = Path(out_dir) / STATE_NAME if out_dir is not None else None
     # The run's identity: a saved state made with any other setting is not resumed (json round trip: tuples
-    # and lists compare equal after loading).
-    identity = json.loads(json.dumps({"config": cfg.to_dict(), "settings": dict(settings or {})},
-                                     sort_keys=True, default=str))
+    # and lists compare equal after loading). The epoch cap is left out: the first epochs of a run do not
+    # depend on it, so a state of epoch e <= max_epochs continues (a higher cap extends a finished run).
+    identity = json.loads(json.dumps({"config": {**cfg.to_dict(), "max_epochs": None},
+                                      "settings": dict(settings or {})}, sort_keys=True, default=str))
     on_metric = cfg.stop_on == "valid_metric"
     lower = model.spec.lower_is_better if on_metric else True
 
@@ -357,7 +359,7 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
         if st.get("ulm_fingerprint") != model.ulm_fingerprint():
             raise ValueError(f"{state_path}: made for the uLM {st.get('ulm_fingerprint')}, this model's uLM "
                              f"is {model.ulm_fingerprint()}; use another out_dir or resume=False")
-        if st.get("identity") != identity:
+        if st.get("identity") != identity or int(st.get("epoch", 0)) > cfg.max_epochs:
             logging.getLogger(__name__).info("%s: made with other settings; training again", state_path)
         else:
             try:
