@@ -292,6 +292,37 @@ def test_results_schema_merge_and_markdown(tmp_path):
     assert md == render_markdown(load_results(path))
 
 
+def test_results_settings_and_few_shot(tmp_path):
+    """Per-method settings (shared ones, per-seed epochs and stop reasons) and few_shot.<task>.<method>.<n>,
+    with ``all`` from the main table; the markdown shows both."""
+    def run(seed, value, shots=None, epochs=5, stop="patience", lr=0.05):
+        st = {"kind": "prompt", "lr": lr, "max_epochs": 20, "patience": 3, "stop_on": "valid_metric",
+              "prompt_form": "deep_prompt", "prompt_length": 4}
+        return RunResult("kws", "deep_prompt", seed, value, "accuracy", 10, 1.0, 2.0, shots=shots,
+                         extra={"settings": st, "epochs_run": epochs, "stop_reason": stop,
+                                "decoder": "greedy_exact", "valid_decoder": "greedy_exact", "valid": value})
+    path = tmp_path / "results.json"
+    res = update_results(path, [run(0, 0.6, epochs=7), run(1, 0.8, epochs=20, stop="max_epochs"),
+                                run(0, 0.3, shots=1), run(1, 0.5, shots=1), run(0, 0.4, shots=5)])
+    st = res["tasks"]["kws"]["methods"]["deep_prompt"]["settings"]
+    assert st["lr"] == 0.05 and st["prompt_length"] == 4 and st["decoder"] == "greedy_exact"
+    assert st["epochs_run"] == [7, 20] and st["stop_reason"] == ["patience", "max_epochs"]
+    few = res["few_shot"]["kws"]["deep_prompt"]
+    assert few["1"]["mean"] == pytest.approx(0.4)
+    assert few["1"]["std"] == pytest.approx(statistics.stdev([.3, .5]))
+    assert few["5"]["std"] is None and few["5"]["seeds"] == [0.4]
+    assert few["all"]["mean"] == pytest.approx(0.7) and few["all"]["from"] == "tasks.kws.methods.deep_prompt"
+    assert [r["seed"] for r in res["tasks"]["kws"]["methods"]["deep_prompt"]["runs"]] == [0, 1]  # not mixed
+    md = (tmp_path / "results.md").read_text()
+    assert "## Few-shot" in md and "| deep_prompt | 40.0 ± 14.1 | 40.0 (1 seed) | 70.0 ± 14.1 |" in md
+    assert "7, 20 / 20 (patience, max_epochs)" in md
+    # a seed rerun with another setting: the differing setting is named, not hidden
+    res = update_results(path, [run(1, 0.8, lr=0.01)])
+    assert res["tasks"]["kws"]["methods"]["deep_prompt"]["settings"]["differ_between_seeds"] == ["lr"]
+    with pytest.raises(ResultsError, match="shots"):
+        RunResult("kws", "deep_prompt", 0, 0.5, "accuracy", 1, 1.0, 1.0, shots=0)
+
+
 def test_results_refuse_bad_input(tmp_path):
     path = tmp_path / "results.json"
     update_results(path, [_run()])
