@@ -118,8 +118,10 @@ def test_prompt_results(smoke_run):
             assert all(1 <= e <= st["max_epochs"] for e in st["epochs_run"]), (task, method)
             assert set(st["stop_reason"]) <= {"patience", "max_epochs"} and "lr" in st
             assert st.get("decoder") and st.get("valid_decoder"), (task, method)
-            if method.startswith(("deep_prompt", "input_prompt")):
-                assert st["prompt_form"] in ("deep_prompt", "input_prompt") and st["prompt_length"] >= 1
+            if method not in ("downstream", "finetune"):
+                forms = ("deep_prompt", "input_prompt", "deep_prompt_tied", "prefix_prompt")
+                assert st["prompt_form"] in forms
+                assert st["prompt_length"] >= 1
     assert "lower is better" in results["tasks"]["asr"]["metric"]
     assert results["tasks"]["kws"]["methods"]["deep_prompt"]["settings"]["decoder"] == "greedy_exact"
     # the few-shot sweep at smoke: 1 and 2 examples per class, plus `all` from the main table
@@ -269,8 +271,8 @@ def test_prompting_settings_are_a_runs_identity(smoke_run, tmp_path):
     changes = {"deep_prompt": ("lr", cfg.lr / 10), "finetune": ("finetune_lr", cfg.finetune_lr / 10),
                "downstream": ("downstream_lr", cfg.downstream_lr * 10)}
     for method, (name, value) in changes.items():
-        changed = dataclasses.replace(cfg, **{name: value})
-        after = state(prompting.run_experiments(copy, changed, progress=False, only=runs))
+        cfg = dataclasses.replace(cfg, **{name: value})  # one more setting changed each time
+        after = state(prompting.run_experiments(copy, cfg, progress=False, only=runs))
         for m in changes:
             if m == method:  # retrained with the new setting: another training curve
                 assert after[m][0]["lr"] == value and after[m][1] != before[m][1], m
