@@ -5,7 +5,7 @@ on their values), deep-prompt tuning peaks at no more than half the memory of fu
 
 Each method runs in a **fresh subprocess** (so one method's allocations cannot hide in another's peak):
 build the uLM, wrap it (:func:`spkit.prompt.model.build_prompted` for prompts,
-:class:`spkit.prompt.baselines.FineTunedULM` for fine-tuning), build one batch of ``--batch`` sequences of
+:class:`spkit.prompt.finetune.FineTunedULM` for fine-tuning), build one batch of ``--batch`` sequences of
 about ``--tokens`` tokens in the tasks' format (``[</s>, units, <sep>, label]``, :class:`Collator`), then
 run ``--steps`` training steps exactly as the trainer does (``model.loss`` -> backward -> clip -> Adam
 step). Two steps by default: Adam's two moment buffers are created by the first ``opt.step()``, *after*
@@ -60,7 +60,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     rss_torch = _rss_mb()  # the CUDA build of torch alone is ~660 MiB resident
-    from spkit.prompt.baselines import FineTunedULM
+    from spkit.prompt.finetune import FineTunedULM
     from spkit.prompt.model import PromptConfig, build_prompted
     from spkit.prompt.tasks import Collator, TaskExample, build_spec
     from spkit.prompt.verbalizer import build_verbalizer

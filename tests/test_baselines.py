@@ -12,16 +12,16 @@ import pytest
 import soundfile as sf
 import torch
 
-from spkit.prompt.baselines import (
+from spkit.prompt.downstream import (
     DownstreamClassifier,
     DownstreamCTC,
     DownstreamSpec,
     LayerFeatureCache,
     WeightedLayerSum,
     ctc_greedy_decode,
-    random_ulm,
     train_downstream,
 )
+from spkit.prompt.random_lm import random_ulm
 from spkit.prompt.results import (
     ResultsError,
     RunResult,
@@ -158,6 +158,11 @@ def test_spec_from_task_spec():
     assert asr.is_ctc and asr.metric == "cer (lower is better)" and asr.metric_key == "cer"
     ids = asr.targets(TaskExample("u", "f.wav", "test", "s", [], "ab a"))
     assert ids == [2, 3, 1, 2] and asr.text(ids) == "ab a"
+    # the training charset ends with <unk>: an unseen character is its target and decodes to U+FFFD
+    unk = DownstreamSpec.from_task(TaskSpec("asr", "sequence", ("|", "a", "b", "<unk>"), "cer", True,
+                                            "chars"))
+    ids = unk.targets(TaskExample("u", "f.wav", "test", "s", [], "az"))
+    assert ids == [2, 4] and unk.text(ids) == "a\ufffd" != "az"
     with pytest.raises(Exception, match="not in the training"):
         kws.targets(TaskExample("u", "f.wav", "test", "s", [], "maybe"))
 
@@ -167,15 +172,24 @@ def test_downstream_learns_toy_task_and_caches_features(tone_task, tmp_path):
                                              False))
     ext = ToyLayeredExtractor()
     cache = LayerFeatureCache(ext, tmp_path / "cache")
-    res = train_downstream(spec, tone_task, ext, seed=0, epochs=12, lr=3e-3, batch_size=8, cache=cache,
+    res = train_downstream(spec, tone_task, ext, seed=0, max_epochs=12, lr=3e-3, batch_size=8, cache=cache,
                            progress=False)
     n_clips = sum(len(v) for v in tone_task.values())
     assert ext.calls == n_clips  # each clip's layers computed once over all epochs
     assert res.value >= 0.9 and res.metric == "accuracy" and res.method == "downstream"
     assert res.num_trainable == sum(p.numel() for p in res.model.parameters())
-    # the CPU peak is a resident-set delta (can be 0; tests/test_prompt.py checks that it sees growth)
-    assert 0 <= res.peak_memory_bytes < 2 ** 34 and res.memory_method and res.wall_seconds > 0
-    assert 1 <= res.best_epoch <= 12
+    # the CPU peak counts the run's own tensors: at least the head's weights, its gradients and Adam's moments
+    assert 4 * 4 * res.num_trainable <= res.peak_memory_bytes < 2 ** 34
+    assert res.memory_method and res.wall_seconds > 0
+    assert 1 <= res.best_epoch <= 12 and res.epochs_run == 12 and res.stop_reason == "max_epochs"
+    # the prompt trainer's stopping rule: the best validation metric, then `patience` epochs without a better
+    # one
+    early = train_downstream(spec, tone_task, ext, seed=0, max_epochs=60, lr=3e-3, batch_size=8, cache=cache,
+                             patience=2, progress=False)
+    assert early.stop_reason == "patience" and early.epochs_run == early.best_epoch + 2 < 60
+    best = max(e["valid_metric"] for e in early.log)
+    assert early.valid_value == best == early.log[early.best_epoch - 1]["valid_metric"]
+    assert all(e["valid_metric"] < best for e in early.log[:early.best_epoch - 1])
     assert abs(sum(res.extra["layer_weights"]) - 1) < 1e-3
     # Features are float16 (L, frames, d) and come back from disk for a fresh cache (no recompute).
     feats = cache.get(tone_task["train"][0].path)
@@ -184,7 +198,7 @@ def test_downstream_learns_toy_task_and_caches_features(tone_task, tmp_path):
     again = LayerFeatureCache(ext2, tmp_path / "cache").get(tone_task["train"][0].path)
     assert ext2.calls == 0 and torch.equal(again, feats)
     # Same seed -> same numbers.
-    res2 = train_downstream(spec, tone_task, ext, seed=0, epochs=12, lr=3e-3, batch_size=8, cache=cache,
+    res2 = train_downstream(spec, tone_task, ext, seed=0, max_epochs=12, lr=3e-3, batch_size=8, cache=cache,
                             progress=False)
     assert res2.value == res.value
     assert [e["train_loss"] for e in res2.log] == [e["train_loss"] for e in res.log]
@@ -201,7 +215,7 @@ def test_downstream_ctc_trains(tone_task, tmp_path):
     spec = DownstreamSpec.from_task(TaskSpec("asr", "sequence", ("h", "i", "l", "m", "o"), "cer", True,
                                              "chars"))
     ext = ToyLayeredExtractor()
-    res = train_downstream(spec, data, ext, seed=1, epochs=40, lr=1e-2, batch_size=8, progress=False)
+    res = train_downstream(spec, data, ext, seed=1, max_epochs=40, lr=1e-2, batch_size=8, progress=False)
     assert res.metric == "cer (lower is better)"
     # a learnable case: the CTC head spells the unseen clips' pitch words (an untrained one scores 1.0)
     assert res.value < 0.5 and res.extra["test_wer"] < 1.0, (res.value, res.extra["test_wer"])
@@ -278,6 +292,37 @@ def test_results_schema_merge_and_markdown(tmp_path):
     assert md == render_markdown(load_results(path))
 
 
+def test_results_settings_and_few_shot(tmp_path):
+    """Per-method settings (shared ones, per-seed epochs and stop reasons) and few_shot.<task>.<method>.<n>,
+    with ``all`` from the main table; the markdown shows both."""
+    def run(seed, value, shots=None, epochs=5, stop="patience", lr=0.05):
+        st = {"kind": "prompt", "lr": lr, "max_epochs": 20, "patience": 3, "stop_on": "valid_metric",
+              "prompt_form": "deep_prompt", "prompt_length": 4}
+        return RunResult("kws", "deep_prompt", seed, value, "accuracy", 10, 1.0, 2.0, shots=shots,
+                         extra={"settings": st, "epochs_run": epochs, "stop_reason": stop,
+                                "decoder": "greedy_exact", "valid_decoder": "greedy_exact", "valid": value})
+    path = tmp_path / "results.json"
+    res = update_results(path, [run(0, 0.6, epochs=7), run(1, 0.8, epochs=20, stop="max_epochs"),
+                                run(0, 0.3, shots=1), run(1, 0.5, shots=1), run(0, 0.4, shots=5)])
+    st = res["tasks"]["kws"]["methods"]["deep_prompt"]["settings"]
+    assert st["lr"] == 0.05 and st["prompt_length"] == 4 and st["decoder"] == "greedy_exact"
+    assert st["epochs_run"] == [7, 20] and st["stop_reason"] == ["patience", "max_epochs"]
+    few = res["few_shot"]["kws"]["deep_prompt"]
+    assert few["1"]["mean"] == pytest.approx(0.4)
+    assert few["1"]["std"] == pytest.approx(statistics.stdev([.3, .5]))
+    assert few["5"]["std"] is None and few["5"]["seeds"] == [0.4]
+    assert few["all"]["mean"] == pytest.approx(0.7) and few["all"]["from"] == "tasks.kws.methods.deep_prompt"
+    assert [r["seed"] for r in res["tasks"]["kws"]["methods"]["deep_prompt"]["runs"]] == [0, 1]  # not mixed
+    md = (tmp_path / "results.md").read_text()
+    assert "## Few-shot" in md and "| deep_prompt | 40.0 ± 14.1 | 40.0 (1 seed) | 70.0 ± 14.1 |" in md
+    assert "7, 20 / 20 (patience, max_epochs)" in md
+    # a seed rerun with another setting: the differing setting is named, not hidden
+    res = update_results(path, [run(1, 0.8, lr=0.01)])
+    assert res["tasks"]["kws"]["methods"]["deep_prompt"]["settings"]["differ_between_seeds"] == ["lr"]
+    with pytest.raises(ResultsError, match="shots"):
+        RunResult("kws", "deep_prompt", 0, 0.5, "accuracy", 1, 1.0, 1.0, shots=0)
+
+
 def test_results_refuse_bad_input(tmp_path):
     path = tmp_path / "results.json"
     update_results(path, [_run()])
@@ -327,7 +372,7 @@ def _unit_task(n_per_class: int = 6):
 
 
 def test_finetune_changes_ulm_weights_prompt_training_does_not():
-    from spkit.prompt.baselines import build_finetune, finetune_config, train_finetune
+    from spkit.prompt.finetune import build_finetune, finetune_config, train_finetune
     from spkit.prompt.model import PromptConfig, build_prompted
     from spkit.prompt.tasks import Collator, build_spec
     from spkit.prompt.train import TrainConfig, train

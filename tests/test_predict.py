@@ -20,10 +20,10 @@ from spkit.features.tiny_hubert import TinyHubert, TinyHubertConfig, TinyHubertE
 from spkit.io import torch_save
 from spkit.layout import RunLayout
 from spkit.prompt import cli
-from spkit.prompt.baselines import random_ulm
 from spkit.prompt.checkpoint import save_prompt
 from spkit.prompt.model import PromptConfig, build_prompted
 from spkit.prompt.predict import PredictError, Predictor
+from spkit.prompt.random_lm import random_ulm
 from spkit.prompt.results import RunResult, update_results
 from spkit.prompt.tasks import Collator, TaskExample, build_spec
 from spkit.prompt.verbalizer import build_verbalizer
@@ -178,12 +178,17 @@ def test_bad_task_method_seed(run, capsys):
     assert prompt_files(run["root"], "lid") == []
 
 
-def test_default_seed_is_best_in_results(run, tmp_path):
+def test_default_seed_is_best_on_validation_not_test(run, tmp_path):
     assert Predictor(run["root"], "kws").prompt_path.parent.name == "seed0"  # no results yet: the first
+    # seed 1 has the better test score, seed 0 the better validation score: validation chooses
     update_results(RunLayout.at(run["root"]).results_json,
-                   [RunResult("kws", "deep_prompt", s, v, "accuracy", 10, 1.0, 1.0)
-                    for s, v in ((0, 0.5), (1, 0.9))])
+                   [RunResult("kws", "deep_prompt", s, v, "accuracy", 10, 1.0, 1.0, extra={"valid": va})
+                    for s, v, va in ((0, 0.5, 0.8), (1, 0.9, 0.6))])
     try:
+        assert Predictor(run["root"], "kws").prompt_path.parent.name == "seed0"
+        update_results(RunLayout.at(run["root"]).results_json,
+                       [RunResult("kws", "deep_prompt", 1, 0.4, "accuracy", 10, 1.0, 1.0,
+                                  extra={"valid": 0.95})])
         assert Predictor(run["root"], "kws").prompt_path.parent.name == "seed1"
     finally:
         for name in ("results.json", "results.md", "results.json.lock"):

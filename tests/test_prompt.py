@@ -104,7 +104,11 @@ def test_deep_prompts_learn_toy_task_and_lm_stays_bit_identical():
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not any(p.requires_grad for p in model.lm.parameters())
     assert len(res.log) == 60
-    assert res.log[-1]["valid_metric"] is not None and res.log[0]["valid_metric"] is None
+    # stop_on="valid_metric" (the default) scores validation every epoch with the test's decoder
+    assert all(e["valid_metric"] is not None for e in res.log)
+    assert res.best_valid_metric == max(e["valid_metric"] for e in res.log)
+    assert res.log[res.best_epoch - 1]["valid_metric"] == res.best_valid_metric
+    assert res.epochs_run == 60 and res.stop_reason == "max_epochs"
     assert res.log[-1]["train_loss"] < res.log[0]["train_loss"]
     assert res.best_valid_loss == min(e["valid_loss"] for e in res.log)
     # The CPU peak is a delta of the process's resident set: it can be 0 when earlier tests in this process
@@ -225,9 +229,11 @@ def test_resume_equals_uninterrupted(tmp_path, buckets):
     a, col, _, _ = setup(data=data)
     ra = train(a, data, col, cfg, progress=False)
     b, col_b, _, _ = setup(data=data)
-    train(b, data, col_b, TrainConfig(**{**cfg.to_dict(), "max_epochs": 2}), out_dir=tmp_path, progress=False)
+    part = train(b, data, col_b, TrainConfig(**{**cfg.to_dict(), "max_epochs": 2}), out_dir=tmp_path,
+                 progress=False)
     b2, col_b2, _, _ = setup(data=data)  # a fresh process would rebuild the model the same way
     rb = train(b2, data, col_b2, cfg, out_dir=tmp_path, progress=False)
+    assert rb.log[:2] == part.log  # resumed: the first two epochs (timings included) are the saved ones
     sa, sb = a.prompt_state(), b2.prompt_state()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     assert [e["train_loss"] for e in ra.log] == [e["train_loss"] for e in rb.log]
@@ -236,6 +242,65 @@ def test_resume_equals_uninterrupted(tmp_path, buckets):
     other = build_prompted(tiny_lm(5), b2.spec, b2.verbalizer, PromptConfig(length=8), col(data["train"][:8]))
     with pytest.raises(ValueError, match="made for the uLM"):
         train(other, data, col, cfg, out_dir=tmp_path, progress=False)
+
+
+def test_saved_state_with_other_settings_trains_again(tmp_path):
+    """A train_state.pt made with another learning rate (or other caller settings) is never resumed: the
+    result is the fresh run's with the new settings, and differs from the old run's."""
+    data = toy_data(96)
+    cfg = TrainConfig(max_epochs=3, patience=0, batch_size=16)
+    a, col, _, _ = setup(data=data)
+    ra = train(a, data, col, cfg, out_dir=tmp_path, progress=False, settings={"prompt_length": 8})
+    other = TrainConfig(**{**cfg.to_dict(), "lr": cfg.lr / 10})
+    b, col_b, _, _ = setup(data=data)
+    rb = train(b, data, col_b, other, out_dir=tmp_path, progress=False, settings={"prompt_length": 8})
+    c, col_c, _, _ = setup(data=data)
+    rc = train(c, data, col_c, other, progress=False)  # fresh, no saved state
+    assert [e["train_loss"] for e in rb.log] == [e["train_loss"] for e in rc.log]
+    assert [e["train_loss"] for e in rb.log] != [e["train_loss"] for e in ra.log]
+    sb, sc = b.prompt_state(), c.prompt_state()
+    assert all(torch.equal(sb[k], sc[k]) for k in sb)
+    # the same config with other caller settings (the recipe passes prompt form, length...) also retrains
+    d, col_d, _, _ = setup(data=data)
+    rd = train(d, data, col_d, other, out_dir=tmp_path, progress=False, settings={"prompt_length": 9})
+    assert rd.log != rb.log and [e["train_loss"] for e in rd.log] == [e["train_loss"] for e in rc.log]
+    # a lower cap than the saved epoch trains again too (the best state of 3 epochs is not that of 2)
+    e, col_e, _, _ = setup(data=data)
+    re_ = train(e, data, col_e, TrainConfig(**{**other.to_dict(), "max_epochs": 2}), out_dir=tmp_path,
+                progress=False, settings={"prompt_length": 9})
+    assert re_.epochs_run == 2 and re_.log[0]["seconds"] != rd.log[0]["seconds"]
+
+
+def test_peak_memory_is_the_runs_own_and_finetuning_needs_more():
+    """The CPU peak counts the run's own tensors: it does not depend on what ran before in the process, and
+    on a uLM whose weights outweigh a batch's activations (as GSLM's do) full fine-tuning (gradients + Adam
+    moments of every weight) peaks above deep prompts, in either order, as bench/prompt_memory.py measures
+    in separate processes."""
+    from spkit.prompt.finetune import finetune_config, train_finetune
+
+    data = toy_data(32)
+    d = UnitDictionary.from_units(range(N_UNITS))
+    torch.manual_seed(0)
+    lm = UnitLM(ulm_tiny(len(d), dim=256, n_layers=4, n_heads=4, ffn_dim=1024))
+    spec = build_spec("kws", data)
+    v = build_verbalizer("frequency", spec, d, data["train"])
+    col = Collator(spec, v, d, max_len=lm.cfg.max_positions)
+    cfg = TrainConfig(max_epochs=1, patience=0, batch_size=8)
+
+    def prompt_peak() -> int:
+        m = build_prompted(lm, spec, v, PromptConfig(length=8, init="random"), seed=0)
+        return train(m, data, col, cfg, progress=False).peak_memory_bytes
+
+    def finetune_peak() -> int:
+        _, rep = train_finetune(lm, spec, v, data, col, finetune_config(max_epochs=1, batch_size=8),
+                                progress=False)
+        return rep.peak_memory_bytes
+
+    p1, f1, p2, f2 = prompt_peak(), finetune_peak(), prompt_peak(), finetune_peak()
+    assert p1 == p2 and f1 == f2  # the same run measures the same, whatever ran before it
+    lm_bytes = sum(p.numel() * 4 for p in lm.parameters())
+    assert f1 - p1 >= lm_bytes  # at least one more copy of every weight (gradients; Adam adds two)
+    assert p1 > 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -526,7 +591,7 @@ def test_asr_task_collate_decode_and_error_rates():
                       " ".join(rng.choice(words) for _ in range(2))) for i in range(24)]
     data = {"train": ex[:16], "valid": ex[16:20], "test": ex[20:]}
     spec = build_spec("asr", data)
-    assert spec.kind == "sequence" and spec.labels == ("|", "a", "b", "c") and spec.lower_is_better
+    assert spec.kind == "sequence" and spec.labels == ("|", "a", "b", "c", "<unk>") and spec.lower_is_better
     d = UnitDictionary.from_units(range(N_UNITS))
     lm = tiny_lm()
     v = build_verbalizer("frequency", spec, d, data["train"])
@@ -548,7 +613,7 @@ def test_asr_task_collate_decode_and_error_rates():
     assert res["metric"] == "cer" and res["value"] == res["cer"]
     # the rates are those of the predictions it returns (recomputed here), not just numbers >= 0
     refs, hyps = [p["label"] for p in res["predictions"]], [p["prediction"] for p in res["predictions"]]
-    assert refs == [e.label for e in data["test"]] and all(set(h) <= set("abc |") for h in hyps)
+    assert refs == [e.label for e in data["test"]] and all(set(h) <= set("abc |\ufffd") for h in hyps)
     assert res["cer"] == pytest.approx(error_rate(refs, hyps))
     assert res["wer"] == pytest.approx(error_rate([r.split() for r in refs], [h.split() for h in hyps]))
     assert error_rate(["kitten"], ["sitting"]) == 0.5  # torchaudio's edit distance: 3 edits / 6 characters
@@ -606,6 +671,35 @@ def test_load_task_from_unit_records_intent_and_errors(tmp_path):
     (tmp_path / "valid.jsonl").unlink()
     with pytest.raises(FileNotFoundError, match=r"valid\.jsonl"):
         load_task("intent", tmp_path)
+
+
+def test_label_sets_come_from_the_training_split_only(tmp_path):
+    """A label only in test is an error naming the label and the file; the label set ignores valid/test."""
+    def rec(uid, label, text="ab ba"):
+        return {"uid": uid, "path": f"/a/{uid}.wav", "speaker": "s1", "label": label, "text": text,
+                "units": [5, 6, 7]}
+    _write(tmp_path / "train.jsonl", [rec("a", "yes"), rec("b", "no")])
+    _write(tmp_path / "valid.jsonl", [rec("c", "no")])
+    _write(tmp_path / "test.jsonl", [rec("d", "yes"), rec("e", "maybe")])
+    d = UnitDictionary.from_units(range(N_UNITS))
+    with pytest.raises(TaskError, match=r"test\.jsonl: label 'maybe' \(uid 'e'\) is not in the training"):
+        prepare_task("kws", tmp_path, d)
+    # without the test split the same call works, and its labels are the training split's
+    data, col = prepare_task("kws", tmp_path, d, splits=("train", "valid"))
+    assert col.spec.labels == ("yes", "no")
+    _write(tmp_path / "valid.jsonl", [rec("c", "up")])
+    with pytest.raises(TaskError, match=r"valid\.jsonl: label 'up'"):
+        prepare_task("kws", tmp_path, d, splits=("train", "valid"))
+    # ASR: a character unseen in training is <unk>, never part of the character set, and always an error
+    _write(tmp_path / "valid.jsonl", [rec("c", "no", "ab")])
+    _write(tmp_path / "test.jsonl", [rec("d", "yes", "ax b")])
+    data, col = prepare_task("asr", tmp_path, d)
+    assert col.spec.labels == ("|", "a", "b", "<unk>")
+    assert col.spec.atoms("ax b") == ["a", "<unk>", "|", "b"]
+    assert col.spec.label_from_atoms(["a", "<unk>"]) == "a\ufffd"
+    assert error_rate(["ax b"], [col.spec.label_from_atoms(col.spec.atoms("ax b"))]) == pytest.approx(0.25)
+    batch = col(data["test"])  # encodes: the <unk> atom has a code
+    assert int(batch.label_mask.sum()) == 5  # a <unk> | b </s>
 
 
 def test_bad_verbalizer_and_prompt_settings():

@@ -91,3 +91,48 @@ def test_default_builds_on_the_shipped_base_and_scratch_trains_from_zero():
     assert corpus_preset("smoke") == "smoke"
     with pytest.raises(ValueError, match="real data sets"):
         corpus_preset("paper")
+
+
+def test_one_stopping_rule_and_settings_recorded_for_every_method():
+    cfg = prompting.preset_config("default")
+    runs = {r.method: r for r in prompting.plan_runs(cfg) if r.task == "kws" and r.seed == 0}
+    st = {m: prompting.run_settings(runs[m], cfg) for m in ("deep_prompt", "finetune", "downstream")}
+    # the same patience and criterion for every method; each its own learning rate and cap
+    assert {s["patience"] for s in st.values()} == {cfg.patience}
+    assert {s["stop_on"] for s in st.values()} == {"valid_metric"}
+    assert st["deep_prompt"]["lr"] == cfg.lr and st["finetune"]["lr"] == cfg.finetune_lr
+    assert st["downstream"]["lr"] == cfg.downstream_lr
+    caps = [st[m]["max_epochs"] for m in ("deep_prompt", "finetune", "downstream")]
+    assert caps == [cfg.epochs, cfg.finetune_epochs, cfg.downstream_epochs]
+    assert st["deep_prompt"]["prompt_form"] == "deep_prompt"
+    assert st["deep_prompt"]["prompt_length"] == cfg.prompt_length
+    # the patience is the downstream head's too: changing it reruns it
+    more_patience = dataclasses.replace(cfg, patience=cfg.patience + 1)
+    assert (prompting._settings_key(runs["downstream"], cfg, "u", "k")
+            != prompting._settings_key(runs["downstream"], more_patience, "u", "k"))
+    # the paper preset stops every method on the validation loss, as SpeechPrompt did
+    assert prompting.preset_config("paper").stop_on == "valid_loss"
+
+
+def test_few_shot_plan_and_subset():
+    cfg = prompting.preset_config("smoke")
+    few = prompting.plan_few_shot(cfg)
+    assert {(r.task, r.method) for r in few} == {(t, m) for t in ("kws", "intent")
+                                                for m in ("deep_prompt", "downstream", "finetune")}
+    assert sorted({r.shots for r in few}) == [1, 2] and {r.seed for r in few} == {0}
+    assert all(r.folder == f"{r.method}-shots{r.shots}" for r in few)
+    assert prompting.plan_few_shot(prompting.preset_config("paper")) == []
+    assert len(prompting.plan_few_shot(prompting.preset_config("default"))) == 2 * 3 * 4 * 3
+    with pytest.raises(ValueError, match="few_shot_methods"):
+        prompting.plan_few_shot(dataclasses.replace(cfg, few_shot_methods=("lora",)))
+    # n per class, drawn per seed, classes with fewer keep all
+    from spkit.prompt.tasks import TaskExample
+
+    train = [TaskExample(f"u{i}", "", "train", "s", [1], lab)
+             for i, lab in enumerate(["a"] * 10 + ["b"] * 6 + ["c"] * 1)]
+    sub = prompting.few_shot_subset(train, 2, seed=0)
+    assert sorted(e.label for e in sub) == ["a", "a", "b", "b", "c"]
+    assert [e.uid for e in sub] == sorted((e.uid for e in sub), key=lambda u: int(u[1:]))
+    assert prompting.few_shot_subset(train, 2, seed=0) == sub
+    assert any(prompting.few_shot_subset(train, 2, seed=s) != sub for s in range(1, 5))
+    assert len(prompting.few_shot_subset(train, 50, seed=0)) == len(train)

@@ -6,6 +6,10 @@
 * language identification: the sorted languages;
 * ASR: the sorted characters of the transcripts, with the word boundary (``|``, fairseq's letter
   convention) first.
+
+Given a ``{split: utterances}`` mapping, every function reads its ``train`` split only: no valid or test
+label reaches the label set (a test label unseen in training is then an error where the task is built,
+:func:`spkit.prompt.tasks.check_labels`, or ``<unk>`` for ASR characters).
 """
 
 from __future__ import annotations
@@ -21,8 +25,12 @@ WORD_BOUNDARY = "|"
 
 
 def _all(corpus: Mapping[str, Sequence[Utterance]] | Iterable[Utterance]) -> list[Utterance]:
+    """The utterances a label set is built from: a split mapping's ``train`` split, or the given ones."""
     if isinstance(corpus, Mapping):
-        return [u for utts in corpus.values() for u in utts]
+        if "train" not in corpus:
+            raise DataError(f"a label set is built from the training split; the corpus has only "
+                            f"{sorted(corpus)}")
+        return list(corpus["train"])
     return list(corpus)
 
 

@@ -12,8 +12,8 @@ What it loads, all through the run-artifact loaders (:mod:`spkit.artifacts`):
   (:meth:`~spkit.units.encoder.SpeechEncoder.from_run`);
 * the uLM: ``RUN/ulm`` via :func:`spkit.artifacts.load_run_ulm` (the uLM trained in the run, or
   the GSLM checkpoint it names); for the ``deep_prompt_random_lm`` control the random uLM of the same
-  shape is rebuilt (:func:`spkit.prompt.baselines.random_ulm`, seed ``info["random_lm_seed"]`` of the
-  prompt file, default :data:`~spkit.prompt.baselines.RANDOM_LM_SEED`);
+  shape is rebuilt (:func:`spkit.prompt.random_lm.random_ulm`, seed ``info["random_lm_seed"]`` of the
+  prompt file, default :data:`~spkit.prompt.random_lm.RANDOM_LM_SEED`);
 * the prompt: ``RUN/prompts/<task>/<method>/seed<N>/prompt.pt`` (:func:`find_prompt` over
   :func:`spkit.artifacts.prompt_files`), loaded by
   :func:`spkit.prompt.checkpoint.load_prompt`, which refuses a uLM or unit model whose fingerprint differs
@@ -59,23 +59,27 @@ class PredictError(UserError, ValueError):
 # --------------------------------------------------------------------------------------------
 
 def _best_seed(layout: RunLayout, task: str, method: str, seeds: list[int]) -> int:
-    """The seed with the best test metric in results.json, else the lowest available."""
+    """The seed with the best *validation* metric in results.json (``runs[].extra.valid``: no test score
+    chooses anything), else the lowest available."""
     from spkit.prompt.results import load_results
 
     try:
         info = load_results(layout.results_json)["tasks"].get(task) or {}
     except (ValueError, OSError):
         info = {}
-    runs = [r for r in (info.get("methods", {}).get(method) or {}).get("runs", []) if r["seed"] in seeds]
+    runs = [r for r in (info.get("methods", {}).get(method) or {}).get("runs", [])
+            if r["seed"] in seeds and isinstance(r.get("extra", {}).get("valid"), (int, float))
+            and r["extra"]["valid"] == r["extra"]["valid"]]  # NaN: no validation split
     if not runs:
         return seeds[0]
     sign = 1 if info.get("lower_is_better") else -1
-    return min(runs, key=lambda r: (sign * r["value"], r["seed"]))["seed"]
+    return min(runs, key=lambda r: (sign * r["extra"]["valid"], r["seed"]))["seed"]
 
 
 def find_prompt(run: str | os.PathLike, task: str, method: str = "deep_prompt",
                 seed: int | None = None) -> Path:
-    """The prompt file of ``task``/``method``/``seed`` (``seed=None``: best in results.json, else the first).
+    """The prompt file of ``task``/``method``/``seed`` (``seed=None``: the best validation score in
+    results.json, else the first).
 
     Raises :class:`PredictError` listing what the run has when the request does not exist.
     """
@@ -120,7 +124,7 @@ class Predictor:
         run: the run folder.
         task: ``kws``, ``intent``, ``lid``, ``asr`` or ``sf``.
         method: the prompt method folder (``deep_prompt``, ``input_prompt``, ``deep_prompt_random_lm``...).
-        seed: which seed's prompt (None: the best in results.json, else the lowest).
+        seed: which seed's prompt (None: the best validation score in results.json, else the lowest).
         prompt: an explicit prompt file instead of the run's (method/seed then ignored).
         device: where the extractor and the uLM run.
         beam, max_len: ASR beam width and most output tokens; None (default): the settings the run's
@@ -150,7 +154,7 @@ class Predictor:
             raise PredictError(f"{self.prompt_path}: a prompt for task {raw['task']['name']!r}, not {task!r}")
         info = raw.get("info") or {}
         if info.get("random_lm") or method.endswith("random_lm"):
-            from spkit.prompt.baselines import RANDOM_LM_SEED, random_ulm
+            from spkit.prompt.random_lm import RANDOM_LM_SEED, random_ulm
 
             lm = random_ulm(lm, seed=int(info.get("random_lm_seed", RANDOM_LM_SEED)), device=self.device)
         self.model = load_prompt(self.prompt_path, lm, self.encoder.fingerprints).eval()

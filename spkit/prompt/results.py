@@ -18,15 +18,40 @@ rerun of the same ``(task, method, seed)`` replaces its earlier value. The layou
                                  "train_s": 301.5,                    # mean over seeds
                                  "decoder": "greedy_exact",           # what mean/std/seeds score
                                  "constrained": {"mean": 0.74, "std": 0.01, "seeds": [...]},
+                                 "settings": {"kind": "prompt", "prompt_form": "deep_prompt",
+                                              "prompt_length": 20, "lr": 0.05, "max_epochs": 20,
+                                              "patience": 3, "stop_on": "valid_metric",
+                                              "decoder": "greedy_exact", "valid_decoder": "greedy_exact",
+                                              "epochs_run": [9, 12, 7],           # per seed, seed order
+                                              "stop_reason": ["patience", ...],   # per seed
+                                              ...},
                                  "runs": [{"seed": 0, "value": 0.70, "trainable_params": ...,
-                                           "peak_mem_mb": ..., "train_s": ..., "extra": {...}}, ...]}}}}}
+                                           "peak_mem_mb": ..., "train_s": ..., "extra": {...}}, ...]}}}},
+     "few_shot": {"kws": {"deep_prompt": {"1": {"mean": ..., "std": ..., "n_seeds": 3, "seeds": [...],
+                                                "seed_ids": [...], "settings": {...}, "runs": [...]},
+                                          "5": {...}, ...,
+                                          "all": {"mean": ..., "std": ..., "n_seeds": 3, "seeds": [...],
+                                                  "seed_ids": [...],
+                                                  "from": "tasks.kws.methods.deep_prompt"}}}}}
+
+``settings`` (per method) holds the settings every seed shares (``runs[].extra.settings`` of each run:
+prompt form, length, learning rate, epoch cap, patience, stopping criterion, verbalizer, ...), the test's
+``decoder`` and the validation's ``valid_decoder``, and per seed the epochs run and the stop reason
+(``patience``: no better validation score for ``patience`` epochs; ``max_epochs``: the cap was reached).
+``runs[].extra.valid`` is the best validation score (what ``spkit predict`` picks its default seed by).
+
+``few_shot.<task>.<method>.<n>``: the method trained on ``n`` examples per class (drawn per seed from the
+training split), mean and std over seeds; ``all`` repeats the main table's entry of the method.
 
 Classification prompt and fine-tuning runs are scored by two decoders (:mod:`spkit.prompt.decode`):
 ``mean``/``std``/``seeds`` by SpeechPrompt's (``decoder: "greedy_exact"``: greedy until ``</s>``, a hit only
 when the whole output equals the label), ``constrained`` by label scoring (the most probable label's token
 sequence), the same statistics over the same seeds. Runs without decoders (the downstream head) have
-neither field. ``trainable_params`` counts as SpeechPrompt counts (``deep_prompt``: its dead input prompt
-included); ``runs[].extra.live_params`` counts the parameters that receive gradient.
+neither field. ``peak_mem_mb`` is each run's own peak (:class:`spkit.prompt.train.PeakMemory`: on a GPU
+the allocator's peak after a reset; on the CPU the peak bytes of the tensors the run allocated), so it does
+not depend on which runs came before in the same process. ``trainable_params`` counts as SpeechPrompt
+counts (``deep_prompt``: its dead input prompt included); ``runs[].extra.live_params`` counts the
+parameters that receive gradient.
 
 Metric values are fractions in [0, 1]; a metric where lower is better says so in its name
 (``"wer (lower is better)"``) and in ``lower_is_better``. ``results.md`` shows one combined table in the
@@ -77,7 +102,8 @@ class RunResult:
         trainable_params: parameters updated by the optimizer.
         peak_mem_mb: peak memory of the run in MiB (GPU allocated, or process RSS on the CPU).
         train_s: training wall-clock seconds.
-        extra: anything else worth keeping per run (e.g. CER beside WER, best epoch).
+        extra: anything else worth keeping per run (e.g. CER beside WER, best epoch, settings).
+        shots: few-shot runs: training examples per class (merged under ``few_shot``); None: a main run.
     """
 
     task: str
@@ -89,9 +115,12 @@ class RunResult:
     peak_mem_mb: float
     train_s: float
     extra: dict[str, Any] = field(default_factory=dict)
+    shots: int | None = None
 
     def __post_init__(self) -> None:
         where = f"run {self.task}/{self.method}/seed{self.seed}"
+        if self.shots is not None and (isinstance(self.shots, bool) or int(self.shots) < 1):
+            raise ResultsError(f"{where}: shots must be a positive number of examples per class")
         for name in ("task", "method", "metric"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ResultsError(f"{where}: {name} must be a non-empty string")
@@ -120,7 +149,7 @@ class RunResult:
 def run_result(task: str, method: str, seed: int, value: float, metric: str, report: Any,
                extra: Mapping[str, Any] | None = None) -> RunResult:
     """A :class:`RunResult` from a trainer's report: :class:`spkit.prompt.train.TrainResult` (prompts, full
-    fine-tuning) or :class:`spkit.prompt.baselines.BaselineResult` (downstream), which share the fields
+    fine-tuning) or :class:`spkit.prompt.downstream.DownstreamResult` (downstream), which share the fields
     ``num_trainable``, ``peak_memory_bytes``, ``memory_method`` and ``wall_seconds``.
 
     ``value`` is the test metric (e.g. ``evaluate(...)["value"]``); ``metric`` its results.json name
@@ -148,7 +177,31 @@ def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
 
 
 def empty_results() -> dict[str, Any]:
-    return {"format": FORMAT, "version": VERSION, "std": STD_NOTE, "tasks": {}}
+    return {"format": FORMAT, "version": VERSION, "std": STD_NOTE, "tasks": {}, "few_shot": {}}
+
+
+PER_SEED_SETTINGS = ("epochs_run", "stop_reason")
+
+
+def _settings(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The settings the runs share, the decoders, and the per-seed epochs run and stop reasons."""
+    extras = [r.get("extra", {}) for r in runs]
+    dicts = [e.get("settings") for e in extras]
+    out: dict[str, Any] = {}
+    if all(isinstance(d, dict) for d in dicts) and dicts:
+        keys = set(dicts[0]).intersection(*dicts[1:])
+        out = {k: dicts[0][k] for k in sorted(keys) if all(d[k] == dicts[0][k] for d in dicts)}
+        differ = sorted(set().union(*dicts) - set(out))
+        if differ:  # a config changed between reruns of some seeds: say so rather than pick one
+            out["differ_between_seeds"] = differ
+    for name in ("decoder", "valid_decoder"):
+        values = {e.get(name) for e in extras}
+        if len(values) == 1 and None not in values:
+            out[name] = values.pop()
+    for name in PER_SEED_SETTINGS:
+        if all(name in e for e in extras):
+            out[name] = [e[name] for e in extras]
+    return out
 
 
 def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -178,8 +231,20 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "peak_mem_mb": statistics.fmean(r["peak_mem_mb"] for r in runs),
         "train_s": statistics.fmean(r["train_s"] for r in runs),
         **decoders,
+        "settings": _settings(runs),
         "runs": runs,
     }
+
+
+def _few_shot_all(tasks: Mapping[str, Any], few_shot: dict[str, Any]) -> None:
+    """Refresh each few-shot method's ``all`` entry from the main table (the method on every example)."""
+    for task, methods in few_shot.items():
+        for method, by_n in methods.items():
+            main = tasks.get(task, {}).get("methods", {}).get(method)
+            by_n.pop("all", None)
+            if main:
+                by_n["all"] = {k: main[k] for k in ("mean", "std", "n_seeds", "seeds", "seed_ids")}
+                by_n["all"]["from"] = f"tasks.{task}.methods.{method}"
 
 
 def _check(results: Any, source: str) -> dict[str, Any]:
@@ -190,6 +255,8 @@ def _check(results: Any, source: str) -> dict[str, Any]:
                            f"(need {VERSION})")
     if not isinstance(results.get("tasks"), dict):
         raise ResultsError(f"{source}: 'tasks' must be an object")
+    if not isinstance(results.setdefault("few_shot", {}), dict):
+        raise ResultsError(f"{source}: 'few_shot' must be an object")
     return results
 
 
@@ -201,8 +268,17 @@ def merge_runs(results: Mapping[str, Any], runs: Iterable[RunResult], source: st
     """
     out = _check(dict(results), source)
     tasks = {k: {**v, "methods": dict(v.get("methods", {}))} for k, v in out["tasks"].items()}
+    few_shot = {t: {m: dict(by_n) for m, by_n in ms.items()} for t, ms in out.get("few_shot", {}).items()}
     touched: set[tuple[str, str]] = set()
+    touched_few: set[tuple[str, str, str]] = set()
     for run in runs:
+        if run.shots is not None:
+            by_n = few_shot.setdefault(run.task, {}).setdefault(run.method, {})
+            n = str(run.shots)
+            kept = [r for r in by_n.get(n, {}).get("runs", []) if r["seed"] != run.seed]
+            by_n[n] = {"runs": [*kept, run.as_run()], "metric": run.metric}
+            touched_few.add((run.task, run.method, n))
+            continue
         task = tasks.setdefault(run.task, {"metric": run.metric, "lower_is_better": run.lower_is_better,
                                            "methods": {}})
         if task["metric"] != run.metric:
@@ -215,7 +291,13 @@ def merge_runs(results: Mapping[str, Any], runs: Iterable[RunResult], source: st
     for task_name, method_name in touched:
         m = tasks[task_name]["methods"]
         m[method_name] = _aggregate(m[method_name]["runs"])
+    for task_name, method_name, n in touched_few:
+        entry = few_shot[task_name][method_name][n]
+        agg = _aggregate(entry["runs"])
+        few_shot[task_name][method_name][n] = {"metric": entry["metric"], **agg}
+    _few_shot_all(tasks, few_shot)
     out["tasks"] = tasks
+    out["few_shot"] = few_shot
     return out
 
 
@@ -317,12 +399,42 @@ def render_markdown(results: Mapping[str, Any]) -> str:
                   "mean ± std: SpeechPrompt's decoder (greedy until </s>, exact match) where a method "
                   "decodes; constrained: label scoring.", "",
                   "| Method | Params | mean ± std (%) | constrained (%) | per seed (%) | peak mem (MiB) | "
-                  "train (s) |",
-                  "|---|---:|---:|---:|---|---:|---:|"]
+                  "train (s) | lr | epochs run / cap (stop) |",
+                  "|---|---:|---:|---:|---|---:|---:|---:|---|"]
         for m in _ordered(info["methods"], METHOD_ORDER):
             e = info["methods"][m]
             per_seed = ", ".join(f"{s}: {_pct(v)}" for s, v in zip(e["seed_ids"], e["seeds"]))
             constrained = format_cell(e["constrained"]) if "constrained" in e else "–"
             lines.append(f"| {m} | {format_params(e['trainable_params'])} | {format_cell(e)} | "
-                         f"{constrained} | {per_seed} | {e['peak_mem_mb']:.0f} | {e['train_s']:.1f} |")
+                         f"{constrained} | {per_seed} | {e['peak_mem_mb']:.0f} | {e['train_s']:.1f} | "
+                         f"{_settings_cells(e.get('settings') or {})} |")
+    lines += _few_shot_markdown(results)
     return "\n".join(lines) + "\n"
+
+
+def _settings_cells(st: Mapping[str, Any]) -> str:
+    """``lr | 9, 12, 7 / 20 (patience, patience, max_epochs)``; dashes where a run did not record it."""
+    lr = f"{st['lr']:g}" if isinstance(st.get("lr"), (int, float)) else "–"
+    if "epochs_run" not in st:
+        return f"{lr} | –"
+    cap = st.get("max_epochs", "?")
+    return (f"{lr} | {', '.join(str(x) for x in st['epochs_run'])} / {cap} "
+            f"({', '.join(str(x) for x in st.get('stop_reason', []))})")
+
+
+def _few_shot_markdown(results: Mapping[str, Any]) -> list[str]:
+    few = results.get("few_shot") or {}
+    if not few:
+        return []
+    lines = ["", "## Few-shot: test metric by training examples per class", "",
+             "mean ± std over seeds (%); `all`: the main table's run on the whole training split."]
+    for task in _ordered(few, tuple(TASK_COLUMNS)):
+        methods = few[task]
+        ns = sorted({n for by_n in methods.values() for n in by_n if n != "all"}, key=int)
+        ns += ["all"] if any("all" in by_n for by_n in methods.values()) else []
+        lines += ["", f"### {TASK_COLUMNS.get(task, task.upper())} ({task})", "",
+                  "| Method | " + " | ".join(f"n={n}" for n in ns) + " |", "|---|" + "---:|" * len(ns)]
+        for m in _ordered(methods, METHOD_ORDER):
+            cells = [format_cell(methods[m][n]) if n in methods[m] else "–" for n in ns]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines

@@ -32,6 +32,12 @@ task       kind            label string                                         
                                                                                 (+ slot_value_cer)
 =========  ==============  ===================================================  ============
 
+Label sets come from the training split alone (:func:`build_spec`): a valid or test label never seen in
+training is an error naming the file, the uid and the label (:func:`check_labels`), except ASR characters:
+the character set ends with :data:`UNK_CHAR` (``<unk>``), which stands for any character unseen in
+training (it is the target in their place, and decodes to U+FFFD, so it never matches a reference
+character and counts as an error).
+
 A label is split into *atoms*, the units a verbalizer maps to token sequences: the whole label (kws,
 lid, intent with ``intent_mode="flat"``), one atom per slot value (intent, default ``"slots"``:
 ``action=activate``, ``object=lights``, ``location=kitchen``, prefixed because FSC uses ``none`` in two
@@ -71,6 +77,8 @@ BOS_IDX = 2  # </s> doubles as BOS in fairseq LMs
 EOS_IDX = 2
 PAD_IDX = 1
 WORD_BOUNDARY = "|"
+UNK_CHAR = "<unk>"  # ASR: any character unseen in training
+UNK_DECODED = "\ufffd"  # what UNK_CHAR decodes to (matches no reference character)
 INTENT_SLOTS: tuple[str, ...] = ("action", "object", "location")
 LOSS_POSITIONS: tuple[str, ...] = ("sep_label_eos", "label_eos", "label")
 KWS12: tuple[str, ...] = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go",
@@ -140,7 +148,9 @@ class TaskSpec:
             from spkit.prompt.slots import tagged_symbols
 
             return tagged_symbols(label, slots_only=True)
-        return [WORD_BOUNDARY if c == " " else c for c in label]
+        unk = UNK_CHAR in self.labels  # prompt files made before <unk> existed stay strict
+        known = set(self.labels)
+        return [WORD_BOUNDARY if c == " " else (UNK_CHAR if unk and c not in known else c) for c in label]
 
     def label_from_atoms(self, atoms: Sequence[str]) -> str:
         """Inverse of :meth:`atoms` (ASR: ``|`` back to spaces)."""
@@ -152,7 +162,7 @@ class TaskSpec:
             from spkit.prompt.slots import symbols_to_tagged
 
             return symbols_to_tagged(atoms)
-        return "".join(" " if a == WORD_BOUNDARY else a for a in atoms)
+        return "".join(" " if a == WORD_BOUNDARY else UNK_DECODED if a == UNK_CHAR else a for a in atoms)
 
     def all_atoms(self) -> list[str]:
         """Every atom the verbalizer must encode, in a fixed order."""
@@ -331,7 +341,8 @@ def build_spec(task: str, data: Mapping[str, Sequence[TaskExample]] | Sequence[T
 
     ``data``: ``{split: examples}`` (its ``train`` split is used) or the training examples themselves.
     kws: the 12 SUPERB classes in SUPERB's order when every label is one of them, else the sorted words;
-    lid and intent: the sorted labels seen in training; asr: the sorted characters, ``|`` first.
+    lid and intent: the sorted labels seen in training; asr: the sorted characters, ``|`` first,
+    :data:`UNK_CHAR` last.
     ``intent_mode``: ``slots`` (one verbalizer atom per slot) or ``flat`` (one per intent).
     """
     _check_task(task)
@@ -361,7 +372,8 @@ def build_spec(task: str, data: Mapping[str, Sequence[TaskExample]] | Sequence[T
         raise TaskError(f"a transcript contains the word-boundary character {WORD_BOUNDARY!r}")
     has_space = " " in chars
     chars.discard(" ")
-    return TaskSpec("asr", "sequence", tuple(([WORD_BOUNDARY] if has_space else []) + sorted(chars)),
+    return TaskSpec("asr", "sequence",
+                    tuple(([WORD_BOUNDARY] if has_space else []) + sorted(chars) + [UNK_CHAR]),
                     "cer", True, "chars")
 
 
@@ -387,9 +399,9 @@ def check_labels(spec: TaskSpec, data: Mapping[str, Sequence[TaskExample]],
             src = f"{Path(where) / f'{split}.jsonl'}" if where else f"split {split!r}"
             e = bad[0]
             what = ("classes" if spec.kind == "classification" else "characters")
-            raise TaskError(f"{src}: {len(bad)} example(s) have labels outside the task's {what}, e.g. uid "
-                            f"{e.uid!r} label {e.label!r}; task {spec.name!r} knows {list(spec.labels)[:20]}"
-                            f"{' ...' if len(spec.labels) > 20 else ''}")
+            raise TaskError(f"{src}: label {e.label!r} (uid {e.uid!r}) is not in the training split's {what}"
+                            f" ({len(bad)} example(s) affected); task {spec.name!r} knows "
+                            f"{list(spec.labels)[:20]}{' ...' if len(spec.labels) > 20 else ''}")
 
 
 # ------------------------------------------------------------------------------------------------

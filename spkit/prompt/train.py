@@ -13,15 +13,25 @@ uses 5e-3).
   best state so far, early-stopping counters and the log. ``resume=True`` continues from it (and refuses
   one made for another uLM or another set of trainable parameters).
 * bf16 autocast on CUDA (trainable parameters stay fp32); fp32 on CPU.
-* Peak memory: CUDA: ``torch.cuda.max_memory_allocated`` after a reset (tensors only, not the allocator's
-  cache). CPU: the peak resident set size of the process (``VmHWM`` in ``/proc/self/status``, reset through
-  ``/proc/self/clear_refs`` at the start) minus the resident size at the start; it counts everything the
-  process touched during training (allocator caches too). Where the reset is not possible the
-  lifetime peak (``ru_maxrss``) minus the start RSS is reported and ``memory_method`` says so.
-  (``tracemalloc`` would not see torch's tensor memory, which bypasses Python's allocator.) The CPU delta
-  is only meaningful for the first training in a fresh process (memory freed by an earlier run is reused
-  without raising the RSS): benchmark each configuration in its own process. ``peak_process_bytes`` gives
-  the absolute figure beside it (CPU: peak RSS; CUDA: ``torch.cuda.max_memory_reserved``).
+* One stopping rule for every method (prompts, fine-tuning, and the downstream head of
+  :mod:`spkit.prompt.downstream`): after each epoch the validation split is scored
+  (``stop_on="valid_metric"``, the default: the task metric with the validation decoder of
+  :func:`validation_decoder`, greedy until ``</s>`` with exact match for
+  classification, as the test's reported value; or ``stop_on="valid_loss"``);
+  the best epoch's state is kept and training stops after ``patience`` epochs without improvement, or at
+  ``max_epochs``. :class:`TrainResult` records the epochs run and the stop reason (``patience`` or
+  ``max_epochs``).
+* Settings are part of a run's identity: ``train_state.pt`` stores the settings it was made with
+  (:class:`TrainConfig` plus the caller's ``settings``: prompt form, length, task data...); a saved state made
+  with other settings is not resumed but trained again from the start. Only the epoch cap may differ (a state
+  of epoch e continues under a cap >= e, exactly as an uninterrupted run).
+* Peak memory: CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` (tensors only,
+  not the allocator's cache). CPU: the peak of the bytes held by tensor storages *allocated during the
+  run* (:class:`TensorMemoryTracker`, a ``TorchDispatchMode`` that counts every op's new output storage and
+  un-counts it when the storage is freed): weights and data that existed before the run are not counted,
+  gradients, optimizer state, activations and batches are, and the figure does not depend on what earlier
+  runs in the process allocated or freed (the resident set size would). ``peak_process_bytes`` gives the
+  absolute figure beside it (CPU: the process's peak RSS, ``VmHWM``; CUDA: ``max_memory_reserved``).
 """
 
 from __future__ import annotations
@@ -29,18 +39,22 @@ from __future__ import annotations
 import math
 import os
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from spkit.io import torch_save
 from spkit.prompt.model import PromptedULM
 from spkit.prompt.tasks import Collator, TaskExample, length_order
 
 STATE_NAME = "train_state.pt"
+STOP_ON: tuple[str, ...] = ("valid_metric", "valid_loss")
 
 
 @dataclass
@@ -51,12 +65,20 @@ class TrainConfig:
         lr: Adam learning rate (prototype: 5e-2; SpeechPrompt: 5e-3).
         adam_betas: Adam's betas (SpeechPrompt: (0.9, 0.98), fairseq's ``--adam-betas``).
         batch_size: examples per step (SpeechPrompt: 32).
-        max_epochs: epochs at most.
-        patience: stop after this many epochs without a lower validation loss (0: never stop early).
+        max_epochs: epochs at most (a cap: the stopping rule is ``patience``).
+        patience: stop after this many epochs without a better validation score (0: never stop early).
+        stop_on: ``valid_metric`` (the task metric on the validation split, decoded by
+            :func:`validation_decoder`) or ``valid_loss`` (label-token loss): what picks the best epoch and
+            what the patience counts.
+        valid_beam: sequence tasks: beam width of the validation metric (1: greedy, constrained to the
+            verbalizer's codes).
+        valid_max_len: sequence tasks: most output tokens when scoring validation (None: the evaluator's
+            default; runs pass :func:`spkit.prompt.decode.output_length_cap` of the training split).
         seed: data order (and, through the caller, prompt initialisation).
         weight_decay: Adam weight decay.
         grad_clip: clip the gradient norm of the trainable parameters (None: no clipping).
-        metric_every: compute the validation metric every N epochs (0: never; ASR beam search is slow).
+        metric_every: with ``stop_on="valid_loss"``: also compute the validation metric every N epochs
+            (0: never); with ``valid_metric`` it is computed every epoch.
         eval_batch_size: batch size for validation.
         bf16: autocast to bfloat16 on CUDA.
         reparam_lr_scale: learning-rate factor for a reparameterisation MLP and its embedding (measured on
@@ -74,6 +96,9 @@ class TrainConfig:
     batch_size: int = 32
     max_epochs: int = 10
     patience: int = 3
+    stop_on: str = "valid_metric"
+    valid_beam: int = 1
+    valid_max_len: int | None = None
     seed: int = 0
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
@@ -84,8 +109,18 @@ class TrainConfig:
     checkpoint_activations: bool = False
     length_buckets: int = 0
 
+    def __post_init__(self) -> None:
+        if self.stop_on not in STOP_ON:
+            raise ValueError(f"TrainConfig: stop_on {self.stop_on!r} is not one of {STOP_ON}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def validation_decoder(kind: str, beam: int = 1) -> str:
+    """The decoder behind the validation metric, as results.json names it: classification ``greedy_exact``
+    (the test's reported decoder), sequence ``beam<k>`` (``beam1``: greedy)."""
+    return "greedy_exact" if kind == "classification" else f"beam{beam}"
 
 
 @dataclass
@@ -95,8 +130,11 @@ class TrainResult:
     Attributes:
         log: one dict per epoch: ``epoch, train_loss, valid_loss, valid_metric`` (None when not computed),
             ``seconds``, ``steps``.
-        best_epoch, best_valid_loss: the epoch whose state was kept.
+        best_epoch: the epoch whose state was kept (best validation score under ``stop_on``).
+        best_valid_loss, best_valid_metric: that epoch's validation loss and metric (None if not computed).
         stopped_early: the patience ran out.
+        epochs_run: epochs trained in all (resumed runs included).
+        stop_reason: ``patience`` (no better validation score for ``patience`` epochs) or ``max_epochs``.
         peak_memory_bytes, memory_method, peak_process_bytes: see the module docstring.
         wall_seconds: training time, summed over resumed runs.
         num_trainable: exact trainable parameter count.
@@ -105,7 +143,10 @@ class TrainResult:
     log: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = 0
     best_valid_loss: float = math.inf
+    best_valid_metric: float | None = None
     stopped_early: bool = False
+    epochs_run: int = 0
+    stop_reason: str = ""
     peak_memory_bytes: int = 0
     memory_method: str = ""
     peak_process_bytes: int = 0
@@ -131,30 +172,60 @@ def _status_kib(key: str) -> int | None:
     return None
 
 
+class TensorMemoryTracker(TorchDispatchMode):
+    """Bytes held by CPU tensor storages created while active, and their peak.
+
+    Every op's output storage that is new is counted once (views and in-place results share a counted
+    storage) and un-counted by a ``weakref.finalize`` when the storage is freed, so the figure covers the
+    run's own allocations only: gradients, optimizer state, activations kept for backward, batches.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live: dict[int, int] = {}
+        self.current = 0
+        self.peak = 0
+
+    def _free(self, key: int, nbytes: int) -> None:
+        if self.live.pop(key, None) is not None:
+            self.current -= nbytes
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor) and t.device.type == "cpu":
+                st = t.untyped_storage()
+                key, nbytes = st.data_ptr(), st.nbytes()
+                if nbytes == 0 or key in self.live:
+                    continue
+                self.live[key] = nbytes
+                self.current += nbytes
+                self.peak = max(self.peak, self.current)
+                weakref.finalize(st, self._free, key, nbytes)
+        return out
+
+
 class PeakMemory:
     """Peak memory during a block of work (see the module docstring for the method per device)."""
 
     def __init__(self, device: torch.device):
         self.device = device
         self.method = ""
-        self.start = 0
+        self.tracker: TensorMemoryTracker | None = None
 
     def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-            self.method = "torch.cuda.max_memory_allocated"
+            self.method = "torch.cuda.max_memory_allocated after reset"
             return self
-        rss = _status_kib("VmRSS")
-        self.start = (rss or 0) * 1024
-        try:
-            with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
-                f.write("5")  # 5 = reset the peak RSS (VmHWM) to the current RSS
-            self.method = "VmHWM after clear_refs minus start RSS"
-        except OSError:
-            self.method = "ru_maxrss (lifetime peak) minus start RSS"
+        self.tracker = TensorMemoryTracker()
+        self.tracker.__enter__()
+        self.method = "peak bytes of CPU tensor storages allocated in the run"
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.tracker is not None:
+            self.tracker.__exit__(*exc)
         return None
 
     def process_bytes(self) -> int:
@@ -170,12 +241,7 @@ class PeakMemory:
     def peak_bytes(self) -> int:
         if self.device.type == "cuda":
             return int(torch.cuda.max_memory_allocated(self.device))
-        if self.method.startswith("VmHWM"):
-            hwm = _status_kib("VmHWM")
-            if hwm is not None:
-                return max(0, hwm * 1024 - self.start)
-        import resource
-        return max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - self.start)
+        return self.tracker.peak if self.tracker is not None else 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -232,20 +298,29 @@ def validation_loss(model: PromptedULM, examples: Sequence[TaskExample], collato
     return total / max(count, 1)
 
 
+def _better(value: float, best: float | None, lower_is_better: bool) -> bool:
+    return best is None or (value < best if lower_is_better else value > best)
+
+
 def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collator: Collator,
           cfg: TrainConfig | None = None, *, out_dir: str | os.PathLike | None = None, resume: bool = True,
-          progress: bool = True) -> TrainResult:
-    """Train the prompt of ``model`` on ``data["train"]``, early-stopping on ``data["valid"]``.
+          progress: bool = True, settings: Mapping[str, Any] | None = None) -> TrainResult:
+    """Train the trainable part of ``model`` on ``data["train"]`` under the stopping rule of ``cfg``.
 
     Args:
         model: the prompted uLM (already initialised, on its device).
         data: ``{"train": [...], "valid": [...]}`` task examples.
         collator: builds batches (the same spec/verbalizer as ``model``).
         out_dir: where ``train_state.pt`` goes (None: no checkpoints, no resume).
-        resume: continue from ``out_dir/train_state.pt`` when present.
+        resume: continue from ``out_dir/train_state.pt`` when it was made with the same settings (``cfg``
+            and ``settings``) and the same uLM; a state made with other settings is trained over.
+        settings: what else identifies the run (prompt form, length, verbalizer, data...), plain data.
     Returns:
-        :class:`TrainResult`; afterwards ``model`` holds the state of the best validation loss.
+        :class:`TrainResult`; afterwards ``model`` holds the state of the best validation epoch.
     """
+    import json
+    import logging
+
     from tqdm.auto import tqdm
 
     from spkit.prompt.decode import evaluate
@@ -271,23 +346,37 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
     best_state = model.prompt_state()
     bad_epochs, start_epoch = 0, 0
     state_path = Path(out_dir) / STATE_NAME if out_dir is not None else None
+    # The run's identity: a saved state made with any other setting is not resumed (json round trip: tuples
+    # and lists compare equal after loading). The epoch cap is left out: the first epochs of a run do not
+    # depend on it, so a state of epoch e <= max_epochs continues (a higher cap extends a finished run).
+    identity = json.loads(json.dumps({"config": {**cfg.to_dict(), "max_epochs": None},
+                                      "settings": dict(settings or {})}, sort_keys=True, default=str))
+    on_metric = cfg.stop_on == "valid_metric"
+    lower = model.spec.lower_is_better if on_metric else True
 
     if state_path is not None and resume and state_path.is_file():
         st = torch.load(state_path, map_location=device, weights_only=True)
         if st.get("ulm_fingerprint") != model.ulm_fingerprint():
             raise ValueError(f"{state_path}: made for the uLM {st.get('ulm_fingerprint')}, this model's uLM "
                              f"is {model.ulm_fingerprint()}; use another out_dir or resume=False")
-        try:
-            model.load_prompt_state(st["prompt_state"])
-        except (KeyError, ValueError) as e:
-            raise ValueError(f"{state_path}: does not fit this prompt ({e})") from None
-        opt.load_state_dict(st["optimizer"])
-        best_state = st["best_state"]
-        bad_epochs, start_epoch = int(st["bad_epochs"]), int(st["epoch"])
-        result = TrainResult(**{**st["result"], "num_trainable": model.num_trainable()})
+        if st.get("identity") != identity or int(st.get("epoch", 0)) > cfg.max_epochs:
+            logging.getLogger(__name__).info("%s: made with other settings; training again", state_path)
+        else:
+            try:
+                model.load_prompt_state(st["prompt_state"])
+            except (KeyError, ValueError) as e:
+                raise ValueError(f"{state_path}: does not fit this prompt ({e})") from None
+            opt.load_state_dict(st["optimizer"])
+            best_state = st["best_state"]
+            bad_epochs, start_epoch = int(st["bad_epochs"]), int(st["epoch"])
+            result = TrainResult(**{**st["result"], "num_trainable": model.num_trainable()})
+    best_score: float | None = None
+    if result.best_epoch:
+        best_score = result.best_valid_metric if on_metric else result.best_valid_loss
 
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     lengths = [len(e.units) for e in train_set]
+    sequence = model.spec.kind == "sequence"
     model.train()
     with PeakMemory(device) as mem:
         t0 = time.perf_counter()
@@ -297,8 +386,8 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
             te = time.perf_counter()
             batches = epoch_batches(lengths, cfg.batch_size, cfg.seed, epoch, cfg.length_buckets)
             total, count = 0.0, 0
-            bar = tqdm(batches, desc=f"prompt {model.spec.name} epoch {epoch + 1}",
-                       disable=not progress, leave=False)
+            bar = tqdm(batches, desc=f"{model.spec.name} epoch {epoch + 1}", disable=not progress,
+                       leave=False)
             # Prompt dropout draws from the global RNG: seed it per epoch (restored afterwards) so a resumed
             # run draws the same masks as an uninterrupted one.
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -319,15 +408,23 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
             bar.close()
             valid_loss = validation_loss(model, valid_set, collator, cfg.eval_batch_size, cfg.bf16)
             metric = None
-            if cfg.metric_every and (epoch + 1) % cfg.metric_every == 0:
-                metric = evaluate(model, valid_set, collator, batch_size=cfg.eval_batch_size)["value"]
+            if on_metric or (cfg.metric_every and (epoch + 1) % cfg.metric_every == 0):
+                # The validation decoder: classification greedy_exact (the test's value), sequence beam.
+                mode = "beam" if sequence else "greedy"
+                metric = evaluate(model, valid_set, collator, batch_size=cfg.eval_batch_size, mode=mode,
+                                  beam=cfg.valid_beam, max_len=cfg.valid_max_len)["value"]
                 model.train()
-            if valid_loss < result.best_valid_loss:
-                result.best_valid_loss, result.best_epoch, bad_epochs = valid_loss, epoch + 1, 0
+            score = metric if on_metric else valid_loss
+            assert score is not None
+            if _better(score, best_score, lower):
+                best_score, result.best_epoch, bad_epochs = score, epoch + 1, 0
+                result.best_valid_loss, result.best_valid_metric = valid_loss, metric
                 best_state = model.prompt_state()
             else:
                 bad_epochs += 1
             result.stopped_early = bool(cfg.patience) and bad_epochs >= cfg.patience
+            result.epochs_run = epoch + 1
+            result.stop_reason = "patience" if result.stopped_early else "max_epochs"
             result.log.append({"epoch": epoch + 1, "train_loss": total / max(count, 1),
                                "valid_loss": valid_loss, "valid_metric": metric,
                                "seconds": round(time.perf_counter() - te, 3), "steps": steps_per_epoch})
@@ -343,7 +440,7 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
             if state_path is not None:
                 torch_save({"epoch": epoch + 1, "prompt_state": model.prompt_state(),
                             "optimizer": opt.state_dict(), "best_state": best_state, "bad_epochs": bad_epochs,
-                            "result": result.to_dict(), "config": cfg.to_dict(),
+                            "result": result.to_dict(), "config": cfg.to_dict(), "identity": identity,
                             "ulm_fingerprint": model.ulm_fingerprint()}, state_path)
     model.load_prompt_state(best_state)
     model.eval()
@@ -358,9 +455,9 @@ def prepare_task(task: str, units_dir: str | os.PathLike, dictionary: Any, *, ve
     """Load a task's unit files and build everything around them in one call.
 
     Returns ``(data, collator)``: ``data`` is ``{split: examples}`` (labels checked against the spec),
-    ``collator.spec`` and ``collator.verbalizer`` are the task spec and verbalizer built from the training
-    split; ``dictionary`` is the uLM's :class:`spkit.ulm.UnitDictionary`; ``max_len`` usually the uLM's
-    ``max_positions``. ``balance``: replace train and valid by s3prl's class-balanced draws
+    ``collator.spec`` and ``collator.verbalizer`` are the task spec (its label set) and verbalizer built from
+    the training split alone; ``dictionary`` is the uLM's :class:`spkit.ulm.UnitDictionary`; ``max_len``
+    usually the uLM's ``max_positions``. ``balance``: replace train and valid by s3prl's class-balanced draws
     (:func:`spkit.data.speech_commands.class_balanced_draws`, seeded by ``seed``) before anything is
     counted, as SpeechPrompt's KS data are (so the frequency verbalizer sees the balanced counts too).
     """
@@ -373,9 +470,9 @@ def prepare_task(task: str, units_dir: str | os.PathLike, dictionary: Any, *, ve
 
         data = {s: class_balanced_draws(v, [e.label for e in v], seed=seed, split=s)
                 if s in ("train", "valid") else v for s, v in data.items()}
-    # The label inventory is the data set's (every split), as FSC's 31 intents are: a small corpus whose
-    # training split misses a rare label must still be able to score it. Counts come from train only.
-    spec = build_spec(task, [e for split in data.values() for e in split], intent_mode=intent_mode)
+    # The label set is the training split's: no test label reaches a choice. A valid or test label never
+    # seen in training is an error naming it and its file (ASR: an unseen character is <unk>).
+    spec = build_spec(task, data["train"], intent_mode=intent_mode)
     check_labels(spec, data, units_dir)
     verb = build_verbalizer(verbalizer, spec, dictionary, data["train"], seed=seed,
                             tokens_per_atom=tokens_per_atom)

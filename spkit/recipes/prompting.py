@@ -1,7 +1,9 @@
 """Prompt tuning and its baselines on the same splits and seeds: what notebook 03 runs.
 
 For every task (``kws``, ``intent``, ``lid``, ``asr``, ``sf``), method and seed, one run trains on the task's
-training units, stops early on validation loss, and is scored on the test split (unseen speakers):
+training units under one stopping rule for every method (the validation metric, decoded as the test's
+reported value, with the same ``patience``; an epoch cap per method set high enough for the curves to
+flatten), and is scored on the test split (unseen speakers):
 
 * ``deep_prompt``: SpeechPrompt's deep prompts (separate key and value prompts per layer through the frozen
   k/v projections, its input prompt and the separator) on the frozen pretrained uLM;
@@ -16,9 +18,16 @@ training units, stops early on validation loss, and is scored on the test split 
 Classification results are scored by both decoders (:mod:`spkit.prompt.decode`): ``value`` (results.json
 ``mean``) by SpeechPrompt's greedy-until-``</s>`` exact match, ``extra.constrained`` by label scoring.
 
-Each finished run is merged into ``RUN/results.json`` and ``RUN/results.md`` at once (a rerun skips
-runs already there with the same settings), and prompt files land in
-``RUN/prompts/<task>/<method>/seed<N>/prompt.pt``.
+Few-shot (:func:`plan_few_shot`): on ``few_shot_tasks`` the ``few_shot_methods`` train again on
+``n`` training examples per class (``few_shot_shots``; drawn per seed from the training split; the
+validation split stays whole, the same for every method), into ``results.json`` ``few_shot.<task>.<method>.
+<n>``; ``all`` is the main run of the same method.
+
+Each finished run is merged into ``RUN/results.json`` and ``RUN/results.md`` at once, with its settings
+(``runs[].extra.settings``; ``runs[].extra.settings_key`` hashes them with the uLM and unit model): a rerun
+skips only runs already there with the same settings, and a run's saved training state is resumed only when
+it was made with the same settings. Prompt files land in ``RUN/prompts/<task>/<method>/seed<N>/prompt.pt``
+(few-shot runs: method folder ``<method>-shots<n>``).
 """
 
 from __future__ import annotations
@@ -52,7 +61,12 @@ class PromptingConfig:
         prompt_length: L of deep / input prompts.
         verbalizer: ``frequency`` (SpeechPrompt v1), ``random``, ``learnable`` (v2's linear map) or
             ``learnable_freqinit``.
-        lr, epochs, batch_size, patience: the prompt trainer's Adam schedule and early stopping.
+        lr, epochs, batch_size: the prompt trainer's Adam schedule; ``epochs`` is the prompts' epoch cap.
+        patience, stop_on: the one stopping rule of every method (prompts, fine-tuning, downstream): keep
+            the best validation epoch under ``stop_on`` (``valid_metric``: classification greedy_exact, the
+            test's reported decoder; ASR CER decoded with ``valid_beam``; or ``valid_loss``), stop after
+            ``patience`` epochs without improvement.
+        valid_beam: ASR: beam width of the validation metric (1: greedy).
         adam_betas: Adam's betas (SpeechPrompt: (0.9, 0.98)).
         prompt_init: ``activations`` (the kit's CPU-scale finding) or ``random`` (N(0, 1), SpeechPrompt).
         separator_init: ``vocab`` (the frozen ``<s>`` row) or ``random`` (N(0, 1), SpeechPrompt).
@@ -60,9 +74,9 @@ class PromptingConfig:
         loss_positions: ``sep_label_eos`` (SpeechPrompt: ``<s>``, label tokens, ``</s>``), ``label_eos``
             (the kit's default: no ``<s>`` target) or ``label`` (see :mod:`spkit.prompt.tasks`).
         kws_balanced: KWS train/valid as s3prl's class-balanced draws (SpeechPrompt's KS data).
-        finetune_lr, finetune_epochs: full fine-tuning.
-        downstream_lr, downstream_epochs, downstream_patience: the SUPERB-style head (cheap per epoch
-            once the frozen features are cached: 15 epochs left it still improving).
+        finetune_lr, finetune_epochs: full fine-tuning (``finetune_epochs``: its epoch cap).
+        downstream_lr, downstream_epochs: the SUPERB-style head (``downstream_epochs``: its epoch cap; cheap
+            per epoch once the frozen features are cached).
         max_train: cap on training examples per task (None: all), to fit a time budget.
         asr_beam: beam width of ASR and SF decoding.
         ablation_task: the task of the ablations (None: none).
@@ -71,10 +85,10 @@ class PromptingConfig:
             ``prefix_prompt``).
         ablation_seeds: seeds of the ablation runs.
         jobs: worker processes training runs side by side (each run uses one torch thread).
-        valid_metric: also score the validation split after every epoch (logged only; classification
-            tasks; about a tenth of a KWS epoch's time).
         length_buckets: training batches from length-sorted chunks of this many batches (0: plain random
             batches; see :func:`spkit.prompt.train.epoch_batches`).
+        few_shot_tasks, few_shot_methods, few_shot_shots, few_shot_seeds: the few-shot sweep (examples per
+            class; empty ``few_shot_shots``: no sweep).
         task_settings: per-task overrides of the fields above (``{"asr": {"max_train": 300}}``), so a
             time budget can go where it matters; a run's results are keyed by the settings it used.
     """
@@ -85,9 +99,11 @@ class PromptingConfig:
     prompt_length: int = 20
     verbalizer: str = "frequency"
     lr: float = 5e-2
-    epochs: int = 8
+    epochs: int = 30
     batch_size: int = 32
     patience: int = 3
+    stop_on: str = "valid_metric"
+    valid_beam: int = 1
     adam_betas: tuple[float, float] = (0.9, 0.98)
     prompt_init: str = "activations"
     separator_init: str = "vocab"
@@ -95,10 +111,9 @@ class PromptingConfig:
     loss_positions: str = "label_eos"
     kws_balanced: bool = False
     finetune_lr: float = 1e-3
-    finetune_epochs: int = 8
+    finetune_epochs: int = 30
     downstream_lr: float = 1e-3
     downstream_epochs: int = 100
-    downstream_patience: int = 10
     max_train: int | None = None
     asr_beam: int = 4
     ablation_task: str | None = "kws"
@@ -107,8 +122,11 @@ class PromptingConfig:
     ablation_forms: Sequence[str] = ("deep_prompt_tied", "prefix_prompt")
     ablation_seeds: Sequence[int] = (0, 1, 2)
     jobs: int = 1
-    valid_metric: bool = True
     length_buckets: int = 10
+    few_shot_tasks: Sequence[str] = ("kws", "intent")
+    few_shot_methods: Sequence[str] = ("deep_prompt", "downstream", "finetune")
+    few_shot_shots: Sequence[int] = (1, 5, 10, 50)
+    few_shot_seeds: Sequence[int] = (0, 1, 2)
     task_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -130,37 +148,41 @@ class PromptingConfig:
 PRESETS: dict[str, PromptingConfig] = {
     "smoke": PromptingConfig(
         seeds=(0,),
-        downstream_patience=2,
+        patience=2,
         prompt_length=4,
         epochs=2,
-        finetune_epochs=1,
+        finetune_epochs=2,
         downstream_epochs=2,
         max_train=48,
         asr_beam=2,
         ablation_lengths=(2,),
         ablation_verbalizers=("random",),
         ablation_seeds=(0,),
+        few_shot_shots=(1, 2),
+        few_shot_seeds=(0,),
     ),
-    # Sized for the main job (30 minutes on 2 CPU cores, 2 workers): the budget goes to KWS, the headline
-    # task and the one with the ablations; the other tasks train on fewer examples for fewer epochs.
+    # Sized for the main job (30 minutes on 2 CPU cores, 2 workers); every method stops on the validation
+    # metric with the same patience, the caps only bound a run that keeps improving. The budget goes to
+    # KWS, the headline task and the one with the ablations; the other tasks train on fewer examples.
+    # TO TUNE after measuring the default run (caps reached? total time?): epochs caps, patience,
+    # max_train and the few-shot sweep (4 shots x 3 methods x 2 tasks x 3 seeds = 72 small runs).
     "default": PromptingConfig(
-        max_train=None, epochs=4, finetune_epochs=4, jobs=2, valid_metric=False,
+        max_train=None, epochs=20, finetune_epochs=20, downstream_epochs=60, patience=3, jobs=2,
         ablation_lengths=(40,), ablation_verbalizers=("random", "learnable"), ablation_forms=(),
         task_settings={
-            "intent": {"max_train": 200, "epochs": 5, "finetune_epochs": 5, "downstream_epochs": 40},
-            "lid": {"max_train": 200, "epochs": 5, "finetune_epochs": 5, "downstream_epochs": 40},
-            "asr": {"max_train": 120, "epochs": 5, "finetune_epochs": 5, "downstream_epochs": 40,
-                    "asr_beam": 2},
-            "sf": {"max_train": 120, "epochs": 5, "finetune_epochs": 5, "downstream_epochs": 40,
-                   "asr_beam": 2},
+            "intent": {"max_train": 200},
+            "lid": {"max_train": 200},
+            "asr": {"max_train": 120, "epochs": 12, "finetune_epochs": 12, "asr_beam": 2},
+            "sf": {"max_train": 120, "epochs": 12, "finetune_epochs": 12, "asr_beam": 2},
         },
     ),
     # SpeechPrompt's setting, setting by setting (README "The paper preset" has the table with sources).
     "paper": PromptingConfig(
         tasks=("kws", "intent"), seeds=(100501, 100502, 100503), lr=5e-3, adam_betas=(0.9, 0.98),
-        batch_size=32, epochs=300, patience=5, prompt_init="random", separator_init="random",
-        prompt_dropout=None, loss_positions="sep_label_eos", kws_balanced=True, verbalizer="frequency",
-        finetune_lr=5e-4, valid_metric=False, ablation_task=None,
+        batch_size=32, epochs=300, patience=5, stop_on="valid_loss", prompt_init="random",
+        separator_init="random", prompt_dropout=None, loss_positions="sep_label_eos", kws_balanced=True,
+        verbalizer="frequency", finetune_lr=5e-4, finetune_epochs=300, downstream_epochs=300,
+        ablation_task=None, few_shot_shots=(),
         task_settings={"kws": {"prompt_length": 3}, "intent": {"prompt_length": 6}},
     ),
 }
@@ -185,6 +207,12 @@ class RunSpec:
     length: int = 20
     verbalizer: str = "frequency"
     random_lm: bool = False
+    shots: int | None = None  # few-shot runs: training examples per class (None: the whole training split)
+
+    @property
+    def folder(self) -> str:
+        """The method folder under ``RUN/prompts/<task>/`` (few-shot runs: ``<method>-shots<n>``)."""
+        return self.method if self.shots is None else f"{self.method}-shots{self.shots}"
 
     @property
     def kind(self) -> str:
@@ -232,29 +260,72 @@ def plan_runs(config: PromptingConfig) -> list[RunSpec]:
     return runs
 
 
+def plan_few_shot(config: PromptingConfig) -> list[RunSpec]:
+    """The few-shot sweep: ``few_shot_methods`` x ``few_shot_shots`` x ``few_shot_seeds`` on each of
+    ``few_shot_tasks`` that ``config.tasks`` runs (``all`` examples is the main run, not planned here)."""
+    runs: list[RunSpec] = []
+    for task in config.few_shot_tasks:
+        if task not in config.tasks:
+            continue
+        tc = config.for_task(task)
+        for method in config.few_shot_methods:
+            if method not in ("deep_prompt", "input_prompt", "finetune", "downstream"):
+                raise ValueError(f"few_shot_methods: {method!r} is not deep_prompt, input_prompt, finetune "
+                                 "or downstream")
+            prompt = "input_prompt" if method == "input_prompt" else "deep_prompt"
+            for n in config.few_shot_shots:
+                if int(n) < 1:
+                    raise ValueError(f"few_shot_shots: {n!r} is not a positive number of examples per class")
+                for seed in config.few_shot_seeds:
+                    runs.append(RunSpec(task, method, seed, prompt=prompt, length=tc.prompt_length,
+                                        verbalizer=tc.verbalizer, shots=int(n)))
+    return runs
+
+
 # The config fields each kind of run depends on: changing one reruns only the runs that use it.
 _RUN_SETTINGS = {
-    "prompt": ("lr", "epochs", "batch_size", "patience", "max_train", "asr_beam", "length_buckets",
-               "adam_betas", "prompt_init", "separator_init", "prompt_dropout", "loss_positions",
-               "kws_balanced"),
-    "finetune": ("finetune_lr", "finetune_epochs", "batch_size", "patience", "max_train", "asr_beam",
-                 "length_buckets", "adam_betas", "loss_positions", "kws_balanced"),
-    "downstream": ("downstream_lr", "downstream_epochs", "downstream_patience", "batch_size", "max_train",
+    "prompt": ("lr", "epochs", "batch_size", "patience", "stop_on", "valid_beam", "max_train", "asr_beam",
+               "length_buckets", "adam_betas", "prompt_init", "separator_init", "prompt_dropout",
+               "loss_positions", "kws_balanced"),
+    "finetune": ("finetune_lr", "finetune_epochs", "batch_size", "patience", "stop_on", "valid_beam",
+                 "max_train", "asr_beam", "length_buckets", "adam_betas", "loss_positions", "kws_balanced"),
+    "downstream": ("downstream_lr", "downstream_epochs", "patience", "stop_on", "batch_size", "max_train",
                    "kws_balanced"),
 }
 
 
+def run_settings(run: RunSpec, config: PromptingConfig) -> dict[str, Any]:
+    """The settings of one run, as results.json records them (``runs[].extra.settings``): the run's spec
+    (prompt form, length, verbalizer, shots) and every config field its kind uses, under plain names for the
+    ones the issue of fair comparison asks about (``lr``, ``max_epochs``, ``patience``, ``stop_on``)."""
+    used = {k: getattr(config, k) for k in _RUN_SETTINGS[run.kind]}
+    lr = {"prompt": "lr", "finetune": "finetune_lr", "downstream": "downstream_lr"}[run.kind]
+    cap = {"prompt": "epochs", "finetune": "finetune_epochs", "downstream": "downstream_epochs"}[run.kind]
+    out: dict[str, Any] = {"kind": run.kind, "lr": used.pop(lr), "max_epochs": used.pop(cap)}
+    if run.kind == "prompt":
+        out.update(prompt_form=run.prompt, prompt_length=run.length, random_lm=run.random_lm)
+    if run.kind != "downstream":
+        out["verbalizer"] = run.verbalizer
+    if run.shots is not None:
+        out["shots"] = run.shots
+    out.update(used)
+    return json.loads(json.dumps(out, default=list))
+
+
 def _settings_key(run: RunSpec, config: PromptingConfig, ulm_fp: str, units_fp: str) -> str:
     """Identifies a run's result: its spec, the settings its kind uses, and the models it builds on."""
-    settings = {k: getattr(config, k) for k in _RUN_SETTINGS[run.kind]}
-    blob = json.dumps([dataclasses.asdict(run), settings, ulm_fp, units_fp], sort_keys=True, default=list)
+    blob = json.dumps([dataclasses.asdict(run), run_settings(run, config), ulm_fp, units_fp], sort_keys=True,
+                      default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _done(results: dict[str, Any], run: RunSpec, key: str) -> bool:
-    entry = results.get("tasks", {}).get(run.task, {}).get("methods", {}).get(run.method, {})
+    if run.shots is None:
+        entry = results.get("tasks", {}).get(run.task, {}).get("methods", {}).get(run.method, {})
+    else:
+        entry = results.get("few_shot", {}).get(run.task, {}).get(run.method, {}).get(str(run.shots), {})
     return any(
-        r["seed"] == run.seed and r.get("extra", {}).get("settings") == key for r in entry.get("runs", [])
+        r["seed"] == run.seed and r.get("extra", {}).get("settings_key") == key for r in entry.get("runs", [])
     )
 
 
@@ -267,7 +338,9 @@ def run_experiments(
     """Train and score every planned run (or ``only`` these); returns the merged results.json content.
 
     Runs already in results.json with identical settings are skipped, so an interrupted notebook
-    resumes where it stopped (and each prompt trainer resumes its own epoch checkpoints). With
+    resumes where it stopped (and each prompt trainer resumes its own epoch checkpoints when they were made
+    with the same settings; otherwise it trains again). ``only=None`` runs :func:`plan_runs` and then
+    :func:`plan_few_shot`. With
     ``config.jobs > 1`` runs go to that many worker processes; every run uses one torch thread
     either way, so the numbers do not depend on ``jobs``.
     """
@@ -277,7 +350,7 @@ def run_experiments(
 
     layout = RunLayout.at(run_dir)
     ulm_fp, units_fp = _fingerprints(layout)
-    runs = list(only) if only is not None else plan_runs(config)
+    runs = list(only) if only is not None else plan_runs(config) + plan_few_shot(config)
     results = load_results(layout.results_json)
     todo = []
     for run in runs:
@@ -327,7 +400,9 @@ def _worker_run(run_dir: str, run: RunSpec, config: PromptingConfig, key: str) -
                      unit_model=read_json(layout.units / "unit_model.json"))
     res = train_one(state["layout"], run, config, state["lm"], state["dictionary"], state["unit_model"],
                     state["cache"], progress=False)
-    res.extra["settings"] = key
+    res.extra["settings_key"] = key
+    res.extra["settings"] = run_settings(run, config)
+    res.shots = run.shots
     log.info("%s/%s/seed%d: %s = %.4f", run.task, run.method, run.seed, res.metric, res.value)
     return res
 
@@ -341,6 +416,13 @@ def _task_data(
     # The balanced draws are seeded by the run's seed (a resample per seed, as a rerun of s3prl's sampler).
     seeded = run.verbalizer == "random" or balance
     key = f"{run.task}/{run.verbalizer}/{run.seed if seeded else 0}/{config.loss_positions}/{balance}"
+    if run.shots is not None:
+        whole = dataclasses.replace(run, shots=None)
+        full, collator = _task_data(layout, whole, config, dictionary, lm, cache)
+        few = f"{key}/shots{run.shots}/seed{run.seed}"
+        if few not in cache:
+            cache[few] = ({**full, "train": few_shot_subset(full["train"], run.shots, run.seed)}, collator)
+        return cache[few]
     if key not in cache:
         data, collator = prepare_task(
             run.task,
@@ -362,6 +444,20 @@ def _task_data(
     return cache[key]
 
 
+def few_shot_subset(train: Sequence[Any], shots: int, seed: int) -> list[Any]:
+    """``shots`` training examples per class label (all of a class that has fewer), drawn with ``seed``,
+    in the split's order. The label set stays the whole training split's (the task spec is built before)."""
+    by_label: dict[str, list[int]] = {}
+    for i, e in enumerate(train):
+        by_label.setdefault(e.label, []).append(i)
+    g = torch.Generator().manual_seed(10_007 + int(seed))
+    keep: list[int] = []
+    for label in sorted(by_label):
+        idx = by_label[label]
+        keep += [idx[j] for j in torch.randperm(len(idx), generator=g)[:shots].tolist()]
+    return [train[i] for i in sorted(keep)]
+
+
 def train_one(
     layout: RunLayout,
     run: RunSpec,
@@ -373,14 +469,15 @@ def train_one(
     progress: bool = False,
 ) -> Any:
     """Train one run, save its prompt (or model) file, score it on the test split -> RunResult."""
-    from spkit.prompt.baselines import random_ulm, train_finetune
     from spkit.prompt.checkpoint import save_prompt
     from spkit.prompt.decode import evaluate, output_length_cap
+    from spkit.prompt.finetune import train_finetune
     from spkit.prompt.model import PromptConfig, activation_batch, build_prompted
+    from spkit.prompt.random_lm import control_seed, random_ulm
     from spkit.prompt.results import metric_name, run_result
-    from spkit.prompt.train import TrainConfig, train
+    from spkit.prompt.train import TrainConfig, train, validation_decoder
 
-    out_dir = layout.prompt_dir(run.task, run.method, run.seed)
+    out_dir = layout.prompt_dir(run.task, run.folder, run.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     if run.kind == "downstream":
         return _train_downstream(layout, run, config, lm, dictionary, cache, progress)
@@ -390,8 +487,10 @@ def train_one(
         "kmeans": unit_model["kmeans_fingerprint"],
         "extractor": unit_model["extractor_fingerprint"],
     }
-    # Early stopping uses the validation loss; the validation metric is only logged, so it is computed
-    # only where it is cheap and asked for (for ASR it is a beam search over the validation split).
+    # Sequence outputs stop at the longest training transcript + 10 tokens: a decoder that never emits
+    # </s> costs no more than that, and no test reference sets the length.
+    max_len = output_length_cap(data["train"], collator) if spec.kind == "sequence" else None
+    # The one stopping rule (config.stop_on, config.patience) of every method; the cap is per method.
     finetune = run.kind == "finetune"
     tcfg = TrainConfig(
         lr=config.finetune_lr if finetune else config.lr,
@@ -399,16 +498,22 @@ def train_one(
         batch_size=config.batch_size,
         max_epochs=config.finetune_epochs if finetune else config.epochs,
         patience=config.patience,
+        stop_on=config.stop_on,
+        valid_beam=config.valid_beam,
+        valid_max_len=max_len,
         seed=run.seed,
-        metric_every=0 if spec.kind == "sequence" or not config.valid_metric else 1,
+        metric_every=0,
         length_buckets=config.length_buckets,
     )
+    # What else makes this run itself (a saved train_state.pt made with other settings is not resumed).
+    identity = run_settings(run, config) | {"spec": dataclasses.asdict(run)}
     if finetune:
         model, report = train_finetune(
-            lm, spec, verbalizer, data, collator, tcfg, out_dir=out_dir, progress=progress
+            lm, spec, verbalizer, data, collator, tcfg, out_dir=out_dir, progress=progress, settings=identity
         )
     else:
-        base_lm = random_ulm(lm) if run.random_lm else lm
+        lm_seed = control_seed(run.seed) if run.random_lm else None
+        base_lm = random_ulm(lm, seed=lm_seed) if lm_seed is not None else lm
         pcfg = PromptConfig(method=run.prompt, length=run.length, init=config.prompt_init,
                             dropout=config.prompt_dropout, separator_init=config.separator_init)
         model = build_prompted(
@@ -419,7 +524,7 @@ def train_one(
             init_batch=activation_batch(collator, data["train"], seed=run.seed),
             seed=run.seed,
         )
-        report = train(model, data, collator, tcfg, out_dir=out_dir, progress=progress)
+        report = train(model, data, collator, tcfg, out_dir=out_dir, progress=progress, settings=identity)
         save_prompt(
             out_dir / "prompt.pt",
             model,
@@ -429,12 +534,11 @@ def train_one(
                 "method": run.method,
                 "seed": run.seed,
                 "random_lm": run.random_lm,
+                **({"random_lm_seed": lm_seed} if lm_seed is not None else {}),
+                "settings": run_settings(run, config),
                 "log": report.log,
             },
         )
-    # Sequence outputs stop at the longest training transcript + 10 tokens: a decoder that never emits
-    # </s> costs no more than that, and no test reference sets the length.
-    max_len = output_length_cap(data["train"], collator) if spec.kind == "sequence" else None
     ev = evaluate(model, data["test"], collator, batch_size=64, beam=config.asr_beam, max_len=max_len)
     # The decoding settings go beside the score, so `spkit predict` decodes as this evaluation did.
     decode = {"beam": config.asr_beam, "max_len": max_len} if spec.kind == "sequence" else None
@@ -450,8 +554,15 @@ def train_one(
         extra["decoder"] = ev["decoder"]
         if "constrained" in ev:
             extra["constrained"] = ev["constrained"]["value"]
+    else:
+        extra["decoder"] = f"beam{config.asr_beam}"
     if not finetune:
         extra["live_params"] = model.num_live()
+    # The stopping rule's record: best validation score (what `spkit predict` picks its seed by), epochs run
+    # and why training stopped.
+    valid = report.best_valid_metric if report.best_valid_metric is not None else float("nan")
+    extra.update(valid=valid, valid_decoder=validation_decoder(spec.kind, config.valid_beam),
+                 epochs_run=report.epochs_run, stop_reason=report.stop_reason)
     return run_result(
         run.task,
         run.method,
@@ -472,7 +583,7 @@ def _train_downstream(
     cache: dict[str, Any],
     progress: bool,
 ) -> Any:
-    from spkit.prompt.baselines import DownstreamSpec, LayerFeatureCache, train_downstream
+    from spkit.prompt.downstream import DownstreamSpec, LayerFeatureCache, train_downstream
     from spkit.units.encoder import SpeechEncoder
 
     data, collator = _task_data(layout, run, config, dictionary, lm, cache)
@@ -485,33 +596,49 @@ def _train_downstream(
         data,
         fc.extractor,
         seed=run.seed,
-        epochs=config.downstream_epochs,
+        max_epochs=config.downstream_epochs,
         lr=config.downstream_lr,
         batch_size=config.batch_size,
         cache=fc,
-        patience=config.downstream_patience,
+        patience=config.patience,
+        stop_on=config.stop_on,
         progress=progress,
     )
-    out = layout.prompt_dir(run.task, run.method, run.seed)
+    res.extra["decoder"] = "ctc_greedy" if collator.spec.kind == "sequence" else "argmax"
+    res.extra["valid_decoder"] = res.extra["decoder"]
+    out = layout.prompt_dir(run.task, run.folder, run.seed)
     write_json(out / "eval.json", {"metric": res.metric, "value": res.value, "log": res.log, **res.extra})
     return res.to_run()
 
 
-def training_curves(run_dir: str | os.PathLike, task: str) -> dict[str, list[float]]:
-    """Validation loss per epoch of each method's first seed (for plotting), from the runs' eval.json."""
+def training_curves(run_dir: str | os.PathLike, task: str, key: str = "valid_metric"
+                    ) -> dict[str, list[float]]:
+    """Per method (first seed, few-shot runs left out): ``key`` per epoch from the runs' eval.json logs
+    (``valid_metric``: the stopping criterion's score by default; ``valid_loss``; ``train_loss``), to show
+    that each method's curve has flattened before its cap."""
     layout = RunLayout.at(run_dir)
     curves: dict[str, list[float]] = {}
     base = layout.root / "prompts" / task
     for method_dir in sorted(p for p in base.glob("*") if p.is_dir()) if base.is_dir() else []:
+        if "-shots" in method_dir.name:
+            continue
         seeds = sorted(method_dir.glob("seed*/eval.json"))
         if not seeds:
             continue
-        log_ = read_json(seeds[0]).get("log", [])
-        key = "valid_loss" if log_ and "valid_loss" in log_[0] else "valid_metric"
-        vals = [e.get(key) for e in log_ if e.get(key) is not None]
+        vals = [e.get(key) for e in read_json(seeds[0]).get("log", []) if e.get(key) is not None]
         if vals:
-            curves[f"{method_dir.name} ({key})"] = vals
+            curves[method_dir.name] = vals
     return curves
+
+
+def few_shot_curves(results: dict[str, Any], task: str) -> dict[str, list[tuple[str, float, float]]]:
+    """``{method: [(n, mean, std), ...]}`` from results.json ``few_shot.<task>``, n ascending, ``all`` last
+    (std 0 with one seed)."""
+    out: dict[str, list[tuple[str, float, float]]] = {}
+    for method, by_n in (results.get("few_shot") or {}).get(task, {}).items():
+        ns = sorted((n for n in by_n if n != "all"), key=int) + (["all"] if "all" in by_n else [])
+        out[method] = [(n, by_n[n]["mean"], by_n[n]["std"] or 0.0) for n in ns]
+    return out
 
 
 def headline(results: dict[str, Any], task: str = "kws") -> dict[str, Any]:

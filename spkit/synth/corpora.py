@@ -53,7 +53,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                     "background_s": 60.0, "shard_size": 400},
     },
     "intent": {
-        "smoke": {"speakers": (5, 2, 2), "clips_per_speaker": 6, "shard_size": 64},
+        "smoke": {"speakers": (5, 2, 2), "clips_per_speaker": 7, "shard_size": 64},  # 35 >= 31 intents
         "default": {"speakers": (120, 15, 15), "clips_per_speaker": 24, "shard_size": 400},
     },
     "lid": {
@@ -183,8 +183,13 @@ def plan_corpus(kind: str, preset: str = "smoke", seed: int = 0) -> tuple[list[S
     elif kind == "intent":
         speakers = make_speakers(rng, counts, list(ENGLISH_ACCENTS), "en", pools, fsc_id, taken)
         intents = list(texts.FSC_INTENTS)
+        # One cycle through the intents per split (not per speaker): a training split of at least
+        # len(intents) clips holds every intent, so no valid or test intent is unseen in training.
+        order: list[int] = []
+        split = None
         for spk in speakers:
-            order: list[int] = []
+            if spk.split != split:
+                order, split = [], spk.split
             for _ in range(cfg["clips_per_speaker"]):
                 if not order:
                     order = list(rng.permutation(len(intents)))

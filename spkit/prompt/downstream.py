@@ -1,23 +1,17 @@
-"""Baselines on the same splits and seeds as the prompts: SUPERB-style downstream heads, full fine-tuning
-of the uLM, and the random-uLM control of deep prompts.
+"""The SUPERB-style downstream baseline on the frozen SSL model (what the paper calls fine-tuning a
+specialised downstream model).
 
-* **Downstream** (what the paper calls fine-tuning a specialised downstream model): the frozen SSL
-  model's layers are computed once per clip (:class:`LayerFeatureCache`, all layers ``(L, frames, d)``
-  float16, in memory and optionally on disk), combined by a learned softmax-weighted sum
-  (:class:`WeightedLayerSum`), then ``Linear(d, 256)`` -> mean over valid frames -> ``Linear(256, C)``
-  per head (:class:`DownstreamClassifier`; intent has one head per slot and is correct only when all
-  three are). ASR: a BiLSTM (or linear) CTC head on the weighted sum (:class:`DownstreamCTC`), greedy
-  CTC decoding, WER and CER. SF (as SUPERB does it): the same CTC head over the slot-tagged transcript's
-  symbols (characters plus ``B-<type>`` and slot-end symbols, :mod:`spkit.prompt.slots`), scored by slot-type
-  F1 and slot-value CER. :func:`train_downstream` trains one, picks the epoch with the best
-  validation metric, and reports the test metric with trainable parameters, peak memory and time.
-* **Full fine-tuning** (:func:`train_finetune`): every uLM weight trains on the prompt trainer's own
-  sequences, loss and decoding (no prompts), through :mod:`spkit.prompt.train`.
-* **Random-uLM control** (method ``deep_prompt_random_lm``): :func:`random_ulm` builds a uLM of the same
-  configuration with a fresh initialisation from a fixed seed, frozen; deep prompts are then trained on it
-  exactly as on the pretrained uLM.
-
-All functions are deterministic for a given seed (on the CPU).
+The frozen model's layers are computed once per clip (:class:`LayerFeatureCache`, all layers
+``(L, frames, d)`` float16, in memory and optionally on disk), combined by a learned softmax-weighted sum
+(:class:`WeightedLayerSum`), then ``Linear(d, 256)`` -> mean over valid frames -> ``Linear(256, C)`` per
+head (:class:`DownstreamClassifier`; intent has one head per slot and is correct only when all three
+are). ASR: a BiLSTM (or linear) CTC head on the weighted sum (:class:`DownstreamCTC`), greedy CTC
+decoding, WER and CER. SF (as SUPERB does it): the same CTC head over the slot-tagged transcript's
+symbols (characters plus ``B-<type>`` and slot-end symbols, :mod:`spkit.prompt.slots`), scored by slot-type
+F1 and slot-value CER. :func:`train_downstream` trains one under the same stopping rule as the prompts
+(:class:`spkit.prompt.train.TrainConfig`: the validation metric or loss, patience, an epoch cap), keeps the
+best validation epoch, and reports the test metric with trainable parameters, peak memory and time.
+Deterministic for a given seed (on the CPU).
 """
 
 from __future__ import annotations
@@ -42,130 +36,14 @@ from torch import Tensor, nn
 from spkit.data.base import DataError
 from spkit.io import atomic_path
 from spkit.prompt.decode import error_rate
-from spkit.prompt.model import PromptedULM
 from spkit.prompt.results import RunResult, run_result
-from spkit.prompt.tasks import Collator, TaskExample, TaskSpec
-from spkit.prompt.train import PeakMemory, TrainConfig, TrainResult, train
-from spkit.prompt.verbalizer import Verbalizer
-from spkit.ulm.model import ULMConfig, UnitLM
+from spkit.prompt.tasks import UNK_CHAR, UNK_DECODED, TaskExample, TaskSpec
+from spkit.prompt.train import PeakMemory
 
 log = logging.getLogger(__name__)
 
 WORD_BOUNDARY = "|"  # fairseq's letter convention, as spkit.data.labels
 CTC_BLANK = 0
-
-
-# --------------------------------------------------------------------------------------------
-# The random-uLM control
-# --------------------------------------------------------------------------------------------
-
-RANDOM_LM_SEED = 1234
-"""The fixed seed of the ``deep_prompt_random_lm`` control's uLM (store another in the prompt file's
-``info["random_lm_seed"]`` if a run uses one)."""
-
-
-def random_ulm(config: ULMConfig | UnitLM, seed: int = RANDOM_LM_SEED,
-               device: str | torch.device = "cpu") -> UnitLM:
-    """A frozen uLM with the same configuration as ``config`` (or as the given model) and fresh weights.
-
-    The initialisation is the uLM's own (fairseq's scheme, :meth:`UnitLM.reset_parameters`) drawn from
-    ``seed``, so the same seed gives the same weights, without touching the caller's global RNG state.
-    The control method ``deep_prompt_random_lm`` trains deep prompts on this model.
-    """
-    cfg = ULMConfig.from_dict((config.cfg if isinstance(config, UnitLM) else config).to_dict())
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = UnitLM(cfg)
-    return model.to(device).freeze()
-
-
-# --------------------------------------------------------------------------------------------
-# Full fine-tuning of the uLM
-# --------------------------------------------------------------------------------------------
-
-class NoPrompt(nn.Module):
-    """The prompt slot of a fine-tuned model: no prompt, so the uLM gets no prompt hook arguments."""
-
-    def hook_kwargs(self) -> dict[str, Any]:
-        return {}
-
-    def config(self) -> dict[str, Any]:
-        return {"type": "none"}
-
-
-class FineTunedULM(PromptedULM):
-    """Full fine-tuning: a :class:`PromptedULM` with no prompt whose uLM weights *all* train.
-
-    Same sequences (``[</s>, units, <sep>, label tokens]``), trainable separator, verbalizer, loss
-    (:meth:`PromptedULM.loss`, label positions only) and decoding (:mod:`spkit.prompt.decode`) as the
-    prompts, so the comparison changes only what trains. By default the uLM's dropout stays off as for the
-    prompts (same numbers for the same seed, exact resume); ``lm_dropout=True`` turns it on in training
-    mode (its masks then come from the global RNG, which :func:`train_finetune` seeds).
-    """
-
-    def __init__(self, lm: UnitLM, spec: TaskSpec, verbalizer: Verbalizer, separator: Tensor | None = None,
-                 lm_dropout: bool = False):
-        self.lm_dropout = lm_dropout  # read by train(), which nn.Module.__init__ does not call
-        super().__init__(lm, spec, verbalizer, NoPrompt(), separator)  # type: ignore[arg-type]
-        # Fixed now, before any update: it names the uLM fine-tuning *started from*, so the trainer's
-        # resume check (train_state.pt) matches a fresh FineTunedULM built on the same base uLM.
-        self._fingerprint = self.lm.fingerprint()
-        for p in self.lm.parameters():
-            p.requires_grad_(True)
-
-    def train(self, mode: bool = True) -> FineTunedULM:
-        nn.Module.train(self, mode)
-        if not self.lm_dropout:
-            self.lm.eval()
-        return self
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        """Every parameter: uLM weights, separator, verbalizer head (if learnable)."""
-        return [p for p in self.parameters() if p.requires_grad]
-
-    def named_trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
-        return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
-
-
-def build_finetune(lm: UnitLM, spec: TaskSpec, verbalizer: Verbalizer, lm_dropout: bool = False
-                   ) -> FineTunedULM:
-    """A trainable copy of ``lm`` (the caller's model is left untouched) wrapped for fine-tuning; nothing
-    random is drawn (the separator starts from the ``<s>`` embedding), so every seed starts alike."""
-    return FineTunedULM(copy.deepcopy(lm), spec, verbalizer, lm_dropout=lm_dropout)
-
-
-def finetune_config(**overrides: Any) -> TrainConfig:
-    """The prompt trainer's :class:`TrainConfig` with fine-tuning defaults: lr 1e-4 (the prompts' 5e-2
-    would wreck 151M pretrained weights), gradient clipping 1.0, the same batch size and early stopping."""
-    return TrainConfig(**{"lr": 1e-4, "grad_clip": 1.0, **overrides})
-
-
-def train_finetune(lm: UnitLM, spec: TaskSpec, verbalizer: Verbalizer,
-                   data: Mapping[str, Sequence[TaskExample]], collator: Collator,
-                   cfg: TrainConfig | None = None, *, out_dir: str | os.PathLike | None = None,
-                   resume: bool = True, progress: bool = True, lm_dropout: bool = False
-                   ) -> tuple[FineTunedULM, TrainResult]:
-    """Fine-tune every weight of a copy of ``lm`` on the task with the prompt trainer
-    (:func:`spkit.prompt.train.train`: same batches, loss, early stopping on validation loss, report).
-
-    Args:
-        lm: the pretrained uLM (not modified; a copy trains).
-        spec, verbalizer, collator: the same as the prompt runs of this task.
-        data: ``{"train", "valid"}`` task examples (the prompts' splits).
-        cfg: training settings (default :func:`finetune_config`); ``cfg.seed`` sets the data order.
-        out_dir: ``train_state.pt`` for resuming (holds the whole uLM: ~1.8 GB at GSLM's size with Adam).
-        lm_dropout: train with the uLM's dropout (seeded from ``cfg.seed``; a resumed run then differs
-            from an uninterrupted one, as the dropout RNG state is not saved).
-    Returns:
-        (the fine-tuned model at its best validation loss, the trainer's :class:`TrainResult`, whose
-        ``num_trainable`` counts every uLM weight plus the separator).
-    """
-    cfg = cfg or finetune_config()
-    model = build_finetune(lm, spec, verbalizer, lm_dropout=lm_dropout)
-    with torch.random.fork_rng(devices=[]):  # dropout masks from cfg.seed, caller's RNG untouched
-        torch.manual_seed(cfg.seed)
-        result = train(model, data, collator, cfg, out_dir=out_dir, resume=resume, progress=progress)
-    return model, result
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,8 +246,8 @@ class DownstreamSpec:
         task: task name (``kws``, ``intent``, ``lid``, ``asr``).
         heads: classification heads, name -> label list (``{"label": [...]}``; intent: one per slot,
             ``action``/``object``/``location``).
-        charset: ASR only: the CTC symbols (word boundary ``|`` first); output ``i + 1`` is
-            ``charset[i]``, output 0 is the blank.
+        charset: ASR only: the CTC symbols (word boundary ``|`` first, ``<unk>`` last: any character unseen
+            in training); output ``i + 1`` is ``charset[i]``, output 0 is the blank.
         metric: the metric name as results.json spells it (``accuracy``, ``cer (lower is better)``).
         slots: SF: the charset holds slot symbols and targets are the tagged transcript's full symbol
             sequence (:func:`spkit.prompt.slots.tagged_symbols`).
@@ -433,9 +311,9 @@ class DownstreamSpec:
                 return [index[c] for c in symbols]
             text = example.label.replace(" ", WORD_BOUNDARY)
             missing = sorted({c for c in text if c not in index})
-            if missing:
+            if missing and UNK_CHAR not in index:
                 raise DataError(f"{where}: characters {missing} are not in the training charset")
-            return [index[c] for c in text]
+            return [index.get(c, index.get(UNK_CHAR, 0)) for c in text]
         values = example.label.split("|") if len(self.heads) > 1 else [example.label]
         if len(values) != len(self.heads):
             raise DataError(f"{where}: label {example.label!r} does not have {len(self.heads)} parts "
@@ -452,11 +330,12 @@ class DownstreamSpec:
     def text(self, ids: Sequence[int]) -> str:
         """CTC output ids (blank excluded) -> text with spaces."""
         assert self.charset is not None
+        symbols = [UNK_DECODED if self.charset[i - 1] == UNK_CHAR else self.charset[i - 1] for i in ids]
         if self.slots:
             from spkit.prompt.slots import symbols_to_tagged
 
-            return symbols_to_tagged([self.charset[i - 1] for i in ids])
-        return "".join(self.charset[i - 1] for i in ids).replace(WORD_BOUNDARY, " ").strip()
+            return symbols_to_tagged(symbols)
+        return "".join(symbols).replace(WORD_BOUNDARY, " ").strip()
 
 
 # --------------------------------------------------------------------------------------------
@@ -464,7 +343,7 @@ class DownstreamSpec:
 # --------------------------------------------------------------------------------------------
 
 @dataclass
-class BaselineResult:
+class DownstreamResult:
     """What a downstream run reports: the prompt trainer's report fields (:class:`spkit.prompt.train.
     TrainResult`: ``log``, ``best_epoch``, ``peak_memory_bytes``, ``memory_method``, ``wall_seconds``,
     ``num_trainable``) plus the test metric and the model.
@@ -479,6 +358,7 @@ class BaselineResult:
             RSS increase during training; CUDA: ``max_memory_allocated``).
         wall_seconds: training wall-clock seconds (computing the cached features included).
         best_epoch: 1-based epoch whose weights were kept.
+        epochs_run: epochs trained; stop_reason: ``patience`` or ``max_epochs`` (as the prompt trainer's).
         log: per epoch ``{"epoch", "train_loss", "valid_metric", "seconds"}``.
         extra: e.g. ``{"test_wer": ...}`` for ASR, per-slot accuracies for intent, ``layer_weights``.
         model: the trained module (best epoch), not serialised.
@@ -495,6 +375,8 @@ class BaselineResult:
     memory_method: str
     wall_seconds: float
     best_epoch: int
+    epochs_run: int = 0
+    stop_reason: str = ""
     log: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     model: nn.Module | None = field(default=None, repr=False)
@@ -502,7 +384,9 @@ class BaselineResult:
     def to_run(self) -> RunResult:
         """The row for :func:`spkit.prompt.results.update_results`."""
         return run_result(self.task, self.method, self.seed, self.value, self.metric, self,
-                          extra={"valid": self.valid_value, "best_epoch": self.best_epoch, **self.extra})
+                          extra={"valid": self.valid_value, "best_epoch": self.best_epoch,
+                                 "epochs_run": self.epochs_run, "stop_reason": self.stop_reason,
+                                 **self.extra})
 
 
 def _better(a: float, b: float | None, lower_is_better: bool) -> bool:
@@ -530,7 +414,7 @@ def evaluate_downstream(model: nn.Module, spec: DownstreamSpec, utts: Sequence[T
             feats, lengths = feats.to(device), lengths.to(device)
             if spec.is_ctc:
                 for i, ids in zip(idx, ctc_greedy_decode(model(feats, lengths), lengths)):
-                    ref = spec.text(spec.targets(utts[i]))
+                    ref = utts[i].label  # the real transcript: a character unseen in training stays itself
                     hyp = spec.text(ids)
                     refs_w.append(ref.split())
                     hyps_w.append(hyp.split())
@@ -568,12 +452,35 @@ def build_downstream(spec: DownstreamSpec, num_layers: int, dim: int, *, proj_di
     return DownstreamClassifier(num_layers, dim, spec.head_sizes(), proj_dim=proj_dim)
 
 
+def _loss(model: nn.Module, spec: DownstreamSpec, feats: Tensor, lengths: Tensor,
+          targets: Sequence[list[int]], dev: torch.device) -> Tensor:
+    if spec.is_ctc:
+        tgt = [torch.tensor(t) for t in targets]
+        return F.ctc_loss(model(feats, lengths).transpose(0, 1), torch.cat(tgt).to(dev), lengths,
+                          torch.tensor([len(t) for t in tgt], device=dev), blank=CTC_BLANK, reduction="mean",
+                          zero_infinity=True)
+    gold = torch.tensor(list(targets), device=dev)  # (B, heads)
+    return sum(F.cross_entropy(lg, gold[:, h]) for h, lg in enumerate(model(feats, lengths)))
+
+
+@torch.no_grad()
+def _valid_loss(model: nn.Module, spec: DownstreamSpec, utts: Sequence[TaskExample], cache: LayerFeatureCache,
+                batch_size: int, dev: torch.device) -> float:
+    model.eval()
+    total = 0.0
+    for idx in _batches(len(utts), batch_size, None):
+        feats, lengths = pad_features([cache.get_example(utts[i]) for i in idx])
+        loss = _loss(model, spec, feats.to(dev), lengths.to(dev), [spec.targets(utts[i]) for i in idx], dev)
+        total += float(loss) * len(idx)
+    return total / max(1, len(utts))
+
+
 def train_downstream(spec: DownstreamSpec, splits: Mapping[str, Sequence[TaskExample]], extractor: Any, *,
-                     seed: int = 0, epochs: int = 20, lr: float = 1e-3, batch_size: int = 32,
+                     seed: int = 0, max_epochs: int = 20, lr: float = 1e-3, batch_size: int = 32,
                      proj_dim: int = 256, ctc_hidden: int = 128, lstm_layers: int = 1,
                      cache: LayerFeatureCache | None = None, cache_dir: str | os.PathLike | None = None,
-                     patience: int | None = None, device: str | torch.device = "cpu",
-                     progress: bool = True) -> BaselineResult:
+                     patience: int = 0, stop_on: str = "valid_metric", device: str | torch.device = "cpu",
+                     progress: bool = True) -> DownstreamResult:
     """Train the downstream baseline of ``spec`` on frozen features; returns the test result.
 
     Args:
@@ -583,22 +490,38 @@ def train_downstream(spec: DownstreamSpec, splits: Mapping[str, Sequence[TaskExa
             (any rate, read with :func:`spkit.audio.load_audio`). Missing ``valid``: the last epoch is kept.
         extractor: the frozen layered SSL extractor (``extract_layers(wave) -> (L, frames, d)``).
         seed: initialisation and shuffling seed.
-        epochs, lr, batch_size: Adam training schedule.
+        max_epochs, lr, batch_size: Adam training schedule (``max_epochs`` a cap).
         proj_dim: classifier projection (SUPERB: 256); ctc_hidden, lstm_layers: the ASR head.
         cache / cache_dir: reuse a :class:`LayerFeatureCache` (e.g. across seeds) or create one.
-        patience: stop after this many epochs without a better validation metric (None: never).
+        patience, stop_on: the prompt trainer's stopping rule (:class:`spkit.prompt.train.TrainConfig`):
+            the best validation epoch under ``stop_on`` (``valid_metric``: the task metric, greedy CTC for
+            ASR; ``valid_loss``) is kept; stop after ``patience`` epochs without improvement (0: never).
         device: where the head trains (features stay cached on the CPU).
         progress: tqdm bar over epochs.
+
+    The features of every split are computed (or read from the cache) first; the reported time and peak
+    memory cover the training that follows, so they do not depend on whether an earlier run filled the
+    cache (the feature time is ``extra["feature_s"]``).
     """
     from tqdm.auto import tqdm
 
+    from spkit.prompt.train import STOP_ON
+
+    if stop_on not in STOP_ON:
+        raise ValueError(f"train_downstream: stop_on {stop_on!r} is not one of {STOP_ON}")
     for name in ("train", "test"):
         if not splits.get(name):
             raise DataError(f"train_downstream({spec.task}): the {name!r} split is empty or missing")
     cache = cache if cache is not None else LayerFeatureCache(extractor, cache_dir)
     train_set, valid, test = list(splits["train"]), list(splits.get("valid") or []), list(splits["test"])
-    lower, key = spec.lower_is_better, spec.metric_key
+    on_metric = stop_on == "valid_metric"
+    lower, key = (spec.lower_is_better if on_metric else True), spec.metric_key
     dev = torch.device(device)
+    tf = time.perf_counter()
+    for u in (*train_set, *valid, *test):
+        cache.get_example(u)
+    feature_s = time.perf_counter() - tf
+    targets = [spec.targets(u) for u in train_set]  # fails early on unknown labels
     t0 = time.perf_counter()
     with PeakMemory(dev) as mem:
         with torch.random.fork_rng(devices=[]):
@@ -607,37 +530,34 @@ def train_downstream(spec: DownstreamSpec, splits: Mapping[str, Sequence[TaskExa
                                      ctc_hidden=ctc_hidden, lstm_layers=lstm_layers).to(dev)
         gen = torch.Generator().manual_seed(seed)
         opt = torch.optim.Adam(model.parameters(), lr=lr)
-        targets = [spec.targets(u) for u in train_set]  # fails early on unknown labels
-        best_state, best_valid, best_epoch, log, bad = None, None, 0, [], 0
-        bar = tqdm(range(1, epochs + 1), desc=f"downstream {spec.task} seed{seed}", disable=not progress)
+        best_state, best_score, best_valid, best_epoch, log, bad = None, None, None, 0, [], 0
+        stop_reason, epochs_run = "max_epochs", 0
+        bar = tqdm(range(1, max_epochs + 1), desc=f"downstream {spec.task} seed{seed}", disable=not progress)
         for epoch in bar:
             te = time.perf_counter()
             model.train()
             total, count = 0.0, 0
             for idx in _batches(len(train_set), batch_size, gen):
                 feats, lengths = pad_features([cache.get_example(train_set[i]) for i in idx])
-                feats, lengths = feats.to(dev), lengths.to(dev)
-                if spec.is_ctc:
-                    tgt = [torch.tensor(targets[i]) for i in idx]
-                    loss = F.ctc_loss(model(feats, lengths).transpose(0, 1), torch.cat(tgt).to(dev),
-                                      lengths, torch.tensor([len(t) for t in tgt], device=dev),
-                                      blank=CTC_BLANK, reduction="mean", zero_infinity=True)
-                else:
-                    gold = torch.tensor([targets[i] for i in idx], device=dev)  # (B, heads)
-                    loss = sum(F.cross_entropy(lg, gold[:, h]) for h, lg in enumerate(model(feats, lengths)))
+                loss = _loss(model, spec, feats.to(dev), lengths.to(dev), [targets[i] for i in idx], dev)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 total, count = total + float(loss.detach()) * len(idx), count + len(idx)
             v = evaluate_downstream(model, spec, valid, cache, batch_size, dev)[key] if valid else None
-            log.append({"epoch": epoch, "train_loss": total / count, "valid_metric": v,
+            vl = _valid_loss(model, spec, valid, cache, batch_size, dev) if valid else None
+            epochs_run = epoch
+            log.append({"epoch": epoch, "train_loss": total / count, "valid_loss": vl, "valid_metric": v,
                         "seconds": round(time.perf_counter() - te, 3)})
             bar.set_postfix(loss=f"{total / count:.3f}", valid="-" if v is None else f"{v:.3f}")
-            if v is None or _better(v, best_valid, lower):
-                best_state, best_valid, best_epoch, bad = copy.deepcopy(model.state_dict()), v, epoch, 0
+            score = v if on_metric else vl
+            if score is None or _better(score, best_score, lower):
+                best_state, best_score, best_valid = copy.deepcopy(model.state_dict()), score, v
+                best_epoch, bad = epoch, 0
             else:
                 bad += 1
-                if patience is not None and bad >= patience:
+                if patience and bad >= patience:
+                    stop_reason = "patience"
                     break
         assert best_state is not None
         model.load_state_dict(best_state, strict=True)
@@ -648,10 +568,10 @@ def train_downstream(spec: DownstreamSpec, splits: Mapping[str, Sequence[TaskExa
     if "slot_value_cer" in test_metrics:  # SF: results.json keeps it beside slot_type_f1
         extra["slot_value_cer"] = test_metrics["slot_value_cer"]
     extra["layer_weights"] = [round(float(w), 4) for w in model.featurizer.weights.detach().cpu()]
-    return BaselineResult(
+    extra["feature_s"] = round(feature_s, 3)
+    return DownstreamResult(
         task=spec.task, method="downstream", seed=seed, metric=spec.metric, value=test_metrics[key],
         valid_value=float("nan") if best_valid is None else best_valid,
         num_trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
-        peak_memory_bytes=peak, memory_method=mem.method, wall_seconds=wall, best_epoch=best_epoch, log=log,
-        extra=extra, model=model)
-
+        peak_memory_bytes=peak, memory_method=mem.method, wall_seconds=wall, best_epoch=best_epoch,
+        epochs_run=epochs_run, stop_reason=stop_reason, log=log, extra=extra, model=model)
