@@ -27,7 +27,7 @@ from spkit.prompt import (
     load_task,
     train,
 )
-from spkit.prompt.baselines import DownstreamSpec
+from spkit.prompt.downstream import DownstreamSpec
 from spkit.prompt.slots import (
     CLOSE,
     slot_metrics,
@@ -36,6 +36,7 @@ from spkit.prompt.slots import (
     symbols_to_tagged,
     tagged_symbols,
 )
+from spkit.prompt.tasks import UNK_CHAR
 from spkit.synth import snips_text
 from spkit.synth.corpora import PRESETS, build_corpus, plan_corpus
 from spkit.synth.speakers import partition_variants
@@ -290,5 +291,12 @@ def test_downstream_spec_for_sf_is_ctc_over_tagged_symbols():
     e = _toy_sf(1, 5, "test")[0]
     ids = ds.targets(e)
     assert [ds.charset[i - 1] for i in ids] == tagged_symbols(e.label) and ds.text(ids) == e.label
-    with pytest.raises(DataError, match="not in the training symbol set"):
-        ds.targets(TaskExample("x", "f.wav", "test", "s", [], "PLAY B-city ZÜRICH E-city"))
+    # a symbol unseen in training (here the character Ü) is <unk>, last in the set, and decodes as an error
+    unseen = TaskExample("x", "f.wav", "test", "s", [], "PLAY B-city ZÜRICH E-city")
+    ids = ds.targets(unseen)
+    unseen_chars = [c for c in "PLAYZÜRICH" if c not in ds.charset]
+    assert "Ü" in unseen_chars and ds.charset[-1] == UNK_CHAR
+    assert ids.count(len(ds.charset)) == len(unseen_chars)
+    expected = "".join("\ufffd" if c in unseen_chars else c for c in "ZÜRICH")
+    assert ds.text(ids).endswith(f"B-city {expected} E-city")
+    assert spec.label_from_atoms(spec.atoms(unseen.label)) == f"B-city {expected} E-city"

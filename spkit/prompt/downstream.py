@@ -306,9 +306,9 @@ class DownstreamSpec:
 
                 symbols = tagged_symbols(example.label)
                 missing = sorted({c for c in symbols if c not in index})
-                if missing:
+                if missing and UNK_CHAR not in index:
                     raise DataError(f"{where}: symbols {missing} are not in the training symbol set")
-                return [index[c] for c in symbols]
+                return [index.get(c, index.get(UNK_CHAR, 0)) for c in symbols]
             text = example.label.replace(" ", WORD_BOUNDARY)
             missing = sorted({c for c in text if c not in index})
             if missing and UNK_CHAR not in index:

@@ -147,7 +147,11 @@ class TaskSpec:
         if self.atom_mode == "slot_symbols":
             from spkit.prompt.slots import tagged_symbols
 
-            return tagged_symbols(label, slots_only=True)
+            symbols = tagged_symbols(label, slots_only=True)
+            if UNK_CHAR in self.labels:  # a slot type or character unseen in training
+                known = set(self.labels)
+                symbols = [a if a in known else UNK_CHAR for a in symbols]
+            return symbols
         unk = UNK_CHAR in self.labels  # prompt files made before <unk> existed stay strict
         known = set(self.labels)
         return [WORD_BOUNDARY if c == " " else (UNK_CHAR if unk and c not in known else c) for c in label]
@@ -161,7 +165,7 @@ class TaskSpec:
         if self.atom_mode == "slot_symbols":
             from spkit.prompt.slots import symbols_to_tagged
 
-            return symbols_to_tagged(atoms)
+            return symbols_to_tagged([UNK_DECODED if a == UNK_CHAR else a for a in atoms])
         return "".join(" " if a == WORD_BOUNDARY else UNK_DECODED if a == UNK_CHAR else a for a in atoms)
 
     def all_atoms(self) -> list[str]:
@@ -274,11 +278,13 @@ def _sf_record_label(rec: Mapping[str, Any], where: str) -> str:
 
 def sf_spec(train: Sequence[TaskExample]) -> TaskSpec:
     """The slot-filling :class:`TaskSpec`: its symbols (slot types, ``<E>``, ``|``, characters) from the
-    training examples' tagged transcripts; scored by SUPERB's slot-type F1 (slot-value CER beside it)."""
+    training examples' tagged transcripts, then :data:`UNK_CHAR` for any symbol unseen in training; scored
+    by SUPERB's slot-type F1 (slot-value CER beside it)."""
     from spkit.prompt.slots import symbol_set
 
-    return TaskSpec("sf", "sequence", tuple(symbol_set([e.label for e in train])), "slot_type_f1", False,
-                    "slot_symbols")
+    # UNK_CHAR last, as for ASR: a slot type or character unseen in training (it counts as an error)
+    symbols = (*symbol_set([e.label for e in train]), UNK_CHAR)
+    return TaskSpec("sf", "sequence", symbols, "slot_type_f1", False, "slot_symbols")
 
 
 def read_examples(task: str, path: str | os.PathLike, split: str | None = None) -> list[TaskExample]:
