@@ -57,7 +57,7 @@ def test_plan_orders_synthesis_before_notebooks(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("SPKIT_NOTEBOOKS", str(nbdir))
     stages = plan("smoke", tmp_path / "run", data_root=tmp_path / "data")
     names = [s.name for s in stages]
-    assert names == ["synth_kws", "synth_intent", "synth_lid", "synth_asr", "01_a", "02_b"]
+    assert names == ["synth_kws", "synth_intent", "synth_lid", "synth_asr", "synth_sf", "01_a", "02_b"]
     assert stages[-1].params["corpora"]["kws"].endswith("smoke-seed0/kws")
 
 
