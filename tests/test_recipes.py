@@ -125,8 +125,8 @@ def test_few_shot_plan_and_subset():
     assert all(r.folder == f"{r.method}-shots{r.shots}" for r in few)
     assert prompting.plan_few_shot(prompting.preset_config("paper")) == []
     d = prompting.preset_config("default")
-    assert len(prompting.plan_few_shot(d)) == (len(d.few_shot_tasks) * len(d.few_shot_methods)
-                                               * len(d.few_shot_shots) * len(d.few_shot_seeds)) == 2 * 3 * 2 * 3
+    n_few = len(d.few_shot_tasks) * len(d.few_shot_methods) * len(d.few_shot_shots) * len(d.few_shot_seeds)
+    assert len(prompting.plan_few_shot(d)) == n_few == 2 * 3 * 2 * 3
     with pytest.raises(ValueError, match="few_shot_methods"):
         prompting.plan_few_shot(dataclasses.replace(cfg, few_shot_methods=("lora",)))
     # n per class, drawn per seed, classes with fewer keep all
