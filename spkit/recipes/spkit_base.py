@@ -434,8 +434,12 @@ def pretrain_base(
     out = Path(out)
     work = Path(work) if work else out.with_name(out.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
+    # What a later session needs to resume is committed (state, logs, finished HuBERT iterations, km.bin,
+    # an unfinished uLM's checkpoint_last.pt); what is rebuilt from the corpus is not.
     write_text(
-        work / ".gitignore", "# rebuilt from the corpus on resume; not committed\naudio/\ncache/\nunits/\n"
+        work / ".gitignore",
+        "# rebuilt from the corpus on resume; not committed\naudio/\ncache/\nunits/\n"
+        "ulm-*/checkpoint_best.pt\n",
     )
     torch.set_num_threads(recipe.threads)
     state = _State(work)
@@ -671,14 +675,17 @@ def model_card(card: dict[str, Any]) -> str:
         "",
         "Pretraining corpus "
         f"`spkit synth pretrain --preset {recipe['corpus_preset']} --seed {recipe['corpus_seed']}`: "
-        f"{corpus['clips']} clips, {corpus['hours']} hours (train/valid), read by training-side voices only "
+        f"{corpus['clips']} clips, {corpus['hours']['train']:.1f} h train + "
+        f"{corpus['hours']['valid']:.1f} h valid, "
+        "read by training-side voices only "
         "(no voice variant of any task corpus' validation or test split).",
         "",
         "## Models",
         "",
         f"- `hubert.pt`: tiny HuBERT {recipe['model']}, iterations "
         + ", ".join(
-            f"{i + 1}: K={it['num_clusters']} targets, {h['step']} steps, {h['seconds'] / 3600:.2f} CPU-h, "
+            f"{i + 1}: K={it['num_clusters']} targets, {h['step']} steps, "
+            f"{h['seconds'] / 3600:.2f} h of training steps on 2 CPU cores, "
             f"masked acc {h['acc']:.3f}"
             for i, (it, h) in enumerate(zip(recipe["iterations"], hub))
         )
@@ -686,7 +693,8 @@ def model_card(card: dict[str, Any]) -> str:
         f"- units: iteration {sel['iteration']}, layer {sel['layer']} (per-clip CMVN), "
         f"K={card['n_clusters']} (`km.bin`).",
         f"- `ulm/`: {recipe['ulm']['model']} uLM, {ulm.get('steps')} steps, validation perplexity "
-        f"{ulm.get('best_valid_ppl', ulm.get('valid_ppl'))} on held-out speakers.",
+        f"{ulm['best_valid_ppl']:.2f} on the held-out speakers' units ({ulm['num_parameters']:,} parameters, "
+        f"{ulm['cpu_seconds'] / 3600:.2f} CPU-h).",
         "",
         "## Selection (KWS validation clips; no test clip is used)",
         "",
