@@ -40,12 +40,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from spkit.data.base import DataError, Utterance
+from spkit.data.base import Utterance
 from spkit.io import read_json, torch_save, write_json, write_text
+from spkit.units.encoder import BASE_FORMAT, read_base_card
 
 log = logging.getLogger(__name__)
 
-FORMAT = "spkit.base"
+FORMAT = BASE_FORMAT
 VERSION = 1
 
 
@@ -719,25 +720,8 @@ def model_card(card: dict[str, Any]) -> str:
 
 
 def load_base(folder: str | os.PathLike) -> dict[str, Any]:
-    """The shipped ``spkit-base.json`` with absolute paths; a missing or broken folder is a DataError."""
-    folder = Path(folder)
-    path = folder / "spkit-base.json"
-    if not path.is_file():
-        raise DataError(
-            f"{path}: no spkit-base model card; build it with `spkit pretrain-base --out {folder}`"
-        )
-    card = read_json(path)
-    if card.get("format") != FORMAT:
-        raise DataError(f"{path}: not an spkit-base folder (format {card.get('format')!r})")
-    for key in ("hubert", "kmeans", "ulm"):
-        if not (folder / card[key]).exists():
-            raise DataError(f"{folder / card[key]}: missing ({key} of spkit-base)")
-    return {
-        **card,
-        "hubert": str(folder / card["hubert"]),
-        "kmeans": str(folder / card["kmeans"]),
-        "ulm": str(folder / card["ulm"]),
-    }
+    """The shipped ``spkit-base.json`` with absolute paths (:func:`spkit.units.encoder.read_base_card`)."""
+    return read_base_card(folder)
 
 
 def curves(work: str | os.PathLike, hubert: str | os.PathLike, ulm_dir: str | os.PathLike) -> dict[str, Any]:
