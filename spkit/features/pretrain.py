@@ -61,6 +61,10 @@ class PretrainConfig:
     iteration: int = 1              # 1: MFCC k-means targets; 2+: k-means of the teacher's layer
     num_clusters: int = 100         # HuBERT: 100 (iteration 1), 500 (iteration 2)
     target_layer: int | None = None  # teacher layer for iteration >= 2; None = middle layer
+    # Iteration >= 2: start from the teacher's weights (all but the label embeddings, which depend on the
+    # new targets) instead of a fresh model. HuBERT restarts from scratch; at CPU scale the teacher's
+    # steps are too dear to throw away (README "spkit-base").
+    init_from_teacher: bool = False
     crop_seconds: float = 2.0
     batch_size: int = 16
     lr: float = 1e-3
@@ -374,9 +378,9 @@ def pretrain(waves: Sequence[torch.Tensor], out: str | os.PathLike,
     if out.exists():
         _, ckpt = load_tiny_hubert(out)
         saved = PretrainConfig.from_dict(ckpt["train"])
-        for key in ("iteration", "num_clusters", "target_layer", "seed", "batch_size", "crop_seconds",
-                    "lr", "warmup_steps", "max_steps", "warp_range", "noise_prob", "noise_snr_db", "mix_prob",
-                    "mix_snr_db", "gain_db"):
+        for key in ("iteration", "num_clusters", "target_layer", "init_from_teacher", "seed", "batch_size",
+                    "crop_seconds", "lr", "warmup_steps", "max_steps", "warp_range", "noise_prob",
+                    "noise_snr_db", "mix_prob", "mix_snr_db", "gain_db"):
             if _plain(getattr(saved, key)) != _plain(getattr(config, key)):
                 raise ValueError(f"{out}: cannot resume: {key}={getattr(saved, key)!r} in the checkpoint, "
                                  f"{getattr(config, key)!r} now")
@@ -388,6 +392,14 @@ def pretrain(waves: Sequence[torch.Tensor], out: str | os.PathLike,
         step, seconds, audio_seconds = ckpt["step"], ckpt["seconds"], ckpt["audio_seconds"]
         history, centers = ckpt["history"], ckpt["targets"]["centers"]
         log.info("%s: resuming at step %d", out, step)
+    elif config.init_from_teacher and teacher is not None:
+        _, tck = load_tiny_hubert(teacher)
+        same = {**tck["config"], "num_classes": model_config.num_classes}
+        if TinyHubertConfig.from_dict(same) != model_config:
+            raise ValueError(f"{teacher}: init_from_teacher needs the same architecture as the new model")
+        weights = {k: v for k, v in tck["model"].items() if k != "label_emb"}
+        weights["label_emb"] = model.label_emb.detach().clone()  # new targets: fresh label embeddings
+        model.load_state_dict(weights, strict=True)
     else:
         model.set_normalization(*_normalization(waves, model))
 
