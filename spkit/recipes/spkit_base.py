@@ -82,7 +82,7 @@ class BaseRecipe:
     iterations: list[dict[str, Any]] = field(
         default_factory=lambda: [
             {"num_clusters": 100, "max_steps": 3000},
-            {"num_clusters": 500, "max_steps": 3000, "init_from_teacher": True},
+            {"num_clusters": 500, "max_steps": 2000, "init_from_teacher": True},
         ]
     )
     pretrain: dict[str, Any] = field(
