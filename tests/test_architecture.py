@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "spkit"
 # its longest matching prefix ("spkit" alone: the package's own top-level helpers).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("spkit", "spkit.errors", "spkit.io", "spkit.layout", "spkit.audio", "spkit.fairseq_compat",
-              "spkit.presets")),
+              "spkit.presets", "spkit.cluster")),
     ("data", ("spkit.data", "spkit.synth")),
     ("features", ("spkit.features",)),
     ("units", ("spkit.units",)),
@@ -97,3 +97,23 @@ def test_analyses_never_train():
                    "spkit.analysis.probes"):
         assert not any(d.startswith(("spkit.recipes", "spkit.pipeline")) for d in graph[module]), module
         assert not any(d.startswith(("spkit.prompt.train", "spkit.ulm.train")) for d in graph[module]), module
+
+
+def test_one_kmeans():
+    """Fitting centres and nearest-centre assignment live in spkit.cluster only (base layer), which the
+    pretraining targets (features) and the unit models (units) both build on."""
+    graph = imports()
+    for user in ("spkit.features.pretrain", "spkit.units.kmeans"):
+        assert "spkit.cluster" in graph[user], user
+    own = {"assign", "_sq_dists", "_kmeans_pp", "_lloyd", "fit_centers"}
+    elsewhere = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "cluster.py" and path.parent == PACKAGE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in own:
+                elsewhere.append(f"{path.name}: def {node.name}")
+            elif isinstance(node, ast.ImportFrom) and node.module == "sklearn.cluster" and any(
+                    a.name == "MiniBatchKMeans" for a in node.names):
+                elsewhere.append(f"{path.name}: imports MiniBatchKMeans")
+    assert elsewhere == []

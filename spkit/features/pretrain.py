@@ -13,8 +13,8 @@ checkpoint, and calling :func:`pretrain` again resumes it. Checkpoints are writt
 order, crops, masks and dropout are drawn from generators seeded by ``(seed, step)``, never from
 state that an interruption would lose.
 
-The k-means fit lives in :func:`fit_kmeans` only (sklearn MiniBatchKMeans; ``spkit.units`` may
-replace it).
+The targets' k-means is :mod:`spkit.cluster`'s (the one the units use too): sklearn ``MiniBatchKMeans``
+with GSLM's settings except ``kmeans_n_init``, frames assigned over their full squared distance.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from spkit.cluster import assign, fit_centers
 from spkit.features.base import HOP, num_frames
 from spkit.features.tiny_hubert import (
     FORMAT,
@@ -90,29 +91,6 @@ class PretrainConfig:
 
 
 # --------------------------------------------------------------------------- targets
-def fit_kmeans(frames: np.ndarray, num_clusters: int, seed: int, n_init: int = 3) -> np.ndarray:
-    """Fit k-means on ``(frames, dim)`` features; returns centres ``(num_clusters, dim)`` float32.
-
-    GSLM's MiniBatchKMeans settings (k-means++, batch 10000, tol 0, max_no_improvement 100,
-    reassignment_ratio 0.5) except ``n_init``.
-    """
-    from sklearn.cluster import MiniBatchKMeans
-
-    if frames.shape[0] < num_clusters:
-        raise ValueError(f"k-means needs at least {num_clusters} frames, got {frames.shape[0]}")
-    km = MiniBatchKMeans(n_clusters=num_clusters, init="k-means++", max_iter=150, batch_size=10000,
-                         tol=0.0, max_no_improvement=100, n_init=n_init, reassignment_ratio=0.5,
-                         random_state=seed)
-    km.fit(frames)
-    return km.cluster_centers_.astype(np.float32)
-
-
-def assign(feats: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
-    """Nearest centre per frame: ``(frames, dim)``, ``(K, dim)`` -> ``(frames,)`` int64."""
-    d = (feats * feats).sum(1, keepdim=True) - 2 * feats @ centers.T + (centers * centers).sum(1)[None]
-    return d.argmin(dim=1)
-
-
 def _target_extractor(config: PretrainConfig, teacher: TinyHubertExtractor | None) -> Any:
     if config.iteration == 1:
         from spkit.features.spectral import MFCCExtractor
@@ -168,11 +146,13 @@ def make_targets(waves: Sequence[torch.Tensor], config: PretrainConfig,
             if hi > lo:
                 sample.append(f[torch.from_numpy(pick[lo:hi] - starts[i])])
         allf = torch.cat(sample).numpy()
-        centers = torch.from_numpy(fit_kmeans(allf, config.num_clusters, config.seed, config.kmeans_n_init))
+        fit = fit_centers(allf, config.num_clusters, backend="sklearn", preset="gslm",
+                          n_init=config.kmeans_n_init, seed=config.seed)
+        centers = torch.from_numpy(fit.centers.astype(np.float32))
     labels = []
     for i in tqdm(range(len(waves)), desc=f"targets ({extractor.name})", leave=False, disable=not progress):
         f = kept[i] if kept is not None else extractor.extract(waves[i])
-        labels.append(assign(f, centers))
+        labels.append(assign(f, centers, chunk=None, full_distance=True)[0])
     return labels, centers
 
 
