@@ -32,9 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from spkit.cluster import assign, fit_centers
 from spkit.features.base import HOP, num_frames
+from spkit.features.spectral import MFCCExtractor
 from spkit.features.tiny_hubert import (
     FORMAT,
     VERSION,
@@ -45,6 +47,7 @@ from spkit.features.tiny_hubert import (
     span_mask,
 )
 from spkit.io import torch_save
+from spkit.synth.noise import colored
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +96,6 @@ class PretrainConfig:
 # --------------------------------------------------------------------------- targets
 def _target_extractor(config: PretrainConfig, teacher: TinyHubertExtractor | None) -> Any:
     if config.iteration == 1:
-        from spkit.features.spectral import MFCCExtractor
-
         return MFCCExtractor(cmvn=True)
     if teacher is None:
         raise ValueError(f"iteration {config.iteration} needs a teacher checkpoint (iteration-1 model)")
@@ -120,8 +121,6 @@ def make_targets(waves: Sequence[torch.Tensor], config: PretrainConfig,
     corpus of any size fits; only when they are under ``keep_features_bytes`` in all are they kept
     between the fitting pass and the assignment pass instead of being computed twice.
     """
-    from tqdm import tqdm
-
     extractor = _target_extractor(config, teacher)
     frames = np.array([num_frames(int(n)) for n in clip_lengths(waves)], np.int64)
     total = int(frames.sum())
@@ -214,8 +213,6 @@ def augment_batch(waves: torch.Tensor, lengths: torch.Tensor, config: PretrainCo
     Deterministic in ``(seed, step)``. Noise and the overlaid clip are scaled against each clip's own
     RMS; padding stays zero, so frame targets stay aligned.
     """
-    from spkit.synth.noise import colored  # the corpora's own noise colours (lazy: synth imports espeak)
-
     g = _generator(config.seed, 5, step)
     B = waves.shape[0]
     out = waves.clone()
@@ -326,8 +323,6 @@ def pretrain(waves: Sequence[torch.Tensor], out: str | os.PathLike,
     Returns:
         A summary: ``{"step", "loss", "acc", "seconds", "audio_seconds", "finished", "path"}``.
     """
-    from tqdm import tqdm
-
     config = config or PretrainConfig()
     model_config = dataclasses.replace(model_config or TinyHubertConfig(), num_classes=config.num_clusters)
     out = Path(out)
