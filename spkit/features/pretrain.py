@@ -13,8 +13,8 @@ checkpoint, and calling :func:`pretrain` again resumes it. Checkpoints are writt
 order, crops, masks and dropout are drawn from generators seeded by ``(seed, step)``, never from
 state that an interruption would lose.
 
-The k-means fit lives in :func:`fit_kmeans` only (sklearn MiniBatchKMeans; ``spkit.units`` may
-replace it).
+The targets' k-means is :mod:`spkit.cluster`'s (the one the units use too): sklearn ``MiniBatchKMeans``
+with GSLM's settings except ``kmeans_n_init``, frames assigned over their full squared distance.
 """
 
 from __future__ import annotations
@@ -32,8 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
+from spkit.cluster import assign, fit_centers
 from spkit.features.base import HOP, num_frames
+from spkit.features.spectral import MFCCExtractor
 from spkit.features.tiny_hubert import (
     FORMAT,
     VERSION,
@@ -44,6 +47,7 @@ from spkit.features.tiny_hubert import (
     span_mask,
 )
 from spkit.io import torch_save
+from spkit.synth.noise import colored
 
 log = logging.getLogger(__name__)
 
@@ -94,33 +98,8 @@ class PretrainConfig:
 
 
 # --------------------------------------------------------------------------- targets
-def fit_kmeans(frames: np.ndarray, num_clusters: int, seed: int, n_init: int = 3) -> np.ndarray:
-    """Fit k-means on ``(frames, dim)`` features; returns centres ``(num_clusters, dim)`` float32.
-
-    GSLM's MiniBatchKMeans settings (k-means++, batch 10000, tol 0, max_no_improvement 100,
-    reassignment_ratio 0.5) except ``n_init``.
-    """
-    from sklearn.cluster import MiniBatchKMeans
-
-    if frames.shape[0] < num_clusters:
-        raise ValueError(f"k-means needs at least {num_clusters} frames, got {frames.shape[0]}")
-    km = MiniBatchKMeans(n_clusters=num_clusters, init="k-means++", max_iter=150, batch_size=10000,
-                         tol=0.0, max_no_improvement=100, n_init=n_init, reassignment_ratio=0.5,
-                         random_state=seed)
-    km.fit(frames)
-    return km.cluster_centers_.astype(np.float32)
-
-
-def assign(feats: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
-    """Nearest centre per frame: ``(frames, dim)``, ``(K, dim)`` -> ``(frames,)`` int64."""
-    d = (feats * feats).sum(1, keepdim=True) - 2 * feats @ centers.T + (centers * centers).sum(1)[None]
-    return d.argmin(dim=1)
-
-
 def _target_extractor(config: PretrainConfig, teacher: TinyHubertExtractor | None) -> Any:
     if config.iteration == 1:
-        from spkit.features.spectral import MFCCExtractor
-
         return MFCCExtractor(cmvn=True)
     if teacher is None:
         raise ValueError(f"iteration {config.iteration} needs a teacher checkpoint (iteration-1 model)")
@@ -146,8 +125,6 @@ def make_targets(waves: Sequence[torch.Tensor], config: PretrainConfig,
     corpus of any size fits; only when they are under ``keep_features_bytes`` in all are they kept
     between the fitting pass and the assignment pass instead of being computed twice.
     """
-    from tqdm import tqdm
-
     extractor = _target_extractor(config, teacher)
     frames = np.array([num_frames(int(n)) for n in clip_lengths(waves)], np.int64)
     total = int(frames.sum())
@@ -172,11 +149,13 @@ def make_targets(waves: Sequence[torch.Tensor], config: PretrainConfig,
             if hi > lo:
                 sample.append(f[torch.from_numpy(pick[lo:hi] - starts[i])])
         allf = torch.cat(sample).numpy()
-        centers = torch.from_numpy(fit_kmeans(allf, config.num_clusters, config.seed, config.kmeans_n_init))
+        fit = fit_centers(allf, config.num_clusters, backend="sklearn", preset="gslm",
+                          n_init=config.kmeans_n_init, seed=config.seed)
+        centers = torch.from_numpy(fit.centers.astype(np.float32))
     labels = []
     for i in tqdm(range(len(waves)), desc=f"targets ({extractor.name})", leave=False, disable=not progress):
         f = kept[i] if kept is not None else extractor.extract(waves[i])
-        labels.append(assign(f, centers))
+        labels.append(assign(f, centers, chunk=None, full_distance=True)[0])
     return labels, centers
 
 
@@ -238,8 +217,6 @@ def augment_batch(waves: torch.Tensor, lengths: torch.Tensor, config: PretrainCo
     Deterministic in ``(seed, step)``. Noise and the overlaid clip are scaled against each clip's own
     RMS; padding stays zero, so frame targets stay aligned.
     """
-    from spkit.synth.noise import colored  # the corpora's own noise colours (lazy: synth imports espeak)
-
     g = _generator(config.seed, 5, step)
     B = waves.shape[0]
     out = waves.clone()
@@ -350,8 +327,6 @@ def pretrain(waves: Sequence[torch.Tensor], out: str | os.PathLike,
     Returns:
         A summary: ``{"step", "loss", "acc", "seconds", "audio_seconds", "finished", "path"}``.
     """
-    from tqdm import tqdm
-
     config = config or PretrainConfig()
     model_config = dataclasses.replace(model_config or TinyHubertConfig(), num_classes=config.num_clusters)
     out = Path(out)

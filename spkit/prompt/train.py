@@ -36,8 +36,11 @@ uses 5e-3).
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
+import resource
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -48,10 +51,14 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+from tqdm.auto import tqdm
 
+from spkit.data.speech_commands import class_balanced_draws
 from spkit.io import torch_save
+from spkit.prompt.decode import evaluate
 from spkit.prompt.model import PromptedULM
-from spkit.prompt.tasks import Collator, TaskExample, length_order
+from spkit.prompt.tasks import Collator, TaskExample, build_spec, check_labels, length_order, load_task
+from spkit.prompt.verbalizer import build_verbalizer
 
 STATE_NAME = "train_state.pt"
 STOP_ON: tuple[str, ...] = ("valid_metric", "valid_loss")
@@ -235,7 +242,6 @@ class PeakMemory:
         hwm = _status_kib("VmHWM")
         if hwm is not None:
             return hwm * 1024
-        import resource
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
     def peak_bytes(self) -> int:
@@ -318,13 +324,6 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
     Returns:
         :class:`TrainResult`; afterwards ``model`` holds the state of the best validation epoch.
     """
-    import json
-    import logging
-
-    from tqdm.auto import tqdm
-
-    from spkit.prompt.decode import evaluate
-
     cfg = cfg or TrainConfig()
     for split in ("train", "valid"):
         if not data.get(split):
@@ -461,13 +460,8 @@ def prepare_task(task: str, units_dir: str | os.PathLike, dictionary: Any, *, ve
     (:func:`spkit.data.speech_commands.class_balanced_draws`, seeded by ``seed``) before anything is
     counted, as SpeechPrompt's KS data are (so the frequency verbalizer sees the balanced counts too).
     """
-    from spkit.prompt.tasks import Collator, build_spec, check_labels, load_task
-    from spkit.prompt.verbalizer import build_verbalizer
-
     data = load_task(task, units_dir, splits)
     if balance:
-        from spkit.data.speech_commands import class_balanced_draws
-
         data = {s: class_balanced_draws(v, [e.label for e in v], seed=seed, split=s)
                 if s in ("train", "valid") else v for s, v in data.items()}
     # The label set is the training split's: no test label reaches a choice. A valid or test label never

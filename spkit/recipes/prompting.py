@@ -32,20 +32,32 @@ it was made with the same settings. Prompt files land in ``RUN/prompts/<task>/<m
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import dataclasses
 import hashlib
 import json
 import logging
+import multiprocessing as mp
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from spkit.artifacts import TASK_CORPUS, load_run_ulm
 from spkit.io import read_json, write_json
 from spkit.layout import RunLayout
+from spkit.prompt.checkpoint import save_prompt
+from spkit.prompt.decode import evaluate, output_length_cap
+from spkit.prompt.downstream import DownstreamSpec, LayerFeatureCache, train_downstream
+from spkit.prompt.finetune import train_finetune
+from spkit.prompt.model import PromptConfig, activation_batch, build_prompted
+from spkit.prompt.random_lm import control_seed, random_ulm
+from spkit.prompt.results import load_results, metric_name, run_result, update_results
+from spkit.prompt.train import TrainConfig, prepare_task, train, validation_decoder
+from spkit.units.encoder import SpeechEncoder
 
 log = logging.getLogger(__name__)
 
@@ -345,10 +357,6 @@ def run_experiments(
     ``config.jobs > 1`` runs go to that many worker processes; every run uses one torch thread
     either way, so the numbers do not depend on ``jobs``.
     """
-    from tqdm.auto import tqdm
-
-    from spkit.prompt.results import load_results, update_results
-
     layout = RunLayout.at(run_dir)
     ulm_fp, units_fp = _fingerprints(layout)
     runs = list(only) if only is not None else plan_runs(config) + plan_few_shot(config)
@@ -361,9 +369,6 @@ def run_experiments(
     bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc="prompt runs", unit="run",
                disable=not progress)
     if config.jobs > 1 and len(todo) > 1:
-        import concurrent.futures as cf
-        import multiprocessing as mp
-
         with cf.ProcessPoolExecutor(config.jobs, mp_context=mp.get_context("spawn")) as pool:
             futures = [pool.submit(_worker_run, str(layout.root), run, config.for_task(run.task), key)
                        for run, key in todo]
@@ -411,8 +416,6 @@ def _worker_run(run_dir: str, run: RunSpec, config: PromptingConfig, key: str) -
 def _task_data(
     layout: RunLayout, run: RunSpec, config: PromptingConfig, dictionary: Any, lm: Any, cache: dict[str, Any]
 ) -> tuple[dict[str, list[Any]], Any]:
-    from spkit.prompt.train import prepare_task
-
     balance = config.kws_balanced and run.task == "kws"
     # The balanced draws are seeded by the run's seed (a resample per seed, as a rerun of s3prl's sampler).
     seeded = run.verbalizer == "random" or balance
@@ -470,14 +473,6 @@ def train_one(
     progress: bool = False,
 ) -> Any:
     """Train one run, save its prompt (or model) file, score it on the test split -> RunResult."""
-    from spkit.prompt.checkpoint import save_prompt
-    from spkit.prompt.decode import evaluate, output_length_cap
-    from spkit.prompt.finetune import train_finetune
-    from spkit.prompt.model import PromptConfig, activation_batch, build_prompted
-    from spkit.prompt.random_lm import control_seed, random_ulm
-    from spkit.prompt.results import metric_name, run_result
-    from spkit.prompt.train import TrainConfig, train, validation_decoder
-
     out_dir = layout.prompt_dir(run.task, run.folder, run.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     if run.kind == "downstream":
@@ -584,9 +579,6 @@ def _train_downstream(
     cache: dict[str, Any],
     progress: bool,
 ) -> Any:
-    from spkit.prompt.downstream import DownstreamSpec, LayerFeatureCache, train_downstream
-    from spkit.units.encoder import SpeechEncoder
-
     data, collator = _task_data(layout, run, config, dictionary, lm, cache)
     if "feature_cache" not in cache:
         extractor = SpeechEncoder.from_run(layout.root).extractor

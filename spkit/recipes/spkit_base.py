@@ -40,9 +40,26 @@ from typing import Any
 import numpy as np
 import torch
 
+from spkit.analysis.probes import ProbeData, _pad, train_probe
+from spkit.data import load_corpus
 from spkit.data.base import Utterance
+from spkit.data.corpus import load_utterance
+from spkit.data.manifest import load_tsv_corpus
+from spkit.data.packed import pack_utterances
+from spkit.features import load_extractor
+from spkit.features.base import clip_cmvn
+from spkit.features.pretrain import INVARIANCE_AUGMENTATION, PretrainConfig, pretrain
+from spkit.features.tiny_hubert import TinyHubertConfig, load_tiny_hubert
 from spkit.io import read_json, torch_save, write_json, write_text
-from spkit.units.encoder import BASE_FORMAT, read_base_card
+from spkit.synth import synthesize_corpus
+from spkit.ulm.dictionary import UnitDictionary
+from spkit.ulm.fairseq_io import save_fairseq_ulm
+from spkit.ulm.train import ULMTrainConfig, load_ulm, train
+from spkit.units.encoder import BASE_FORMAT, SpeechEncoder, dedup, read_base_card
+from spkit.units.kmeans import KMeansModel, fit_kmeans, fit_kmeans_on_corpus, sample_frames
+from spkit.units.metrics import alignments_by_uid, unit_report
+from spkit.units.quantize import quantize_corpus
+from spkit.viz import _go
 
 log = logging.getLogger(__name__)
 
@@ -205,9 +222,6 @@ def _hubert_stage(
     Each iteration is its own stage (``hubert1``, ``hubert2``...): adding an iteration to the recipe
     later keeps the finished ones.
     """
-    from spkit.features.pretrain import INVARIANCE_AUGMENTATION, PretrainConfig, pretrain
-    from spkit.features.tiny_hubert import TinyHubertConfig
-
     started = time.monotonic()
     results, teacher = [], None
     for it, spec in enumerate(recipe.iterations, start=1):
@@ -281,8 +295,6 @@ def _probe_units(
     units: dict[str, list[list[int]]], labels: dict[str, list[str]], vocab: int, epochs: int, seed: int
 ) -> float:
     """Validation accuracy of a BiGRU probe on deduplicated units (spkit.analysis.probes' model)."""
-    from spkit.analysis.probes import ProbeData, _pad, train_probe
-
     classes = sorted(set(labels["train"]))
     data = {}
     for split in ("train", "valid", "test"):
@@ -300,14 +312,6 @@ def _select_stage(
     data_root: str | os.PathLike | None,
 ) -> dict[str, Any]:
     """Choose (iteration, layer) by phone PNMI on KWS validation clips, then K by the unit probe."""
-    from spkit.data import load_corpus
-    from spkit.data.corpus import load_utterance
-    from spkit.features import load_extractor
-    from spkit.synth import synthesize_corpus
-    from spkit.units.encoder import dedup
-    from spkit.units.kmeans import fit_kmeans, sample_frames
-    from spkit.units.metrics import alignments_by_uid, unit_report
-
     root = Path(data_root) if data_root else _data_root()
     kws_root = synthesize_corpus(
         "kws",
@@ -398,16 +402,12 @@ def _select_stage(
 
 def _all_layers(ext: Any, wave: torch.Tensor) -> torch.Tensor:
     """Every layer of one clip ``(layers, frames, dim)``, normalised per clip when the extractor is."""
-    from spkit.features.base import clip_cmvn
-
     with torch.inference_mode():
         x = ext.extract_layers(wave)
     return clip_cmvn(x) if ext.cmvn else x
 
 
 def _extractor(select: dict[str, Any], work: Path | None = None) -> Any:
-    from spkit.features import load_extractor
-
     checkpoint = select["checkpoint"] if work is None else in_work(work, select["checkpoint"])
     return load_extractor("tiny_hubert", checkpoint=str(checkpoint), layer=select["layer"], cmvn=True)
 
@@ -429,10 +429,6 @@ def pretrain_base(
     ``max_seconds`` bounds this call's HuBERT training (the longest stage): the call then stops with a
     checkpoint and a later call resumes. ``until`` stops after the named stage (see :data:`STAGES`).
     """
-    from spkit.data.manifest import load_tsv_corpus
-    from spkit.data.packed import pack_utterances
-    from spkit.synth import synthesize_corpus
-
     recipe = recipe or preset_recipe(preset)
     if until is not None and until not in STAGES:
         raise ValueError(f"unknown stage {until!r}; choose one of {STAGES}")
@@ -514,8 +510,6 @@ def pretrain_base(
         return state.data
 
     # 5. k-means on the pretraining corpus
-    from spkit.units.kmeans import KMeansModel, fit_kmeans_on_corpus
-
     km_path = work / "km.bin"
     ext = _extractor(select, work)
     km_settings = {
@@ -547,9 +541,6 @@ def pretrain_base(
         return state.data
 
     # 6. units of the pretraining corpus
-    from spkit.units.encoder import SpeechEncoder
-    from spkit.units.quantize import quantize_corpus
-
     unit_files = {}
     for split, utts in splits.items():
         unit_files[split] = str(
@@ -568,9 +559,6 @@ def pretrain_base(
         return state.data
 
     # 7. the uLM
-    from spkit.ulm.dictionary import UnitDictionary
-    from spkit.ulm.train import ULMTrainConfig, train
-
     tcfg = ULMTrainConfig(**{**recipe.ulm, "seed": recipe.seed})
     ulm_settings = {"train": dataclasses.asdict(tcfg), "kmeans": km.fingerprint}
     ulm = state.done("ulm", ulm_settings)
@@ -600,11 +588,6 @@ def pretrain_base(
 
 def export_base(out: Path, work: Path, recipe: BaseRecipe, state: dict[str, Any]) -> dict[str, Any]:
     """Write the shipped files (see the module docstring) from the finished stages in ``work``."""
-    from spkit.features.tiny_hubert import load_tiny_hubert
-    from spkit.ulm.fairseq_io import save_fairseq_ulm
-    from spkit.ulm.train import load_ulm
-    from spkit.units.kmeans import KMeansModel
-
     stages = state["stages"]
     select = stages["select"]["result"]
     out.mkdir(parents=True, exist_ok=True)
@@ -731,8 +714,6 @@ def load_base(folder: str | os.PathLike) -> dict[str, Any]:
 def curves(work: str | os.PathLike, hubert: str | os.PathLike, ulm_dir: str | os.PathLike) -> dict[str, Any]:
     """Training curves for the model card and notebooks 01-02: HuBERT ``[step, loss, masked acc]`` of every
     iteration up to the shipped one (every 10th step), and the uLM's validation history."""
-    from spkit.features.tiny_hubert import load_tiny_hubert
-
     out: dict[str, Any] = {"hubert": {}, "ulm": None}
     for p in sorted((Path(work) / "hubert").glob("iter*.pt")):
         _, ckpt = load_tiny_hubert(p)
@@ -752,8 +733,6 @@ def curves(work: str | os.PathLike, hubert: str | os.PathLike, ulm_dir: str | os
 
 def hubert_curve_figure(curves_: dict[str, Any]) -> Any:
     """Masked-prediction loss by step, one line per iteration (plotly)."""
-    from spkit.viz import _go
-
     go = _go()
     fig = go.Figure(
         [

@@ -26,7 +26,9 @@ from spkit.data.base import DataError
 from spkit.io import read_json, write_json, write_text
 from spkit.layout import RunLayout
 from spkit.presets import SHIPPED_BASE
-from spkit.ulm.dictionary import UnitDictionary
+from spkit.recipes.spkit_base import load_base
+from spkit.ulm.dictionary import UnitDictionary, check_unit_vocabulary
+from spkit.ulm.fairseq_io import save_fairseq_ulm
 from spkit.ulm.train import ULMTrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -110,15 +112,11 @@ def build_unit_lm(run_dir: str | os.PathLike, config: UnitLMConfig, progress: bo
     layout = RunLayout.at(run_dir)
     layout.ulm.mkdir(parents=True, exist_ok=True)
     if config.base is not None and config.gslm_checkpoint is None:
-        from spkit.recipes.spkit_base import load_base
-
         config = dataclasses.replace(config, gslm_checkpoint=load_base(config.base)["ulm"])
     if config.gslm_checkpoint is not None:
         model, dictionary = load_run_ulm(run_dir, config.gslm_checkpoint)
         unit_model = layout.units / "unit_model.json"
         if unit_model.exists():  # the run's quantizer must speak the uLM's units
-            from spkit.ulm.dictionary import check_unit_vocabulary
-
             gslm = Path(config.gslm_checkpoint)
             km = read_json(unit_model)
             check_unit_vocabulary(int(km["n_clusters"]), layout.root / km["kmeans"], dictionary,
@@ -149,8 +147,6 @@ def build_unit_lm(run_dir: str | os.PathLike, config: UnitLMConfig, progress: bo
     report = {"source": "trained here", "corpora": corpora, "train_config": dataclasses.asdict(tcfg),
               **summary}
     if config.export_fairseq:
-        from spkit.ulm.fairseq_io import save_fairseq_ulm
-
         model, dictionary = load_run_ulm(run_dir)
         save_fairseq_ulm(model, dictionary, layout.ulm / "fairseq")
         report["fairseq_export"] = str(layout.ulm / "fairseq")
