@@ -42,7 +42,7 @@ from spkit.prompt.decode import error_rate
 from spkit.prompt.results import RunResult, metric_name, run_result
 from spkit.prompt.slots import slot_metrics, symbols_to_tagged, tagged_symbols
 from spkit.prompt.tasks import INTENT_SLOTS, UNK_CHAR, UNK_DECODED, TaskExample, TaskSpec
-from spkit.prompt.train import STOP_ON, PeakMemory
+from spkit.prompt.train import STOP_ON, PeakMemory, improved
 
 log = logging.getLogger(__name__)
 
@@ -382,8 +382,6 @@ class DownstreamResult:
                                  **self.extra})
 
 
-def _better(a: float, b: float | None, lower_is_better: bool) -> bool:
-    return b is None or (a < b if lower_is_better else a > b)
 
 
 def _batches(n: int, batch_size: int, gen: torch.Generator | None) -> list[list[int]]:
@@ -517,7 +515,7 @@ def train_downstream(spec: DownstreamSpec, splits: Mapping[str, Sequence[TaskExa
                                      ctc_hidden=ctc_hidden, lstm_layers=lstm_layers).to(dev)
         gen = torch.Generator().manual_seed(seed)
         opt = torch.optim.Adam(model.parameters(), lr=lr)
-        best_state, best_score, best_valid, best_epoch, log, bad = None, None, None, 0, [], 0
+        best_state, best_loss, best_valid, best_epoch, log, bad = None, None, None, 0, [], 0
         stop_reason, epochs_run = "max_epochs", 0
         bar = tqdm(range(1, max_epochs + 1), desc=f"downstream {spec.task} seed{seed}", disable=not progress)
         for epoch in bar:
@@ -537,9 +535,8 @@ def train_downstream(spec: DownstreamSpec, splits: Mapping[str, Sequence[TaskExa
             log.append({"epoch": epoch, "train_loss": total / count, "valid_loss": vl, "valid_metric": v,
                         "seconds": round(time.perf_counter() - te, 3)})
             bar.set_postfix(loss=f"{total / count:.3f}", valid="-" if v is None else f"{v:.3f}")
-            score = v if on_metric else vl
-            if score is None or _better(score, best_score, lower):
-                best_state, best_score, best_valid = copy.deepcopy(model.state_dict()), score, v
+            if (v if on_metric else vl) is None or improved(v, vl, best_valid, best_loss, on_metric, lower):
+                best_state, best_loss, best_valid = copy.deepcopy(model.state_dict()), vl, v
                 best_epoch, bad = epoch, 0
             else:
                 bad += 1

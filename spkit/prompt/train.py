@@ -18,7 +18,8 @@ uses 5e-3).
   (``stop_on="valid_metric"``, the default: the task metric with the validation decoder of
   :func:`validation_decoder`, greedy until ``</s>`` with exact match for
   classification, as the test's reported value; or ``stop_on="valid_loss"``);
-  the best epoch's state is kept and training stops after ``patience`` epochs without improvement, or at
+  the best epoch's state is kept (a tie on the metric goes to the lower validation loss: :func:`improved`)
+  and training stops after ``patience`` epochs without improvement, or at
   ``max_epochs``. :class:`TrainResult` records the epochs run and the stop reason (``patience`` or
   ``max_epochs``).
 * Settings are part of a run's identity: ``train_state.pt`` stores the settings it was made with
@@ -304,8 +305,24 @@ def validation_loss(model: PromptedULM, examples: Sequence[TaskExample], collato
     return total / max(count, 1)
 
 
-def _better(value: float, best: float | None, lower_is_better: bool) -> bool:
-    return best is None or (value < best if lower_is_better else value > best)
+def improved(metric: float | None, loss: float | None, best_metric: float | None, best_loss: float | None,
+             on_metric: bool, lower_is_better: bool) -> bool:
+    """The stopping rule's comparison, for every method: a better validation metric (``on_metric``), or the
+    same metric with a lower validation loss; or (``valid_loss``) a lower validation loss.
+
+    The tie-break matters on a metric plateau: a prompt whose greedy decoding still says the majority class
+    while its loss falls is learning, and patience spent on that plateau stopped prompts before they left
+    it (KWS on spkit-base: three flat epochs at 18.9 % while the validation loss fell 1.29 -> 1.23).
+    """
+    if not on_metric:
+        assert loss is not None
+        return best_loss is None or loss < best_loss
+    assert metric is not None
+    if best_metric is None:
+        return True
+    if metric != best_metric:
+        return metric < best_metric if lower_is_better else metric > best_metric
+    return loss is not None and best_loss is not None and loss < best_loss
 
 
 def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collator: Collator,
@@ -369,9 +386,6 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
             best_state = st["best_state"]
             bad_epochs, start_epoch = int(st["bad_epochs"]), int(st["epoch"])
             result = TrainResult(**{**st["result"], "num_trainable": model.num_trainable()})
-    best_score: float | None = None
-    if result.best_epoch:
-        best_score = result.best_valid_metric if on_metric else result.best_valid_loss
 
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     lengths = [len(e.units) for e in train_set]
@@ -413,10 +427,10 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
                 metric = evaluate(model, valid_set, collator, batch_size=cfg.eval_batch_size, mode=mode,
                                   beam=cfg.valid_beam, max_len=cfg.valid_max_len)["value"]
                 model.train()
-            score = metric if on_metric else valid_loss
-            assert score is not None
-            if _better(score, best_score, lower):
-                best_score, result.best_epoch, bad_epochs = score, epoch + 1, 0
+            best = result.best_epoch > 0
+            if improved(metric, valid_loss, result.best_valid_metric if best else None,
+                        result.best_valid_loss if best else None, on_metric, lower):
+                result.best_epoch, bad_epochs = epoch + 1, 0
                 result.best_valid_loss, result.best_valid_metric = valid_loss, metric
                 best_state = model.prompt_state()
             else:
