@@ -158,6 +158,9 @@ def plan(preset: str, run_dir: Path, *, seed: int = 0, data_root: Path | None = 
         if unknown:
             raise RunRequestError(f"--corpus {', '.join(unknown)}: unknown corpus name; use "
                                   f"{', '.join([*CORPUS_KINDS, KWS_TEST, PRETRAIN])}")
+        if PRETRAIN in corpora and not oracle:
+            raise RunRequestError(f"--corpus {PRETRAIN}=...: the pretraining corpus is read only with oracle "
+                                  "units (--preset oracle, or --param units=oracle)")
         if KWS_TEST in corpora and "kws" not in corpora:
             raise RunRequestError(f"--corpus {KWS_TEST}=... is SUPERB's KS test folder; give the training "
                                   "corpus too: --corpus kws=speech_commands_v0.01")

@@ -217,3 +217,9 @@ def test_oracle_preset_plans_the_pretraining_corpus(tmp_path):
         plan("smoke", tmp_path / "run", params={"units": "phones"})
     with pytest.raises(RunRequestError, match="preset oracle is units=oracle"):
         plan("oracle", tmp_path / "run", params={"units": "ssl"})
+    with pytest.raises(RunRequestError, match="read only with oracle units"):
+        plan("smoke", tmp_path / "run", corpora={"kws": str(tmp_path), "pretrain": str(tmp_path)})
+    given = plan("smoke", tmp_path / "run", corpora={"kws": str(tmp_path), "pretrain": str(tmp_path)},
+                 params={"units": "oracle"})
+    assert given[-1].params["corpora"]["pretrain"] == str(tmp_path.resolve())
+    assert not any(s.name.startswith("synth_") for s in given)  # nothing synthesized when given

@@ -1,4 +1,5 @@
-"""Discrete speech units: k-means over dense features, corpus quantization, unit-quality metrics.
+"""Discrete speech units: k-means over dense features, corpus quantization, unit-quality metrics, and the
+oracle topline's units (the synthesizer's phone labels, :mod:`spkit.units.oracle`).
 
 Heavy modules (torch, sklearn) load on first use of a name, so ``import spkit.units`` stays cheap.
 """
@@ -16,6 +17,7 @@ _EXPORTS = {
     "EncodedSpeech": "encoder", "parse_shard": "quantize",
     "cluster_quality": "metrics", "ClusterQuality": "metrics", "frame_pairs": "metrics",
     "sequence_stats": "metrics", "unit_report": "metrics", "alignments_by_uid": "metrics",
+    "OracleEncoder": "oracle", "PhoneInventory": "oracle", "quantize_oracle": "oracle",
 }
 
 __all__ = sorted(_EXPORTS)
