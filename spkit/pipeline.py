@@ -23,12 +23,18 @@ from typing import Any
 from spkit.errors import UserError
 from spkit.io import read_json, write_json
 from spkit.layout import REPO_ROOT, corpus_dir, default_data_root, pretrain_corpus_dir
-from spkit.presets import PRETRAIN_CORPUS_SEED, RUN_PRESETS, corpus_preset, uses_oracle_units
+from spkit.presets import (
+    PRETRAIN_CORPUS,
+    PRETRAIN_CORPUS_SEED,
+    RUN_PRESETS,
+    corpus_preset,
+    uses_oracle_units,
+)
 
 PRESETS = RUN_PRESETS
 CORPUS_KINDS = ("kws", "intent", "lid", "asr", "sf")
 KWS_TEST = "kws_test"  # --corpus kws_test=DIR: SUPERB's KS test folder, the test split of kws
-PRETRAIN = "pretrain"  # the pretraining corpus (spkit synth pretrain): oracle units' inventory and uLM data
+PRETRAIN = PRETRAIN_CORPUS  # the pretraining corpus (spkit synth pretrain), read with oracle units
 SMOKE_CELL_TIMEOUT_S = 900
 
 

@@ -30,6 +30,10 @@ oracle topline: the synthesizer's phone labels; never a default)."""
 
 _CORPUS_PRESET = {"smoke": "smoke", "default": "default", "scratch": "default", "oracle": "default"}
 
+PRETRAIN_CORPUS = "pretrain"
+"""The pretraining corpus's name among a run's corpora (``spkit synth pretrain``; oracle units only): its
+training split builds the phone inventory and its units (``RUN/units/pretrain``) train the oracle uLM."""
+
 PRETRAIN_CORPUS_SEED = 0
 """Seed of the pretraining corpus the oracle topline reads: the one spkit-base was trained on
 (``BaseRecipe.corpus_seed``), whatever the task corpora's seed."""

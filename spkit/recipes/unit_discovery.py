@@ -47,12 +47,25 @@ from spkit.features.base import clip_cmvn
 from spkit.features.pretrain import INVARIANCE_AUGMENTATION
 from spkit.io import read_json, write_json
 from spkit.layout import RunLayout, corpus_dir, default_data_root, pretrain_corpus_dir
-from spkit.presets import PRETRAIN_CORPUS_SEED, SHIPPED_BASE, corpus_preset, uses_oracle_units
+from spkit.presets import (
+    PRETRAIN_CORPUS,
+    PRETRAIN_CORPUS_SEED,
+    SHIPPED_BASE,
+    corpus_preset,
+    uses_oracle_units,
+)
 from spkit.recipes.spkit_base import load_base
 from spkit.synth import synthesize_corpus
 from spkit.units.encoder import SpeechEncoder, save_unit_model
 from spkit.units.kmeans import KMeansModel, fit_kmeans, fit_kmeans_on_corpus
 from spkit.units.metrics import alignments_by_uid, unit_report
+from spkit.units.oracle import (
+    ORACLE_KIND,
+    ORACLE_LABEL,
+    PhoneInventory,
+    quantize_oracle,
+    save_oracle_unit_model,
+)
 from spkit.units.quantize import quantize_corpus, read_units
 
 log = logging.getLogger(__name__)
@@ -60,7 +73,7 @@ log = logging.getLogger(__name__)
 # corpus name in a run -> loader kind (spkit.data.load_corpus); ``pretrain``: the pretraining corpus (oracle)
 CORPUS_KINDS = {"kws": "speech_commands", "intent": "fluent", "lid": "tsv", "asr": "librispeech",
                 "sf": "snips", "pretrain": "tsv"}
-PRETRAIN = "pretrain"
+PRETRAIN = PRETRAIN_CORPUS
 KWS_TEST = "kws_test"  # SUPERB's KS test folder, given beside kws (see load_corpora)
 
 
@@ -408,14 +421,6 @@ def discover_oracle_units(corpora: Mapping[str, Any], run_dir: str | os.PathLike
     ``oracle_phones``, with the downstream's SSL model), and a report (``units/metrics.json``: per corpus the
     test split's PNMI, which is 1 where no phone is unseen, and the frames per split that fell on the unseen
     unit). A clip without alignment is an error naming its file."""
-    from spkit.units.oracle import (
-        ORACLE_KIND,
-        ORACLE_LABEL,
-        PhoneInventory,
-        quantize_oracle,
-        save_oracle_unit_model,
-    )
-
     t_start = time.perf_counter()
     if config.base is None and config.checkpoint is None:
         config = dataclasses.replace(config, base=str(SHIPPED_BASE))

@@ -30,12 +30,12 @@ from spkit.artifacts import load_run_ulm
 from spkit.data.base import DataError
 from spkit.io import read_json, write_json, write_text
 from spkit.layout import RunLayout
-from spkit.presets import SHIPPED_BASE
+from spkit.presets import PRETRAIN_CORPUS, SHIPPED_BASE
 from spkit.ulm.dictionary import UnitDictionary
 from spkit.ulm.train import ULMTrainConfig, train
 from spkit.units.oracle import ORACLE_KIND, ORACLE_LABEL
 
-PRETRAIN = "pretrain"  # the pretraining corpus's units (units/pretrain), what the oracle uLM trains on
+PRETRAIN = PRETRAIN_CORPUS  # units/pretrain: what the oracle uLM trains on
 
 log = logging.getLogger(__name__)
 
