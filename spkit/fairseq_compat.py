@@ -9,11 +9,11 @@ from __future__ import annotations
 import types
 from typing import Any
 
+import numpy as np
+
 
 def apply_numpy_shims() -> None:
     """Restore ``np.compat.long`` (removed in NumPy 2), which fairseq 0.12's data code still uses."""
-    import numpy as np
-
     compat = getattr(np, "compat", None)
     if compat is None or not hasattr(compat, "long"):
         # A namespace, not a module: fairseq only reads the attribute ``long``.

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -62,8 +64,6 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` atomically: the previous checkpoint survives an interrupted save."""
-    import torch  # imported here: torch takes seconds to import and most users of this module need none
-
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)

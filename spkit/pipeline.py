@@ -10,6 +10,7 @@ the executed notebook, traceback included, in ``RUN/notebooks/``.
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import os
@@ -30,6 +31,10 @@ from spkit.presets import (
     corpus_preset,
     uses_oracle_units,
 )
+from spkit.report import finalize_run
+from spkit.synth import synthesize_corpus
+from spkit.ulm.dictionary import UnitDictionary, check_unit_vocabulary
+from spkit.units.kmeans import KMeansModel
 
 PRESETS = RUN_PRESETS
 CORPUS_KINDS = ("kws", "intent", "lid", "asr", "sf")
@@ -71,8 +76,6 @@ RUN_PARAMETERS = ("preset", "run_dir", "seed", "corpora")
 
 def notebook_parameters(nb: Path) -> list[str]:
     """The names a notebook's ``parameters`` cell assigns (the ones papermill can override), in order."""
-    import ast
-
     try:
         cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
     except (OSError, ValueError, KeyError) as e:
@@ -104,8 +107,6 @@ def check_parameters(params: dict[str, Any], notebooks: list[Path]) -> None:
 
 def synth_stage(kind: str, out: Path, preset: str, seed: int) -> Stage:
     def run() -> None:
-        from spkit.synth import synthesize_corpus
-
         synthesize_corpus(kind, out, preset=preset, seed=seed)
 
     return Stage(f"synth_{kind}", {"kind": kind, "out": str(out), "preset": preset, "seed": seed}, run)
@@ -270,8 +271,6 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
 
 def notebook_params(args: argparse.Namespace) -> dict[str, Any]:
     """Notebook parameters from the command line (real checkpoints and --param overrides)."""
-    import ast
-
     params: dict[str, Any] = {}
     for option, path in (("--hubert", args.hubert), ("--kmeans", args.kmeans), ("--ulm", args.ulm)):
         if path and not Path(path).exists():
@@ -298,9 +297,6 @@ def notebook_params(args: argparse.Namespace) -> dict[str, Any]:
 
 def check_quantizer_matches_ulm(kmeans: Path, ulm: Path) -> None:
     """Refuse a k-means model whose K differs from the number of units in the uLM's ``dict.txt``."""
-    from spkit.ulm.dictionary import UnitDictionary, check_unit_vocabulary
-    from spkit.units.kmeans import KMeansModel
-
     dict_path = ulm / "dict.txt" if ulm.is_dir() else ulm.parent / "dict.txt"
     check_unit_vocabulary(KMeansModel.load(kmeans).n_clusters, kmeans, UnitDictionary.load(dict_path),
                           dict_path)
@@ -310,7 +306,6 @@ def main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     stages = plan(args.preset, args.out, seed=args.seed, data_root=args.data_root, timeout_s=args.timeout,
                   corpora=_pairs(args.corpus, "--corpus"), params=notebook_params(args))
-    from spkit.report import finalize_run
 
     try:
         summary = execute(stages, args.out.resolve())

@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 import torch
+import torchaudio
+
+from spkit.io import atomic_path, write_text
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +69,6 @@ def save_figure(fig: Any, folder: str | os.PathLike, name: str, png: bool = Fals
     """
     from plotly.offline import get_plotlyjs
 
-    from spkit.io import atomic_path, write_text
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     js = folder / "plotly.min.js"
@@ -86,8 +87,6 @@ def save_figure(fig: Any, folder: str | os.PathLike, name: str, png: bool = Fals
 
 def spectrogram_db(wave: torch.Tensor, sample_rate: int = 16_000, n_mels: int = 80) -> np.ndarray:
     """Log-mel spectrogram ``(n_mels, frames)`` in dB at 100 frames per second, for display."""
-    import torchaudio
-
     mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=400, hop_length=160, n_mels=n_mels)(wave)
     return (10 * torch.log10(mel + 1e-10)).numpy()
 

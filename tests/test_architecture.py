@@ -6,6 +6,7 @@ job)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "spkit"
@@ -14,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "spkit"
 # its longest matching prefix ("spkit" alone: the package's own top-level helpers).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("spkit", "spkit.errors", "spkit.io", "spkit.layout", "spkit.audio", "spkit.fairseq_compat",
-              "spkit.presets")),
+              "spkit.presets", "spkit.cluster")),
     ("data", ("spkit.data", "spkit.synth")),
     ("features", ("spkit.features",)),
     ("units", ("spkit.units",)),
@@ -25,6 +26,51 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("recipes", ("spkit.recipes",)),
     ("pipeline", ("spkit.pipeline", "spkit.report", "spkit.cli", "spkit.__main__")),
 ]
+
+
+# Function-level imports allowed (docs/ARCHITECTURE.md): heavy optional packages, by top-level name ...
+HEAVY_OPTIONAL = frozenset({"fairseq", "omegaconf", "plotly", "ipywidgets", "IPython", "playwright",
+                            "papermill", "nbconvert", "nbformat", "nbclient", "jupyter_client", "jupyterlab"})
+
+
+def is_cli_module(path: Path) -> bool:
+    """... anything in a command-line module (``spkit/cli.py``, ``*/cli.py``, ``*_cli.py``, ``__main__.py``),
+    whose subcommands load their implementations when run, so ``spkit --help`` stays fast ..."""
+    return path.name in ("cli.py", "__main__.py") or path.stem.endswith("_cli")
+
+
+LAZY_MARK = re.compile(r"#\s*lazy:\s*\S")
+"""... and an import whose line says why with a ``# lazy: <reason>`` comment (an inherent import cycle)."""
+
+
+def function_level_imports(source: str) -> list[tuple[int, str]]:
+    """``(line, source line)`` of every import inside a function (methods and nested functions included)."""
+    lines = source.splitlines()
+    found: list[tuple[int, str]] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if in_function and isinstance(child, (ast.Import, ast.ImportFrom)):
+                found.append((child.lineno, "\n".join(lines[child.lineno - 1:child.end_lineno])))
+            scope = isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            visit(child, in_function or scope)
+
+    visit(ast.parse(source), False)
+    return found
+
+
+def disallowed_lazy_imports(source: str) -> list[tuple[int, str]]:
+    """The function-level imports of ``source`` that are neither of a heavy optional package nor marked
+    ``# lazy: <reason>`` (the command-line modules are exempt as a whole: see :func:`is_cli_module`)."""
+    out = []
+    for line, text in function_level_imports(source):
+        stmt = ast.parse(text.strip()).body[0]
+        assert isinstance(stmt, (ast.Import, ast.ImportFrom))
+        names = [a.name for a in stmt.names] if isinstance(stmt, ast.Import) else [stmt.module or "."]
+        if all(n.split(".")[0] in HEAVY_OPTIONAL for n in names) or LAZY_MARK.search(text):
+            continue
+        out.append((line, text.strip()))
+    return out
 
 
 def layer_of(module: str) -> int:
@@ -57,7 +103,7 @@ def imports() -> dict[str, set[str]]:
 def test_the_import_parser_sees_function_level_imports():
     graph = imports()
     assert "spkit.recipes.prompting" in graph["spkit.recipes.analysis_prompts"]
-    assert "spkit.synth" in graph["spkit.recipes.unit_discovery"]  # imported inside ensure_corpora
+    assert "spkit.units.kmeans" in graph["spkit.units.cli"]  # imported inside a subcommand
 
 
 def test_nothing_imports_the_pipeline():
@@ -97,3 +143,57 @@ def test_analyses_never_train():
                    "spkit.analysis.probes"):
         assert not any(d.startswith(("spkit.recipes", "spkit.pipeline")) for d in graph[module]), module
         assert not any(d.startswith(("spkit.prompt.train", "spkit.ulm.train")) for d in graph[module]), module
+
+
+def test_one_kmeans():
+    """Fitting centres and nearest-centre assignment live in spkit.cluster only (base layer), which the
+    pretraining targets (features) and the unit models (units) both build on."""
+    graph = imports()
+    for user in ("spkit.features.pretrain", "spkit.units.kmeans"):
+        assert "spkit.cluster" in graph[user], user
+    own = {"assign", "_sq_dists", "_kmeans_pp", "_lloyd", "fit_centers"}
+    elsewhere = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "cluster.py" and path.parent == PACKAGE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in own:
+                elsewhere.append(f"{path.name}: def {node.name}")
+            elif isinstance(node, ast.ImportFrom) and node.module == "sklearn.cluster" and any(
+                    a.name == "MiniBatchKMeans" for a in node.names):
+                elsewhere.append(f"{path.name}: imports MiniBatchKMeans")
+    assert elsewhere == []
+
+
+def test_imports_sit_at_the_top_of_their_module():
+    """A function-level import is allowed only for a heavy optional package, in a command-line module, or
+    with a ``# lazy: <reason>`` comment; every other dependency is imported at the top of its module
+    (docs/ARCHITECTURE.md)."""
+    lazy = [f"{path.relative_to(PACKAGE.parent)}:{line}: {text}"
+            for path in sorted(PACKAGE.rglob("*.py")) if not is_cli_module(path)
+            for line, text in disallowed_lazy_imports(path.read_text(encoding="utf-8"))]
+    assert lazy == []
+
+
+def test_the_lazy_import_rule_can_fail():
+    source = """
+import numpy as np
+
+def f():
+    import torch
+    from spkit.units.kmeans import KMeansModel
+    import plotly.graph_objects as go
+    from fairseq import options
+    from spkit.recipes import spkit_base  # lazy: spkit_base imports this module
+    from spkit.io import write_json  # lazy:
+    return np
+
+class C:
+    def m(self):
+        from tqdm import tqdm
+        return tqdm
+"""
+    assert [line for line, _ in function_level_imports(source)] == [5, 6, 7, 8, 9, 10, 15]
+    assert [line for line, _ in disallowed_lazy_imports(source)] == [5, 6, 10, 15]  # a reason is required
+    assert is_cli_module(PACKAGE / "units" / "cli.py") and is_cli_module(PACKAGE / "recipes" / "base_cli.py")
+    assert not is_cli_module(PACKAGE / "pipeline.py") and not is_cli_module(PACKAGE / "units" / "kmeans.py")

@@ -396,6 +396,31 @@ def test_tiny_checkpoint_errors_and_iteration2(tmp_path: Path) -> None:
         pretrain(waves, tmp_path / "iter2b.pt", _config(iteration=2), SMALL, progress=False)
 
 
+def test_iteration2_warm_start_from_the_teacher(tmp_path: Path) -> None:
+    waves = _toy_corpus(8)
+    it1 = tmp_path / "iter1.pt"
+    pretrain(waves, it1, _config(max_steps=2), SMALL, progress=False)
+    teacher = torch.load(it1, weights_only=True)["model"]
+    cfg = _config(iteration=2, max_steps=2, target_layer=2, init_from_teacher=True)
+    pretrain(waves, tmp_path / "warm.pt", cfg, SMALL, teacher=it1, until_step=0, progress=False)
+    warm = torch.load(tmp_path / "warm.pt", weights_only=True)["model"]
+    cold = _config(iteration=2, max_steps=2, target_layer=2)
+    pretrain(waves, tmp_path / "cold.pt", cold, SMALL, teacher=it1, until_step=0, progress=False)
+    fresh = torch.load(tmp_path / "cold.pt", weights_only=True)["model"]
+    # Every weight but the label embeddings (new targets) starts as the teacher's; a fresh model's do not.
+    for k, v in teacher.items():
+        if k == "label_emb":
+            assert torch.equal(warm[k], fresh[k]), k  # the fresh, seeded label embeddings
+        else:
+            assert torch.equal(warm[k], v), k
+    assert not torch.equal(fresh["proj.weight"], teacher["proj.weight"])
+    # The setting is part of the checkpoint: a resume with the other one is refused.
+    with pytest.raises(ValueError, match="cannot resume: init_from_teacher"):
+        pretrain(waves, tmp_path / "warm.pt", cold, SMALL, teacher=it1, progress=False)
+    res = pretrain(waves, tmp_path / "warm.pt", cfg, SMALL, teacher=it1, progress=False)
+    assert res["finished"] and math.isfinite(res["loss"])
+
+
 def test_factory(tmp_path: Path) -> None:
     assert set(KINDS) == {"mfcc", "logmel", "hubert", "tiny_hubert"}
     assert load_extractor("mfcc").dim == 39 and load_extractor("logmel").dim == 80

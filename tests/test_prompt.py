@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import random
+import sys
 
 import pytest
 import torch
@@ -31,7 +32,7 @@ from spkit.prompt import (
 )
 from spkit.prompt.decode import beam_decode, error_rate, label_log_probs, output_length_cap
 from spkit.prompt.model import PromptedULM, activation_batch, make_prompt
-from spkit.prompt.train import epoch_batches, epoch_order, prepare_task
+from spkit.prompt.train import epoch_batches, epoch_order, improved, prepare_task
 from spkit.prompt.verbalizer import Verbalizer, usable_tokens
 from spkit.ulm import UnitDictionary, UnitLM, ulm_tiny
 
@@ -87,6 +88,30 @@ def setup(method: str = "deep_prompt", verbalizer: str = "frequency", length: in
 # ------------------------------------------------------------------------------------------------
 # Learning, frozen LM, parameter accounting
 # ------------------------------------------------------------------------------------------------
+
+def test_the_stopping_rule_breaks_metric_ties_by_validation_loss():
+    # a better metric wins whatever the loss; an equal metric needs a lower loss; higher-is-better and not
+    assert improved(0.5, 9.0, 0.4, 1.0, on_metric=True, lower_is_better=False)
+    assert not improved(0.3, 0.1, 0.4, 1.0, on_metric=True, lower_is_better=False)
+    assert improved(0.4, 0.9, 0.4, 1.0, on_metric=True, lower_is_better=False)  # plateau, loss falling
+    assert not improved(0.4, 1.1, 0.4, 1.0, on_metric=True, lower_is_better=False)
+    assert improved(0.2, 5.0, 0.3, 1.0, on_metric=True, lower_is_better=True)  # CER
+    assert improved(0.1, 2.0, None, None, on_metric=True, lower_is_better=True)
+    assert improved(0.1, 0.9, 0.9, 1.0, on_metric=False, lower_is_better=False)  # valid_loss: loss only
+    assert not improved(0.9, 1.1, 0.1, 1.0, on_metric=False, lower_is_better=False)
+
+
+def test_a_metric_plateau_with_falling_loss_is_not_spent_patience(monkeypatch):
+    # Majority-class plateau: greedy decoding says one class for several epochs while the loss falls. The old
+    # rule spent patience on it (stopped after epoch 2 here); the tie-break keeps training while loss falls.
+    monkeypatch.setattr(sys.modules["spkit.prompt.train"], "evaluate", lambda *a, **k: {"value": 0.25})
+    model, col, data, _ = setup("deep_prompt")
+    res = train(model, data, col, TrainConfig(max_epochs=4, patience=1, lr=5e-2), progress=False)
+    losses = [e["valid_loss"] for e in res.log]
+    assert all(e["valid_metric"] == 0.25 for e in res.log)
+    assert losses == sorted(losses, reverse=True), losses  # the toy task's loss falls every epoch
+    assert res.epochs_run == 4 and res.stop_reason == "max_epochs" and res.best_epoch == 4
+
 
 def test_deep_prompts_learn_toy_task_and_lm_stays_bit_identical():
     model, col, data, _ = setup("deep_prompt")

@@ -237,7 +237,11 @@ def test_selection_never_reads_test_clips(tmp_path, smoke_base, monkeypatch):
         seen.append(utt.split)
         return real(utt, *a, **k)
 
-    monkeypatch.setattr(corpus_mod, "load_utterance", spy)
+    import spkit.recipes.spkit_base as base_mod
+    import spkit.units.kmeans as kmeans_mod
+
+    for module in (corpus_mod, base_mod, kmeans_mod):  # every module that reads clips by this name
+        monkeypatch.setattr(module, "load_utterance", spy)
     state = json.loads((smoke_base / "base.work" / "state.json").read_text())
     packed = PackedAudio.open(smoke_base / "base.work" / "audio" / "train.json")
     recipe = preset_recipe("smoke")

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from spkit.audio import AudioError
 from spkit.data.base import DataError, Utterance
@@ -79,8 +80,6 @@ def pack_utterances(
     skipped with a warning and listed under ``skipped`` in the index; the others are packed. The data
     file is written under a temporary name and the index last, so a killed run leaves no half pack.
     """
-    from tqdm.auto import tqdm
-
     path = Path(path)
     uids = [u.uid for u in utts]
     if path.is_file():

@@ -42,7 +42,10 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+import soundfile as sf
+import torch
 
+from spkit.audio import AudioError, resample, to_mono, validate
 from spkit.data.base import DataError, Utterance
 from spkit.data.common import (
     SPLITS,
@@ -159,8 +162,6 @@ def _subsample_unknown(utts: list[Utterance], ratio: float, seed: int, split: st
 
 def _noise_lengths(root: Path) -> list[tuple[Path, int, int]]:
     """``(path, frames, sample_rate)`` of each background noise wav (header only, no samples)."""
-    import soundfile as sf
-
     noise_dir = require_dir(root / NOISE_DIR, "Speech Commands' background noise wavs (for _silence_)")
     out = []
     for p in sorted(noise_dir.glob("*.wav")):
@@ -239,11 +240,6 @@ def load_segment(path: str | os.PathLike, offset_s: float, duration_s: float,
     Only that part of the file is read; it is downmixed and resampled to ``sample_rate`` Hz like
     :func:`spkit.audio.load_audio`. Raises :class:`spkit.audio.AudioError` naming the file.
     """
-    import soundfile as sf
-    import torch
-
-    from spkit.audio import AudioError, resample, to_mono, validate
-
     path = Path(path)
     if not path.is_file():
         raise AudioError(path, "no such file")

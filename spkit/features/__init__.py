@@ -1,7 +1,4 @@
-"""Dense speech features at 50 frames per second: MFCC, log-mel, HuBERT (real or trained here).
-
-Heavy modules (torchaudio models, sklearn) load only when an extractor of that kind is built.
-"""
+"""Dense speech features at 50 frames per second: MFCC, log-mel, HuBERT (real or trained here)."""
 
 from spkit.features.base import (
     FRAME_RATE,

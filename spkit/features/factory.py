@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 
 from spkit.features.base import FeatureExtractor
+from spkit.features.hubert import HubertExtractor
+from spkit.features.spectral import LogMelExtractor, MFCCExtractor
+from spkit.features.tiny_hubert import TinyHubertExtractor
 
 KINDS = ("mfcc", "logmel", "hubert", "tiny_hubert")
 
@@ -27,18 +30,12 @@ def load_extractor(kind: str, *, checkpoint: str | os.PathLike | None = None, la
     if kind in ("mfcc", "logmel"):
         if checkpoint is not None or layer is not None:
             raise ValueError(f"{kind} features take no checkpoint or layer")
-        from spkit.features.spectral import LogMelExtractor, MFCCExtractor
-
         return MFCCExtractor(cmvn=cmvn) if kind == "mfcc" else LogMelExtractor(cmvn=cmvn)
     if kind in ("hubert", "tiny_hubert"):
         if checkpoint is None:
             raise ValueError(f"{kind} features need a checkpoint file")
         if kind == "hubert":
-            from spkit.features.hubert import HubertExtractor
-
             return HubertExtractor.from_checkpoint(checkpoint, 6 if layer is None else layer, device=device,
                                                    cmvn=cmvn)
-        from spkit.features.tiny_hubert import TinyHubertExtractor
-
         return TinyHubertExtractor.from_checkpoint(checkpoint, layer, device=device, cmvn=cmvn)
     raise ValueError(f"unknown feature kind {kind!r}; choose one of {', '.join(KINDS)}")

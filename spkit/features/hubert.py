@@ -37,9 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torchaudio.models import wav2vec2_model
 
 from spkit.errors import CheckpointError
 from spkit.features.base import WINDOW, check_layer, check_wave, clip_cmvn, state_digest
+from spkit.io import torch_save
 
 SPKIT_FORMAT = "spkit.hubert"
 SPKIT_VERSION = 1
@@ -250,8 +252,6 @@ def convert_fairseq_state_dict(state: Mapping[str, torch.Tensor], config: Mappin
 
 def _build(config: Mapping[str, Any], state: Mapping[str, torch.Tensor],
            path: str | os.PathLike) -> torch.nn.Module:
-    from torchaudio.models import wav2vec2_model
-
     try:
         model = wav2vec2_model(**config, aux_num_out=None)
     except TypeError as e:
@@ -351,8 +351,6 @@ def convert_fairseq_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -
     The result holds only tensors and plain values, so it loads with ``weights_only=True`` and
     without fairseq.
     """
-    from spkit.io import torch_save
-
     model, config, normalize = load_hubert_model(src)
     convs = [list(c) for c in config["extractor_conv_layer_config"]]
     config = {**config, "extractor_conv_layer_config": convs}

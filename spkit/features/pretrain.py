@@ -13,8 +13,8 @@ checkpoint, and calling :func:`pretrain` again resumes it. Checkpoints are writt
 order, crops, masks and dropout are drawn from generators seeded by ``(seed, step)``, never from
 state that an interruption would lose.
 
-The k-means fit lives in :func:`fit_kmeans` only (sklearn MiniBatchKMeans; ``spkit.units`` may
-replace it).
+The targets' k-means is :mod:`spkit.cluster`'s (the one the units use too): sklearn ``MiniBatchKMeans``
+with GSLM's settings except ``kmeans_n_init``, frames assigned over their full squared distance.
 """
 
 from __future__ import annotations
@@ -32,8 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
+from spkit.cluster import assign, fit_centers
 from spkit.features.base import HOP, num_frames
+from spkit.features.spectral import MFCCExtractor
 from spkit.features.tiny_hubert import (
     FORMAT,
     VERSION,
@@ -44,6 +47,7 @@ from spkit.features.tiny_hubert import (
     span_mask,
 )
 from spkit.io import torch_save
+from spkit.synth.noise import colored
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,10 @@ class PretrainConfig:
     iteration: int = 1              # 1: MFCC k-means targets; 2+: k-means of the teacher's layer
     num_clusters: int = 100         # HuBERT: 100 (iteration 1), 500 (iteration 2)
     target_layer: int | None = None  # teacher layer for iteration >= 2; None = middle layer
+    # Iteration >= 2: start from the teacher's weights (all but the label embeddings, which depend on the
+    # new targets) instead of a fresh model. HuBERT restarts from scratch; at CPU scale the teacher's
+    # steps are too dear to throw away (README "spkit-base").
+    init_from_teacher: bool = False
     crop_seconds: float = 2.0
     batch_size: int = 16
     lr: float = 1e-3
@@ -90,33 +98,8 @@ class PretrainConfig:
 
 
 # --------------------------------------------------------------------------- targets
-def fit_kmeans(frames: np.ndarray, num_clusters: int, seed: int, n_init: int = 3) -> np.ndarray:
-    """Fit k-means on ``(frames, dim)`` features; returns centres ``(num_clusters, dim)`` float32.
-
-    GSLM's MiniBatchKMeans settings (k-means++, batch 10000, tol 0, max_no_improvement 100,
-    reassignment_ratio 0.5) except ``n_init``.
-    """
-    from sklearn.cluster import MiniBatchKMeans
-
-    if frames.shape[0] < num_clusters:
-        raise ValueError(f"k-means needs at least {num_clusters} frames, got {frames.shape[0]}")
-    km = MiniBatchKMeans(n_clusters=num_clusters, init="k-means++", max_iter=150, batch_size=10000,
-                         tol=0.0, max_no_improvement=100, n_init=n_init, reassignment_ratio=0.5,
-                         random_state=seed)
-    km.fit(frames)
-    return km.cluster_centers_.astype(np.float32)
-
-
-def assign(feats: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
-    """Nearest centre per frame: ``(frames, dim)``, ``(K, dim)`` -> ``(frames,)`` int64."""
-    d = (feats * feats).sum(1, keepdim=True) - 2 * feats @ centers.T + (centers * centers).sum(1)[None]
-    return d.argmin(dim=1)
-
-
 def _target_extractor(config: PretrainConfig, teacher: TinyHubertExtractor | None) -> Any:
     if config.iteration == 1:
-        from spkit.features.spectral import MFCCExtractor
-
         return MFCCExtractor(cmvn=True)
     if teacher is None:
         raise ValueError(f"iteration {config.iteration} needs a teacher checkpoint (iteration-1 model)")
@@ -142,8 +125,6 @@ def make_targets(waves: Sequence[torch.Tensor], config: PretrainConfig,
     corpus of any size fits; only when they are under ``keep_features_bytes`` in all are they kept
     between the fitting pass and the assignment pass instead of being computed twice.
     """
-    from tqdm import tqdm
-
     extractor = _target_extractor(config, teacher)
     frames = np.array([num_frames(int(n)) for n in clip_lengths(waves)], np.int64)
     total = int(frames.sum())
@@ -168,11 +149,13 @@ def make_targets(waves: Sequence[torch.Tensor], config: PretrainConfig,
             if hi > lo:
                 sample.append(f[torch.from_numpy(pick[lo:hi] - starts[i])])
         allf = torch.cat(sample).numpy()
-        centers = torch.from_numpy(fit_kmeans(allf, config.num_clusters, config.seed, config.kmeans_n_init))
+        fit = fit_centers(allf, config.num_clusters, backend="sklearn", preset="gslm",
+                          n_init=config.kmeans_n_init, seed=config.seed)
+        centers = torch.from_numpy(fit.centers.astype(np.float32))
     labels = []
     for i in tqdm(range(len(waves)), desc=f"targets ({extractor.name})", leave=False, disable=not progress):
         f = kept[i] if kept is not None else extractor.extract(waves[i])
-        labels.append(assign(f, centers))
+        labels.append(assign(f, centers, chunk=None, full_distance=True)[0])
     return labels, centers
 
 
@@ -234,8 +217,6 @@ def augment_batch(waves: torch.Tensor, lengths: torch.Tensor, config: PretrainCo
     Deterministic in ``(seed, step)``. Noise and the overlaid clip are scaled against each clip's own
     RMS; padding stays zero, so frame targets stay aligned.
     """
-    from spkit.synth.noise import colored  # the corpora's own noise colours (lazy: synth imports espeak)
-
     g = _generator(config.seed, 5, step)
     B = waves.shape[0]
     out = waves.clone()
@@ -346,8 +327,6 @@ def pretrain(waves: Sequence[torch.Tensor], out: str | os.PathLike,
     Returns:
         A summary: ``{"step", "loss", "acc", "seconds", "audio_seconds", "finished", "path"}``.
     """
-    from tqdm import tqdm
-
     config = config or PretrainConfig()
     model_config = dataclasses.replace(model_config or TinyHubertConfig(), num_classes=config.num_clusters)
     out = Path(out)
@@ -374,9 +353,9 @@ def pretrain(waves: Sequence[torch.Tensor], out: str | os.PathLike,
     if out.exists():
         _, ckpt = load_tiny_hubert(out)
         saved = PretrainConfig.from_dict(ckpt["train"])
-        for key in ("iteration", "num_clusters", "target_layer", "seed", "batch_size", "crop_seconds",
-                    "lr", "warmup_steps", "max_steps", "warp_range", "noise_prob", "noise_snr_db", "mix_prob",
-                    "mix_snr_db", "gain_db"):
+        for key in ("iteration", "num_clusters", "target_layer", "init_from_teacher", "seed", "batch_size",
+                    "crop_seconds", "lr", "warmup_steps", "max_steps", "warp_range", "noise_prob",
+                    "noise_snr_db", "mix_prob", "mix_snr_db", "gain_db"):
             if _plain(getattr(saved, key)) != _plain(getattr(config, key)):
                 raise ValueError(f"{out}: cannot resume: {key}={getattr(saved, key)!r} in the checkpoint, "
                                  f"{getattr(config, key)!r} now")
@@ -388,6 +367,14 @@ def pretrain(waves: Sequence[torch.Tensor], out: str | os.PathLike,
         step, seconds, audio_seconds = ckpt["step"], ckpt["seconds"], ckpt["audio_seconds"]
         history, centers = ckpt["history"], ckpt["targets"]["centers"]
         log.info("%s: resuming at step %d", out, step)
+    elif config.init_from_teacher and teacher is not None:
+        _, tck = load_tiny_hubert(teacher)
+        same = {**tck["config"], "num_classes": model_config.num_classes}
+        if TinyHubertConfig.from_dict(same) != model_config:
+            raise ValueError(f"{teacher}: init_from_teacher needs the same architecture as the new model")
+        weights = {k: v for k, v in tck["model"].items() if k != "label_emb"}
+        weights["label_emb"] = model.label_emb.detach().clone()  # new targets: fresh label embeddings
+        model.load_state_dict(weights, strict=True)
     else:
         model.set_normalization(*_normalization(waves, model))
 

@@ -42,6 +42,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import torchaudio
 from torch import nn
 
 from spkit.audio import SAMPLE_RATE
@@ -163,8 +164,6 @@ class TinyHubert(nn.Module):
     def __init__(self, config: TinyHubertConfig):
         super().__init__()
         c = self.config = config
-        import torchaudio
-
         self.melspec = torchaudio.transforms.MelSpectrogram(
             sample_rate=SAMPLE_RATE, n_fft=WINDOW, win_length=WINDOW, hop_length=HOP,
             n_mels=c.n_mels, center=False, power=2.0)

@@ -32,6 +32,7 @@ from torchaudio.functional import edit_distance
 from tqdm.auto import tqdm
 
 from spkit.prompt.model import PromptedULM
+from spkit.prompt.slots import slot_metrics
 from spkit.prompt.tasks import EOS_IDX, Collator, PromptBatch, TaskExample, TaskSpec, length_order
 from spkit.ulm.model import KVCache
 
@@ -338,8 +339,6 @@ def evaluate(model: PromptedULM, examples: Sequence[TaskExample], collator: Coll
     else:
         hyps = [p or "" for p in preds]
         if spec.atom_mode == "slot_symbols":  # slot filling: SUPERB's metrics over the slots
-            from spkit.prompt.slots import slot_metrics
-
             result.update(slot_metrics(hyps, refs))
             result["value"] = result["slot_type_f1"]
             return result

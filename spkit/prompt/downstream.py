@@ -32,13 +32,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
+from spkit.audio import AudioError, load_audio
 from spkit.data.base import DataError
+from spkit.data.speech_commands import load_segment
 from spkit.io import atomic_path
 from spkit.prompt.decode import error_rate
-from spkit.prompt.results import RunResult, run_result
-from spkit.prompt.tasks import UNK_CHAR, UNK_DECODED, TaskExample, TaskSpec
-from spkit.prompt.train import PeakMemory
+from spkit.prompt.results import RunResult, metric_name, run_result
+from spkit.prompt.slots import slot_metrics, symbols_to_tagged, tagged_symbols
+from spkit.prompt.tasks import INTENT_SLOTS, UNK_CHAR, UNK_DECODED, TaskExample, TaskSpec
+from spkit.prompt.train import STOP_ON, PeakMemory, improved
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +92,6 @@ class LayerFeatureCache:
 
         Raises :class:`~spkit.audio.AudioError` (naming the file) for unreadable audio.
         """
-        from spkit.audio import AudioError, load_audio
-
         path = Path(path)
         try:
             key = self._key(path, (offset_s, duration_s))
@@ -109,8 +111,6 @@ class LayerFeatureCache:
         if feats is None:
             with torch.inference_mode():
                 if offset_s is not None:
-                    from spkit.data.speech_commands import load_segment
-
                     wave = load_segment(path, offset_s, duration_s or 1.0, 16_000)
                 else:
                     wave = load_audio(path)
@@ -267,9 +267,6 @@ class DownstreamSpec:
     def from_task(cls, spec: TaskSpec) -> DownstreamSpec:
         """Heads from a :class:`~spkit.prompt.tasks.TaskSpec`: one head over its labels; intent in
         ``slots`` mode: one head per slot (values sorted); ASR (``sequence``): a CTC charset."""
-        from spkit.prompt.results import metric_name
-        from spkit.prompt.tasks import INTENT_SLOTS
-
         metric = metric_name(spec.metric, spec.lower_is_better)
         if spec.kind == "sequence":
             return cls(spec.name, charset=list(spec.labels), metric=metric,
@@ -302,8 +299,6 @@ class DownstreamSpec:
             assert self.charset is not None
             index = {c: i + 1 for i, c in enumerate(self.charset)}
             if self.slots:
-                from spkit.prompt.slots import tagged_symbols
-
                 symbols = tagged_symbols(example.label)
                 missing = sorted({c for c in symbols if c not in index})
                 if missing and UNK_CHAR not in index:
@@ -332,8 +327,6 @@ class DownstreamSpec:
         assert self.charset is not None
         symbols = [UNK_DECODED if self.charset[i - 1] == UNK_CHAR else self.charset[i - 1] for i in ids]
         if self.slots:
-            from spkit.prompt.slots import symbols_to_tagged
-
             return symbols_to_tagged(symbols)
         return "".join(symbols).replace(WORD_BOUNDARY, " ").strip()
 
@@ -389,8 +382,6 @@ class DownstreamResult:
                                  **self.extra})
 
 
-def _better(a: float, b: float | None, lower_is_better: bool) -> bool:
-    return b is None or (a < b if lower_is_better else a > b)
 
 
 def _batches(n: int, batch_size: int, gen: torch.Generator | None) -> list[list[int]]:
@@ -431,8 +422,6 @@ def evaluate_downstream(model: nn.Module, spec: DownstreamSpec, utts: Sequence[T
     if spec.is_ctc:
         rates = {"wer": error_rate(refs_w, hyps_w), "cer": error_rate(refs_c, hyps_c)}
         if spec.slots:
-            from spkit.prompt.slots import slot_metrics
-
             return {**slot_metrics(hyps_t, refs_t), **rates}
         return rates
     n = max(1, len(utts))
@@ -503,10 +492,6 @@ def train_downstream(spec: DownstreamSpec, splits: Mapping[str, Sequence[TaskExa
     memory cover the training that follows, so they do not depend on whether an earlier run filled the
     cache (the feature time is ``extra["feature_s"]``).
     """
-    from tqdm.auto import tqdm
-
-    from spkit.prompt.train import STOP_ON
-
     if stop_on not in STOP_ON:
         raise ValueError(f"train_downstream: stop_on {stop_on!r} is not one of {STOP_ON}")
     for name in ("train", "test"):
@@ -530,7 +515,7 @@ def train_downstream(spec: DownstreamSpec, splits: Mapping[str, Sequence[TaskExa
                                      ctc_hidden=ctc_hidden, lstm_layers=lstm_layers).to(dev)
         gen = torch.Generator().manual_seed(seed)
         opt = torch.optim.Adam(model.parameters(), lr=lr)
-        best_state, best_score, best_valid, best_epoch, log, bad = None, None, None, 0, [], 0
+        best_state, best_loss, best_valid, best_epoch, log, bad = None, None, None, 0, [], 0
         stop_reason, epochs_run = "max_epochs", 0
         bar = tqdm(range(1, max_epochs + 1), desc=f"downstream {spec.task} seed{seed}", disable=not progress)
         for epoch in bar:
@@ -550,9 +535,8 @@ def train_downstream(spec: DownstreamSpec, splits: Mapping[str, Sequence[TaskExa
             log.append({"epoch": epoch, "train_loss": total / count, "valid_loss": vl, "valid_metric": v,
                         "seconds": round(time.perf_counter() - te, 3)})
             bar.set_postfix(loss=f"{total / count:.3f}", valid="-" if v is None else f"{v:.3f}")
-            score = v if on_metric else vl
-            if score is None or _better(score, best_score, lower):
-                best_state, best_score, best_valid = copy.deepcopy(model.state_dict()), score, v
+            if (v if on_metric else vl) is None or improved(v, vl, best_valid, best_loss, on_metric, lower):
+                best_state, best_loss, best_valid = copy.deepcopy(model.state_dict()), vl, v
                 best_epoch, bad = epoch, 0
             else:
                 bad += 1

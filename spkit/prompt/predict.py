@@ -48,6 +48,9 @@ from spkit.io import read_json
 from spkit.layout import RunLayout
 from spkit.prompt.checkpoint import load_prompt, read_prompt_file
 from spkit.prompt.decode import beam_decode, score_labels
+from spkit.prompt.random_lm import RANDOM_LM_SEED, random_ulm
+from spkit.prompt.results import load_results
+from spkit.prompt.slots import slot_list
 from spkit.prompt.tasks import TASKS, Collator, TaskExample
 from spkit.units.encoder import SpeechEncoder
 
@@ -65,8 +68,6 @@ class PredictError(UserError, ValueError):
 def _best_seed(layout: RunLayout, task: str, method: str, seeds: list[int]) -> int:
     """The seed with the best *validation* metric in results.json (``runs[].extra.valid``: no test score
     chooses anything), else the lowest available."""
-    from spkit.prompt.results import load_results
-
     try:
         info = load_results(layout.results_json)["tasks"].get(task) or {}
     except (ValueError, OSError):
@@ -158,8 +159,6 @@ class Predictor:
             raise PredictError(f"{self.prompt_path}: a prompt for task {raw['task']['name']!r}, not {task!r}")
         info = raw.get("info") or {}
         if info.get("random_lm") or method.endswith("random_lm"):
-            from spkit.prompt.random_lm import RANDOM_LM_SEED, random_ulm
-
             lm = random_ulm(lm, seed=int(info.get("random_lm_seed", RANDOM_LM_SEED)), device=self.device)
         self.model = load_prompt(self.prompt_path, lm, self.encoder.fingerprints).eval()
         self.spec = self.model.spec
@@ -221,7 +220,5 @@ class Predictor:
             scores = None if pred.scores is None else {k: round(v, 6) for k, v in pred.scores.items()}
             line: dict[str, Any] = {"file": str(p), "label": pred.label, "scores": scores}
             if self.spec.atom_mode == "slot_symbols":
-                from spkit.prompt.slots import slot_list
-
                 line["slots"] = [list(s) for s in slot_list(pred.label)]
             yield line

@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from spkit.prompt.decode import edit_distance
+from torchaudio.functional import edit_distance
 
 CLOSE = "<E>"
 """The symbol that ends the open slot."""

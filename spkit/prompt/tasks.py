@@ -64,7 +64,10 @@ from torch import Tensor
 
 from spkit.audio import load_audio
 from spkit.data.base import DataError
+from spkit.data.snips import parse_tagged
+from spkit.data.speech_commands import load_segment
 from spkit.errors import UserError
+from spkit.prompt.slots import symbol_set, symbols_to_tagged, tagged_symbols
 
 if TYPE_CHECKING:  # import cycles: the verbalizer imports this module
     from spkit.prompt.verbalizer import Verbalizer
@@ -145,8 +148,6 @@ class TaskSpec:
                 raise TaskError(f"intent label {label!r} is not 'action|object|location'")
             return [f"{s}={v}" for s, v in zip(INTENT_SLOTS, parts)]
         if self.atom_mode == "slot_symbols":
-            from spkit.prompt.slots import tagged_symbols
-
             symbols = tagged_symbols(label, slots_only=True)
             if UNK_CHAR in self.labels:  # a slot type or character unseen in training
                 known = set(self.labels)
@@ -163,8 +164,6 @@ class TaskSpec:
         if self.atom_mode == "slots":
             return "|".join(a.split("=", 1)[1] if "=" in a else a for a in atoms)
         if self.atom_mode == "slot_symbols":
-            from spkit.prompt.slots import symbols_to_tagged
-
             return symbols_to_tagged([UNK_DECODED if a == UNK_CHAR else a for a in atoms])
         return "".join(" " if a == WORD_BOUNDARY else UNK_DECODED if a == UNK_CHAR else a for a in atoms)
 
@@ -219,8 +218,6 @@ class TaskExample:
     def load_audio(self, sample_rate: int = 16_000):
         """The clip's waveform ``(samples,)`` at ``sample_rate`` (only its window when it has one)."""
         if self.offset_s is not None:
-            from spkit.data.speech_commands import load_segment
-
             return load_segment(self.path, self.offset_s, self.duration_s or 1.0, sample_rate)
 
         return load_audio(self.path, sample_rate)
@@ -266,8 +263,6 @@ def _record_label(task: str, rec: Mapping[str, Any], where: str) -> str:
 def _sf_record_label(rec: Mapping[str, Any], where: str) -> str:
     """The tagged transcript of an SF record; DataError naming ``where`` when it is missing or its slot tags
     are unbalanced."""
-    from spkit.data.snips import parse_tagged
-
     label = rec.get("label")
     if not isinstance(label, str) or not label.strip():
         raise DataError(f"{where}: label {label!r} is not a tagged transcript ('.. B-type VALUE E-type ..'); "
@@ -280,8 +275,6 @@ def sf_spec(train: Sequence[TaskExample]) -> TaskSpec:
     """The slot-filling :class:`TaskSpec`: its symbols (slot types, ``<E>``, ``|``, characters) from the
     training examples' tagged transcripts, then :data:`UNK_CHAR` for any symbol unseen in training; scored
     by SUPERB's slot-type F1 (slot-value CER beside it)."""
-    from spkit.prompt.slots import symbol_set
-
     # UNK_CHAR last, as for ASR: a slot type or character unseen in training (it counts as an error)
     symbols = (*symbol_set([e.label for e in train]), UNK_CHAR)
     return TaskSpec("sf", "sequence", symbols, "slot_type_f1", False, "slot_symbols")

@@ -18,7 +18,8 @@ uses 5e-3).
   (``stop_on="valid_metric"``, the default: the task metric with the validation decoder of
   :func:`validation_decoder`, greedy until ``</s>`` with exact match for
   classification, as the test's reported value; or ``stop_on="valid_loss"``);
-  the best epoch's state is kept and training stops after ``patience`` epochs without improvement, or at
+  the best epoch's state is kept (a tie on the metric goes to the lower validation loss: :func:`improved`)
+  and training stops after ``patience`` epochs without improvement, or at
   ``max_epochs``. :class:`TrainResult` records the epochs run and the stop reason (``patience`` or
   ``max_epochs``).
 * Settings are part of a run's identity: ``train_state.pt`` stores the settings it was made with
@@ -36,8 +37,11 @@ uses 5e-3).
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
+import resource
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -48,10 +52,14 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+from tqdm.auto import tqdm
 
+from spkit.data.speech_commands import class_balanced_draws
 from spkit.io import torch_save
+from spkit.prompt.decode import evaluate
 from spkit.prompt.model import PromptedULM
-from spkit.prompt.tasks import Collator, TaskExample, length_order
+from spkit.prompt.tasks import Collator, TaskExample, build_spec, check_labels, length_order, load_task
+from spkit.prompt.verbalizer import build_verbalizer
 
 STATE_NAME = "train_state.pt"
 STOP_ON: tuple[str, ...] = ("valid_metric", "valid_loss")
@@ -235,7 +243,6 @@ class PeakMemory:
         hwm = _status_kib("VmHWM")
         if hwm is not None:
             return hwm * 1024
-        import resource
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
     def peak_bytes(self) -> int:
@@ -298,8 +305,24 @@ def validation_loss(model: PromptedULM, examples: Sequence[TaskExample], collato
     return total / max(count, 1)
 
 
-def _better(value: float, best: float | None, lower_is_better: bool) -> bool:
-    return best is None or (value < best if lower_is_better else value > best)
+def improved(metric: float | None, loss: float | None, best_metric: float | None, best_loss: float | None,
+             on_metric: bool, lower_is_better: bool) -> bool:
+    """The stopping rule's comparison, for every method: a better validation metric (``on_metric``), or the
+    same metric with a lower validation loss; or (``valid_loss``) a lower validation loss.
+
+    The tie-break matters on a metric plateau: a prompt whose greedy decoding still says the majority class
+    while its loss falls is learning, and patience spent on that plateau stopped prompts before they left
+    it (KWS on spkit-base: three flat epochs at 18.9 % while the validation loss fell 1.29 -> 1.23).
+    """
+    if not on_metric:
+        assert loss is not None
+        return best_loss is None or loss < best_loss
+    assert metric is not None
+    if best_metric is None:
+        return True
+    if metric != best_metric:
+        return metric < best_metric if lower_is_better else metric > best_metric
+    return loss is not None and best_loss is not None and loss < best_loss
 
 
 def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collator: Collator,
@@ -318,13 +341,6 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
     Returns:
         :class:`TrainResult`; afterwards ``model`` holds the state of the best validation epoch.
     """
-    import json
-    import logging
-
-    from tqdm.auto import tqdm
-
-    from spkit.prompt.decode import evaluate
-
     cfg = cfg or TrainConfig()
     for split in ("train", "valid"):
         if not data.get(split):
@@ -370,9 +386,6 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
             best_state = st["best_state"]
             bad_epochs, start_epoch = int(st["bad_epochs"]), int(st["epoch"])
             result = TrainResult(**{**st["result"], "num_trainable": model.num_trainable()})
-    best_score: float | None = None
-    if result.best_epoch:
-        best_score = result.best_valid_metric if on_metric else result.best_valid_loss
 
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     lengths = [len(e.units) for e in train_set]
@@ -414,10 +427,10 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
                 metric = evaluate(model, valid_set, collator, batch_size=cfg.eval_batch_size, mode=mode,
                                   beam=cfg.valid_beam, max_len=cfg.valid_max_len)["value"]
                 model.train()
-            score = metric if on_metric else valid_loss
-            assert score is not None
-            if _better(score, best_score, lower):
-                best_score, result.best_epoch, bad_epochs = score, epoch + 1, 0
+            best = result.best_epoch > 0
+            if improved(metric, valid_loss, result.best_valid_metric if best else None,
+                        result.best_valid_loss if best else None, on_metric, lower):
+                result.best_epoch, bad_epochs = epoch + 1, 0
                 result.best_valid_loss, result.best_valid_metric = valid_loss, metric
                 best_state = model.prompt_state()
             else:
@@ -461,13 +474,8 @@ def prepare_task(task: str, units_dir: str | os.PathLike, dictionary: Any, *, ve
     (:func:`spkit.data.speech_commands.class_balanced_draws`, seeded by ``seed``) before anything is
     counted, as SpeechPrompt's KS data are (so the frequency verbalizer sees the balanced counts too).
     """
-    from spkit.prompt.tasks import Collator, build_spec, check_labels, load_task
-    from spkit.prompt.verbalizer import build_verbalizer
-
     data = load_task(task, units_dir, splits)
     if balance:
-        from spkit.data.speech_commands import class_balanced_draws
-
         data = {s: class_balanced_draws(v, [e.label for e in v], seed=seed, split=s)
                 if s in ("train", "valid") else v for s, v in data.items()}
     # The label set is the training split's: no test label reaches a choice. A valid or test label never

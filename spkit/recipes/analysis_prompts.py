@@ -15,6 +15,7 @@ from typing import Any
 from spkit.analysis.verbalizer import VERBALIZER_METHODS, VERBALIZERS, AnalysisError
 from spkit.artifacts import prompt_files
 from spkit.layout import RunLayout
+from spkit.prompt.tasks import TASKS
 from spkit.recipes.prompting import RunSpec, preset_config, run_experiments
 
 
@@ -72,8 +73,6 @@ def ensure_verbalizer_prompts(run_dir: str | os.PathLike, preset: str, task: str
 def require_classification(task: str) -> None:
     """Refuse a sequence task (``asr``, ``sf``) for the verbalizer analysis, which compares label classes:
     an :class:`AnalysisError` that says where those tasks are shown instead."""
-    from spkit.prompt.tasks import TASKS
-
     if task not in TASKS:
         raise AnalysisError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     if task in ("asr", "sf"):

@@ -34,20 +34,32 @@ it was made with the same settings. Prompt files land in ``RUN/prompts/<task>/<m
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import dataclasses
 import hashlib
 import json
 import logging
+import multiprocessing as mp
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from spkit.artifacts import TASK_CORPUS, load_run_ulm
 from spkit.io import read_json, write_json
 from spkit.layout import RunLayout
+from spkit.prompt.checkpoint import save_prompt
+from spkit.prompt.decode import evaluate, output_length_cap
+from spkit.prompt.downstream import DownstreamSpec, LayerFeatureCache, train_downstream
+from spkit.prompt.finetune import train_finetune
+from spkit.prompt.model import PromptConfig, activation_batch, build_prompted
+from spkit.prompt.random_lm import control_seed, random_ulm
+from spkit.prompt.results import load_results, metric_name, run_result, update_results
+from spkit.prompt.train import TrainConfig, prepare_task, train, validation_decoder
+from spkit.units.encoder import SpeechEncoder
 from spkit.units.oracle import unit_model_summary
 
 log = logging.getLogger(__name__)
@@ -81,6 +93,9 @@ class PromptingConfig:
         downstream_lr, downstream_epochs: the SUPERB-style head (``downstream_epochs``: its epoch cap; cheap
             per epoch once the frozen features are cached).
         max_train: cap on training examples per task (None: all), to fit a time budget.
+        max_valid: cap on validation examples per task (None: all): a fixed random subset, the same for every
+            method, seed and epoch, so that scoring validation after every epoch (the stopping rule) fits a
+            time budget; the test split is always whole.
         asr_beam: beam width of ASR and SF decoding.
         ablation_task: the task of the ablations (None: none).
         ablation_lengths, ablation_verbalizers: prompt lengths / verbalizers tried on ablation_task.
@@ -92,8 +107,8 @@ class PromptingConfig:
             batches; see :func:`spkit.prompt.train.epoch_batches`).
         few_shot_tasks, few_shot_methods, few_shot_shots, few_shot_seeds: the few-shot sweep (examples per
             class; empty ``few_shot_shots``: no sweep).
-        task_settings: per-task overrides of the fields above (``{"asr": {"max_train": 300}}``), so a
-            time budget can go where it matters; a run's results are keyed by the settings it used.
+        task_settings: per-task overrides of the fields above (``{"asr": {"max_train": 300}}``; ``methods``
+            too), so a time budget can go where it matters; a run's results are keyed by the settings it used.
     """
 
     tasks: Sequence[str] = ("kws", "intent", "lid", "asr", "sf")
@@ -118,6 +133,7 @@ class PromptingConfig:
     downstream_lr: float = 1e-3
     downstream_epochs: int = 100
     max_train: int | None = None
+    max_valid: int | None = None
     asr_beam: int = 4
     ablation_task: str | None = "kws"
     ablation_lengths: Sequence[int] = (5, 40)
@@ -148,6 +164,8 @@ class PromptingConfig:
         return dataclasses.replace(self, **over) if over else self
 
 
+_NO_INPUT_PROMPT = ("deep_prompt", "deep_prompt_random_lm", "finetune", "downstream")
+
 PRESETS: dict[str, PromptingConfig] = {
     "smoke": PromptingConfig(
         seeds=(0,),
@@ -164,20 +182,22 @@ PRESETS: dict[str, PromptingConfig] = {
         few_shot_shots=(1, 2),
         few_shot_seeds=(0,),
     ),
-    # Sized for the main job (30 minutes on 2 CPU cores, 2 workers) on spkit-base's ulm_small, whose prompt
-    # step costs 5.4x the d=128x4 uLM's (0.41 vs 0.075 s for 32 KWS sequences, one thread). Every method stops
-    # on the validation metric with the same patience; the caps bound a run that keeps improving and a run
-    # stopped by one says so (stop_reason "max_epochs" in results.json). Not yet measured end to end: an
-    # estimate (README "Results"); `--param` overrides of notebook 03 buy convergence with time.
+    # Sized for the main job (30 minutes on 2 CPU cores, 2 workers). Every method stops on the validation
+    # metric with the same patience (ties broken by the validation loss); the caps bound a run that keeps
+    # improving and a run stopped by one says so (stop_reason "max_epochs" in results.json). Validation is a
+    # fixed subset (max_valid) because it is scored after every epoch; the test splits are whole. Input
+    # prompts run on KWS only (a prompt-form ablation); few-shot: deep prompts and the downstream head.
     "default": PromptingConfig(
-        max_train=600, epochs=6, finetune_epochs=6, downstream_epochs=40, patience=2, jobs=2,
+        max_train=1000, max_valid=200, epochs=8, finetune_epochs=8, downstream_epochs=40, patience=2, jobs=2,
         ablation_lengths=(40,), ablation_verbalizers=("learnable",), ablation_forms=(),
-        few_shot_shots=(1, 10), few_shot_seeds=(0, 1, 2),
+        few_shot_methods=("deep_prompt", "downstream"), few_shot_shots=(1, 10), few_shot_seeds=(0, 1, 2),
         task_settings={
-            "intent": {"max_train": 200},
-            "lid": {"max_train": 200},
-            "asr": {"max_train": 120, "epochs": 5, "finetune_epochs": 5, "asr_beam": 2},
-            "sf": {"max_train": 120, "epochs": 5, "finetune_epochs": 5, "asr_beam": 2},
+            "intent": {"max_train": 400, "methods": _NO_INPUT_PROMPT},
+            "lid": {"max_train": 400, "methods": _NO_INPUT_PROMPT},
+            "asr": {"max_train": 200, "max_valid": 100, "epochs": 5, "finetune_epochs": 5, "asr_beam": 2,
+                    "methods": _NO_INPUT_PROMPT},
+            "sf": {"max_train": 200, "max_valid": 100, "epochs": 5, "finetune_epochs": 5, "asr_beam": 2,
+                   "methods": _NO_INPUT_PROMPT},
         },
     ),
     # SpeechPrompt's setting, setting by setting (README "The paper preset" has the table with sources).
@@ -237,7 +257,7 @@ def plan_runs(config: PromptingConfig) -> list[RunSpec]:
             raise ValueError(f"unknown task {task!r}; choose from {sorted(TASK_CORPUS)}")
         tc = config.for_task(task)
         base = {"length": tc.prompt_length, "verbalizer": tc.verbalizer}
-        for method in config.methods:
+        for method in tc.methods:
             if method not in METHODS:
                 raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
             for seed in config.seeds:
@@ -289,12 +309,14 @@ def plan_few_shot(config: PromptingConfig) -> list[RunSpec]:
 
 # The config fields each kind of run depends on: changing one reruns only the runs that use it.
 _RUN_SETTINGS = {
-    "prompt": ("lr", "epochs", "batch_size", "patience", "stop_on", "valid_beam", "max_train", "asr_beam",
-               "length_buckets", "adam_betas", "prompt_init", "separator_init", "prompt_dropout",
+    "prompt": ("lr", "epochs", "batch_size", "patience", "stop_on", "valid_beam", "max_train", "max_valid",
+               "asr_beam", "length_buckets", "adam_betas", "prompt_init", "separator_init", "prompt_dropout",
                "loss_positions", "kws_balanced"),
     "finetune": ("finetune_lr", "finetune_epochs", "batch_size", "patience", "stop_on", "valid_beam",
-                 "max_train", "asr_beam", "length_buckets", "adam_betas", "loss_positions", "kws_balanced"),
+                 "max_train", "max_valid", "asr_beam", "length_buckets", "adam_betas", "loss_positions",
+                 "kws_balanced"),
     "downstream": ("downstream_lr", "downstream_epochs", "patience", "stop_on", "batch_size", "max_train",
+                   "max_valid",
                    "kws_balanced"),
 }
 
@@ -349,10 +371,6 @@ def run_experiments(
     ``config.jobs > 1`` runs go to that many worker processes; every run uses one torch thread
     either way, so the numbers do not depend on ``jobs``.
     """
-    from tqdm.auto import tqdm
-
-    from spkit.prompt.results import load_results, update_results
-
     layout = RunLayout.at(run_dir)
     ulm_fp, units_fp = _fingerprints(layout)
     runs = list(only) if only is not None else plan_runs(config) + plan_few_shot(config)
@@ -369,9 +387,6 @@ def run_experiments(
     bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc="prompt runs", unit="run",
                disable=not progress)
     if config.jobs > 1 and len(todo) > 1:
-        import concurrent.futures as cf
-        import multiprocessing as mp
-
         with cf.ProcessPoolExecutor(config.jobs, mp_context=mp.get_context("spawn")) as pool:
             futures = [pool.submit(_worker_run, str(layout.root), run, config.for_task(run.task), key)
                        for run, key in todo]
@@ -419,12 +434,11 @@ def _worker_run(run_dir: str, run: RunSpec, config: PromptingConfig, key: str) -
 def _task_data(
     layout: RunLayout, run: RunSpec, config: PromptingConfig, dictionary: Any, lm: Any, cache: dict[str, Any]
 ) -> tuple[dict[str, list[Any]], Any]:
-    from spkit.prompt.train import prepare_task
-
     balance = config.kws_balanced and run.task == "kws"
     # The balanced draws are seeded by the run's seed (a resample per seed, as a rerun of s3prl's sampler).
     seeded = run.verbalizer == "random" or balance
-    key = f"{run.task}/{run.verbalizer}/{run.seed if seeded else 0}/{config.loss_positions}/{balance}"
+    key = (f"{run.task}/{run.verbalizer}/{run.seed if seeded else 0}/{config.loss_positions}/{balance}/"
+           f"{config.max_train}/{config.max_valid}")
     if run.shots is not None:
         whole = dataclasses.replace(run, shots=None)
         full, collator = _task_data(layout, whole, config, dictionary, lm, cache)
@@ -443,6 +457,11 @@ def _task_data(
             loss_positions=config.loss_positions,
             balance=balance,
         )
+        if config.max_valid is not None and len(data["valid"]) > config.max_valid:
+            # The same fixed subset for every method and seed (another stream than the training subset's).
+            g = torch.Generator().manual_seed(1)
+            keep = sorted(torch.randperm(len(data["valid"]), generator=g)[: config.max_valid].tolist())
+            data = {**data, "valid": [data["valid"][i] for i in keep]}
         if config.max_train is not None and len(data["train"]) > config.max_train:
             # A fixed random subset (not the first uids: those are sorted by label), the same for every
             # method and seed, so all runs of a task train on the same examples.
@@ -478,14 +497,6 @@ def train_one(
     progress: bool = False,
 ) -> Any:
     """Train one run, save its prompt (or model) file, score it on the test split -> RunResult."""
-    from spkit.prompt.checkpoint import save_prompt
-    from spkit.prompt.decode import evaluate, output_length_cap
-    from spkit.prompt.finetune import train_finetune
-    from spkit.prompt.model import PromptConfig, activation_batch, build_prompted
-    from spkit.prompt.random_lm import control_seed, random_ulm
-    from spkit.prompt.results import metric_name, run_result
-    from spkit.prompt.train import TrainConfig, train, validation_decoder
-
     out_dir = layout.prompt_dir(run.task, run.folder, run.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     if run.kind == "downstream":
@@ -592,9 +603,6 @@ def _train_downstream(
     cache: dict[str, Any],
     progress: bool,
 ) -> Any:
-    from spkit.prompt.downstream import DownstreamSpec, LayerFeatureCache, train_downstream
-    from spkit.units.encoder import SpeechEncoder
-
     data, collator = _task_data(layout, run, config, dictionary, lm, cache)
     if "feature_cache" not in cache:
         extractor = SpeechEncoder.from_run(layout.root).extractor

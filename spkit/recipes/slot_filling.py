@@ -7,13 +7,13 @@ from typing import Any
 
 from spkit.io import read_json
 from spkit.layout import RunLayout
+from spkit.prompt.results import format_cell
+from spkit.prompt.slots import slot_list
 
 
 def sf_markdown(results: dict[str, Any]) -> str:
     """A Markdown table of the SF methods: slot-type F1 and slot-value CER (mean ± std over seeds, %);
     empty when the results have no ``sf`` task."""
-    from spkit.prompt.results import format_cell
-
     methods = results.get("tasks", {}).get("sf", {}).get("methods", {})
     if not methods:
         return ""
@@ -27,8 +27,6 @@ def sf_markdown(results: dict[str, Any]) -> str:
 def sf_examples(run_dir: str | os.PathLike, method: str = "deep_prompt", n: int = 8) -> list[tuple[str, str]]:
     """``(reference slots, predicted slots)`` of the first ``n`` test clips of ``method``'s lowest seed, from
     its ``eval.json`` (slots written ``type=value; ...``); empty when there is none."""
-    from spkit.prompt.slots import slot_list
-
     base = RunLayout.at(run_dir).root / "prompts" / "sf" / method
     files = sorted(base.glob("seed*/eval.json"), key=lambda p: int(p.parent.name[4:]))
     if not files:

@@ -40,10 +40,27 @@ from typing import Any
 import numpy as np
 import torch
 
+from spkit.analysis.probes import ProbeData, _pad, train_probe
+from spkit.data import load_corpus
 from spkit.data.base import Utterance
+from spkit.data.corpus import load_utterance
+from spkit.data.manifest import load_tsv_corpus
+from spkit.data.packed import pack_utterances
+from spkit.features import load_extractor
+from spkit.features.base import clip_cmvn
+from spkit.features.pretrain import INVARIANCE_AUGMENTATION, PretrainConfig, pretrain
+from spkit.features.tiny_hubert import TinyHubertConfig, load_tiny_hubert
 from spkit.io import read_json, torch_save, write_json, write_text
 from spkit.layout import pretrain_corpus_dir
-from spkit.units.encoder import BASE_FORMAT, read_base_card
+from spkit.synth import synthesize_corpus
+from spkit.ulm.dictionary import UnitDictionary
+from spkit.ulm.fairseq_io import save_fairseq_ulm
+from spkit.ulm.train import ULMTrainConfig, load_ulm, train
+from spkit.units.encoder import BASE_FORMAT, SpeechEncoder, dedup, read_base_card
+from spkit.units.kmeans import KMeansModel, fit_kmeans, fit_kmeans_on_corpus, sample_frames
+from spkit.units.metrics import alignments_by_uid, unit_report
+from spkit.units.quantize import quantize_corpus
+from spkit.viz import _go
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +94,14 @@ class BaseRecipe:
     model: dict[str, Any] = field(
         default_factory=lambda: {"dim": 256, "layers": 6, "heads": 4, "ffn_dim": 1024, "utterance_cmvn": True}
     )
-    # HuBERT's iteration 1 (MFCC k-means targets). A second iteration (K=500 targets of iteration 1's
-    # middle layer) is one more entry here; finished iterations are kept when one is added.
+    # HuBERT's iteration 1 (MFCC k-means targets), then iteration 2 (K=500 targets of iteration 1's middle
+    # layer, as HuBERT), warm-started from iteration 1's weights: v1 shipped iteration 1 alone (masked
+    # accuracy still rising at 3000 steps). Finished iterations are kept when one is added.
     iterations: list[dict[str, Any]] = field(
-        default_factory=lambda: [{"num_clusters": 100, "max_steps": 3000}]
+        default_factory=lambda: [
+            {"num_clusters": 100, "max_steps": 3000},
+            {"num_clusters": 500, "max_steps": 2000, "init_from_teacher": True},
+        ]
     )
     pretrain: dict[str, Any] = field(
         default_factory=lambda: {
@@ -202,9 +223,6 @@ def _hubert_stage(
     Each iteration is its own stage (``hubert1``, ``hubert2``...): adding an iteration to the recipe
     later keeps the finished ones.
     """
-    from spkit.features.pretrain import INVARIANCE_AUGMENTATION, PretrainConfig, pretrain
-    from spkit.features.tiny_hubert import TinyHubertConfig
-
     started = time.monotonic()
     results, teacher = [], None
     for it, spec in enumerate(recipe.iterations, start=1):
@@ -278,8 +296,6 @@ def _probe_units(
     units: dict[str, list[list[int]]], labels: dict[str, list[str]], vocab: int, epochs: int, seed: int
 ) -> float:
     """Validation accuracy of a BiGRU probe on deduplicated units (spkit.analysis.probes' model)."""
-    from spkit.analysis.probes import ProbeData, _pad, train_probe
-
     classes = sorted(set(labels["train"]))
     data = {}
     for split in ("train", "valid", "test"):
@@ -297,14 +313,6 @@ def _select_stage(
     data_root: str | os.PathLike | None,
 ) -> dict[str, Any]:
     """Choose (iteration, layer) by phone PNMI on KWS validation clips, then K by the unit probe."""
-    from spkit.data import load_corpus
-    from spkit.data.corpus import load_utterance
-    from spkit.features import load_extractor
-    from spkit.synth import synthesize_corpus
-    from spkit.units.encoder import dedup
-    from spkit.units.kmeans import fit_kmeans, sample_frames
-    from spkit.units.metrics import alignments_by_uid, unit_report
-
     root = Path(data_root) if data_root else _data_root()
     kws_root = synthesize_corpus(
         "kws",
@@ -395,16 +403,12 @@ def _select_stage(
 
 def _all_layers(ext: Any, wave: torch.Tensor) -> torch.Tensor:
     """Every layer of one clip ``(layers, frames, dim)``, normalised per clip when the extractor is."""
-    from spkit.features.base import clip_cmvn
-
     with torch.inference_mode():
         x = ext.extract_layers(wave)
     return clip_cmvn(x) if ext.cmvn else x
 
 
 def _extractor(select: dict[str, Any], work: Path | None = None) -> Any:
-    from spkit.features import load_extractor
-
     checkpoint = select["checkpoint"] if work is None else in_work(work, select["checkpoint"])
     return load_extractor("tiny_hubert", checkpoint=str(checkpoint), layer=select["layer"], cmvn=True)
 
@@ -426,10 +430,6 @@ def pretrain_base(
     ``max_seconds`` bounds this call's HuBERT training (the longest stage): the call then stops with a
     checkpoint and a later call resumes. ``until`` stops after the named stage (see :data:`STAGES`).
     """
-    from spkit.data.manifest import load_tsv_corpus
-    from spkit.data.packed import pack_utterances
-    from spkit.synth import synthesize_corpus
-
     recipe = recipe or preset_recipe(preset)
     if until is not None and until not in STAGES:
         raise ValueError(f"unknown stage {until!r}; choose one of {STAGES}")
@@ -511,8 +511,6 @@ def pretrain_base(
         return state.data
 
     # 5. k-means on the pretraining corpus
-    from spkit.units.kmeans import KMeansModel, fit_kmeans_on_corpus
-
     km_path = work / "km.bin"
     ext = _extractor(select, work)
     km_settings = {
@@ -544,9 +542,6 @@ def pretrain_base(
         return state.data
 
     # 6. units of the pretraining corpus
-    from spkit.units.encoder import SpeechEncoder
-    from spkit.units.quantize import quantize_corpus
-
     unit_files = {}
     for split, utts in splits.items():
         unit_files[split] = str(
@@ -589,8 +584,6 @@ def pretrain_base(
 def ulm_train_config(recipe: BaseRecipe) -> Any:
     """The :class:`~spkit.ulm.train.ULMTrainConfig` of spkit-base's uLM stage (``recipe.ulm``,
     ``recipe.seed``)."""
-    from spkit.ulm.train import ULMTrainConfig
-
     return ULMTrainConfig(**{**recipe.ulm, "seed": recipe.seed})
 
 
@@ -599,8 +592,6 @@ def train_ulm(recipe: BaseRecipe, train_units: str | os.PathLike, valid_units: s
     """spkit-base's uLM stage: train (or resume, from ``out_dir/checkpoint_last.pt``) the recipe's uLM on GSLM
     unit files (``name|units``, deduplicated when read) over a fixed dictionary of ``n_units`` units; returns
     the trainer's summary. The oracle topline trains its uLM with this same function."""
-    from spkit.ulm.dictionary import UnitDictionary
-    from spkit.ulm.train import train
 
     out_dir = Path(out_dir)
     return train(ulm_train_config(recipe), train_units, valid_units, out_dir,
@@ -610,11 +601,6 @@ def train_ulm(recipe: BaseRecipe, train_units: str | os.PathLike, valid_units: s
 
 def export_base(out: Path, work: Path, recipe: BaseRecipe, state: dict[str, Any]) -> dict[str, Any]:
     """Write the shipped files (see the module docstring) from the finished stages in ``work``."""
-    from spkit.features.tiny_hubert import load_tiny_hubert
-    from spkit.ulm.fairseq_io import save_fairseq_ulm
-    from spkit.ulm.train import load_ulm
-    from spkit.units.kmeans import KMeansModel
-
     stages = state["stages"]
     select = stages["select"]["result"]
     out.mkdir(parents=True, exist_ok=True)
@@ -741,8 +727,6 @@ def load_base(folder: str | os.PathLike) -> dict[str, Any]:
 def curves(work: str | os.PathLike, hubert: str | os.PathLike, ulm_dir: str | os.PathLike) -> dict[str, Any]:
     """Training curves for the model card and notebooks 01-02: HuBERT ``[step, loss, masked acc]`` of every
     iteration up to the shipped one (every 10th step), and the uLM's validation history."""
-    from spkit.features.tiny_hubert import load_tiny_hubert
-
     out: dict[str, Any] = {"hubert": {}, "ulm": None}
     for p in sorted((Path(work) / "hubert").glob("iter*.pt")):
         _, ckpt = load_tiny_hubert(p)
@@ -762,8 +746,6 @@ def curves(work: str | os.PathLike, hubert: str | os.PathLike, ulm_dir: str | os
 
 def hubert_curve_figure(curves_: dict[str, Any]) -> Any:
     """Masked-prediction loss by step, one line per iteration (plotly)."""
-    from spkit.viz import _go
-
     go = _go()
     fig = go.Figure(
         [

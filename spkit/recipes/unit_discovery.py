@@ -44,7 +44,8 @@ from spkit.data.base import DataError, Utterance
 from spkit.data.corpus import load_utterance
 from spkit.features import load_extractor
 from spkit.features.base import clip_cmvn
-from spkit.features.pretrain import INVARIANCE_AUGMENTATION
+from spkit.features.pretrain import INVARIANCE_AUGMENTATION, PretrainConfig, pretrain_iterations
+from spkit.features.tiny_hubert import TinyHubertConfig
 from spkit.io import read_json, write_json
 from spkit.layout import RunLayout, corpus_dir, default_data_root, pretrain_corpus_dir
 from spkit.presets import (
@@ -320,9 +321,6 @@ def discover_units(corpora: Mapping[str, Any], run_dir: str | os.PathLike, confi
     checkpoint = config.checkpoint
     layer = config.layer
     if config.features == "tiny_hubert" and checkpoint is None:
-        from spkit.features.pretrain import PretrainConfig, pretrain_iterations
-        from spkit.features.tiny_hubert import TinyHubertConfig
-
         t0 = time.perf_counter()
         waves = _load_waves(train_all, config.pretrain_audio_s, config.seed)
         # The pretraining targets' K defaults to the units' K; pretrain_options may set it apart

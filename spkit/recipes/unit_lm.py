@@ -31,7 +31,9 @@ from spkit.data.base import DataError
 from spkit.io import read_json, write_json, write_text
 from spkit.layout import RunLayout
 from spkit.presets import PRETRAIN_CORPUS, SHIPPED_BASE
-from spkit.ulm.dictionary import UnitDictionary
+from spkit.recipes.spkit_base import load_base, preset_recipe, train_ulm, ulm_train_config
+from spkit.ulm.dictionary import UnitDictionary, check_unit_vocabulary
+from spkit.ulm.fairseq_io import save_fairseq_ulm
 from spkit.ulm.train import ULMTrainConfig, train
 from spkit.units.oracle import ORACLE_KIND, ORACLE_LABEL
 
@@ -148,15 +150,11 @@ def build_unit_lm(run_dir: str | os.PathLike, config: UnitLMConfig, progress: bo
                             "uLM on oracle units (a GSLM uLM speaks HuBERT units)")
         return _oracle_unit_lm(layout, config, record, progress)
     if config.base is not None and config.gslm_checkpoint is None:
-        from spkit.recipes.spkit_base import load_base
-
         config = dataclasses.replace(config, gslm_checkpoint=load_base(config.base)["ulm"])
     if config.gslm_checkpoint is not None:
         model, dictionary = load_run_ulm(run_dir, config.gslm_checkpoint)
         unit_model = layout.units / "unit_model.json"
         if unit_model.exists():  # the run's quantizer must speak the uLM's units
-            from spkit.ulm.dictionary import check_unit_vocabulary
-
             gslm = Path(config.gslm_checkpoint)
             km = read_json(unit_model)
             check_unit_vocabulary(int(km["n_clusters"]), layout.root / km["kmeans"], dictionary,
@@ -192,8 +190,6 @@ def build_unit_lm(run_dir: str | os.PathLike, config: UnitLMConfig, progress: bo
 def _finish(layout: RunLayout, config: UnitLMConfig, report: dict[str, Any]) -> dict[str, Any]:
     """Export the trained uLM as a fairseq/GSLM folder (``config.export_fairseq``); write ``report.json``."""
     if config.export_fairseq:
-        from spkit.ulm.fairseq_io import save_fairseq_ulm
-
         model, dictionary = load_run_ulm(layout.root)
         save_fairseq_ulm(model, dictionary, layout.ulm / "fairseq")
         report["fairseq_export"] = str(layout.ulm / "fairseq")
@@ -206,10 +202,8 @@ def _oracle_unit_lm(layout: RunLayout, config: UnitLMConfig, unit_model: dict[st
     """The oracle topline's uLM: spkit-base's uLM stage (:func:`spkit.recipes.spkit_base.train_ulm`, its
     ``BaseRecipe.ulm`` of ``config.oracle_recipe``) on the oracle units of ``config.corpora`` (default: the
     pretraining corpus), validation on its held-out speakers. Resumes; does nothing once finished."""
-    from spkit.recipes import spkit_base
-
-    recipe = dataclasses.replace(spkit_base.preset_recipe(config.oracle_recipe), seed=config.seed)
-    tcfg = spkit_base.ulm_train_config(recipe)
+    recipe = dataclasses.replace(preset_recipe(config.oracle_recipe), seed=config.seed)
+    tcfg = ulm_train_config(recipe)
     corpora = list(config.corpora or [PRETRAIN])
     train_file = gather_units(layout, "train", corpora)
     valid_file = gather_units(layout, "valid", corpora)
@@ -218,7 +212,7 @@ def _oracle_unit_lm(layout: RunLayout, config: UnitLMConfig, unit_model: dict[st
     if history_file.exists() and last.exists() and _finished(history_file, tcfg):
         summary = read_json(history_file)["summary"]
     else:
-        summary = spkit_base.train_ulm(recipe, train_file, valid_file, layout.ulm,
+        summary = train_ulm(recipe, train_file, valid_file, layout.ulm,
                                        int(unit_model["n_clusters"]), progress=progress)
     report = {"source": "trained here", "units": ORACLE_KIND, "label": ORACLE_LABEL,
               "recipe": f"spkit-base {config.oracle_recipe} recipe, BaseRecipe.ulm", "corpora": corpora,

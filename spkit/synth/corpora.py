@@ -30,10 +30,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from spkit import __version__
 from spkit.io import read_json, write_json, write_text
-from spkit.synth import texts
-from spkit.synth.speakers import ENGLISH_ACCENTS, SPLITS, Speaker, fsc_id, hex_id, make_speakers, snips_id
+from spkit.synth import pretrain_text, snips_text, texts
+from spkit.synth.espeak import espeak_version, library_paths, usable_variants
+from spkit.synth.speakers import (
+    ENGLISH_ACCENTS,
+    SPLITS,
+    Speaker,
+    fsc_id,
+    hex_id,
+    make_speakers,
+    partition_variants,
+    snips_id,
+)
 
 KINDS = ("kws", "intent", "lid", "asr", "sf")
 ALL_KINDS = (*KINDS, "pretrain")
@@ -123,16 +135,11 @@ def _rng(seed: int, kind: str, *tags: int) -> np.random.Generator:
 
 
 def _variant_pools() -> dict[str, list[str]]:
-    from spkit.synth.espeak import usable_variants
-    from spkit.synth.speakers import partition_variants
-
     return partition_variants(usable_variants())
 
 
 def _variant_gender(variant: str | None) -> str:
     """The ``gender`` line of a voice variant file (``male`` when absent or for the plain voice)."""
-    from spkit.synth.espeak import library_paths
-
     if not variant:
         return "male"
     _, data = library_paths()
@@ -245,8 +252,6 @@ def _plan_pretrain(rng: np.random.Generator, cfg: dict[str, Any], pools: dict[st
     Both of its splits draw from the *train* variant pool (and the plain voice), so no voice variant that a
     task corpus keeps for validation or test is ever heard here; ``valid`` holds out whole speakers.
     """
-    from spkit.synth import pretrain_text
-
     train_only = {"train": pools["train"], "valid": pools["train"], "test": pools["train"]}
     n_train, n_valid, n_test = cfg["speakers"]
     other = [lang for lang in texts.LID_LANGUAGES if lang != "en"]
@@ -279,8 +284,6 @@ def _plan_sf(rng: np.random.Generator, cfg: dict[str, Any], counts: dict[str, in
              pools: dict[str, list[str]], taken: set[str], clips: list[dict]) -> list[Speaker]:
     """Speakers and requests of the slot-filling corpus, named as Audio SNIPS names its clips:
     ``<split>/<Speaker>-snips-<split>-<n>.wav`` (the speaker is the uid's part before the first ``-``)."""
-    from spkit.synth import snips_text
-
     speakers = make_speakers(rng, counts, list(ENGLISH_ACCENTS), "en", pools, snips_id, taken)
     index = {s: 0 for s in SPLITS}
     for spk in speakers:
@@ -340,8 +343,6 @@ def _run_job(job: dict, log: Path, bar, lock: threading.Lock) -> None:
 
 
 def _run_jobs(jobs: list[dict], root: Path, n_parallel: int, total: int, desc: str) -> None:
-    from tqdm.auto import tqdm
-
     lock = threading.Lock()
     with tqdm(total=total, desc=desc, unit="clip") as bar, ThreadPoolExecutor(max_workers=n_parallel) as ex:
         futures = [ex.submit(_run_job, job, root / "spkit" / "shards" / f"{job['name']}.log", bar, lock)
@@ -437,8 +438,6 @@ def _label_key(label: Any) -> str:
 def build_corpus(kind: str, out: str | os.PathLike, preset: str = "smoke", seed: int = 0,
                  jobs: int | None = None) -> BuildReport:
     """Synthesize (or finish, or verify) a corpus in ``out``; see :func:`synthesize_corpus`."""
-    from spkit import __version__
-
     root = Path(out)
     speakers, clips = plan_corpus(kind, preset, seed)
     cfg = PRESETS[kind][preset]
@@ -509,7 +508,6 @@ def build_corpus(kind: str, out: str | os.PathLike, preset: str = "smoke", seed:
         splits[split] = {"clips": len(cs), "hours": round(sum(c["duration"] for c in cs) / 3600, 4),
                          "speakers": len({c["speaker"]["id"] for c in cs}),
                          "labels": dict(sorted(labels.items()))}
-    from spkit.synth.espeak import espeak_version
 
     info = {
         **fp, "format": FORMATS[kind], "spkit_version": __version__, "espeak": espeak_version(),

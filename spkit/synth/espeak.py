@@ -19,7 +19,11 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import espeakng_loader
 import numpy as np
+import torch
+
+from spkit.audio import resample
 
 ESPEAK_RATE = 22_050
 """The rate espeak-ng synthesizes at (its data files fix it)."""
@@ -109,10 +113,6 @@ class VoiceInfo:
 
 def library_paths() -> tuple[Path, Path]:
     """``(libespeak-ng.so, espeak-ng-data folder)`` from the ``espeakng-loader`` package."""
-    try:
-        import espeakng_loader
-    except ImportError as e:  # pragma: no cover - a declared dependency
-        raise EspeakError("the package espeakng-loader is not installed (pip install espeakng-loader)") from e
     lib = Path(espeakng_loader.get_library_path())
     data = Path(espeakng_loader.get_data_path())
     if not lib.is_file():
@@ -302,10 +302,6 @@ def synthesize_phrase(text: str, voice: str = "en-us", variant: str | None = Non
 
     Returns a ``(samples,)`` float32 waveform at ``sample_rate`` Hz (16 kHz by default).
     """
-    import torch
-
-    from spkit.audio import resample
-
     name = f"{voice}+{variant}" if variant else voice
     wave, events = get_synth().synth(text, name, rate, pitch, pitch_range)
     _, phones = align(text, len(wave), events)

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from spkit.audio import resample, save_audio
+from spkit.io import write_json, write_text
 from spkit.synth import noise as nz
 from spkit.synth.espeak import ESPEAK_RATE, EspeakSynth, align, get_synth
 from spkit.synth.speakers import Speaker
@@ -30,10 +34,6 @@ _BABBLE_VOICES = ("en-us", "en-gb-x-rp", "en-029", "de", "fr", "es", "it", "ru",
 
 def _resample(wave: np.ndarray) -> np.ndarray:
     """22 050 Hz -> 16 kHz with spkit's cached resampler; ``(samples,)`` float32."""
-    import torch
-
-    from spkit.audio import resample
-
     return resample(torch.from_numpy(np.ascontiguousarray(wave)), ESPEAK_RATE, SAMPLE_RATE).numpy()
 
 
@@ -127,11 +127,6 @@ def render_clip(clip: dict, rng: np.random.Generator, synth: EspeakSynth, bank: 
 
 def run_background(job: dict, synth: EspeakSynth) -> None:
     """Write the long ``_background_noise_/*.wav`` files of the Speech Commands layout."""
-    from pathlib import Path
-
-    from spkit.audio import save_audio
-    from spkit.io import write_json
-
     bg = job["background"]
     rng = np.random.default_rng([job["seed"], job["kind_code"], bg["tag"]])
     n = int(bg["seconds"] * SAMPLE_RATE)
@@ -147,11 +142,6 @@ def run_background(job: dict, synth: EspeakSynth) -> None:
 
 def run_shard(job: dict, synth: EspeakSynth) -> None:
     """Synthesize a shard's clips in plan order, then write its marker (alignment rows)."""
-    from pathlib import Path
-
-    from spkit.audio import save_audio
-    from spkit.io import write_text
-
     root = Path(job["root"])
     seed, code = job["seed"], job["kind_code"]
     bank_rng = np.random.default_rng([seed, code, 10**7 + job["shard"]])
@@ -171,8 +161,6 @@ def run_shard(job: dict, synth: EspeakSynth) -> None:
 
 
 def main() -> int:
-    import torch
-
     torch.set_num_threads(1)  # shards run side by side on few cores; also keeps resampling bit-stable
     job = json.loads(sys.stdin.read())
     synth = get_synth()

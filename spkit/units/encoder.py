@@ -263,8 +263,7 @@ class SpeechEncoder:
             raise DataError(f"{path}: no unit model in this run (run notebook 01 / unit discovery first)")
         rec = read_json(path)
         if rec.get("kind", KMEANS_KIND) != KMEANS_KIND:
-            # imported here: spkit.units.oracle builds on this module (dedup, EncodedSpeech)
-            from spkit.units.oracle import ORACLE_KIND, OracleEncoder
+            from spkit.units.oracle import ORACLE_KIND, OracleEncoder  # lazy: oracle builds on this module
 
             if rec["kind"] != ORACLE_KIND:
                 raise DataError(f"{path}: unknown kind of units {rec['kind']!r}")

@@ -5,13 +5,15 @@ as ``km.bin``, a ``joblib.dump`` of the fitted estimator. :class:`KMeansModel` l
 unchanged (only ``cluster_centers_`` is needed), writes the same format, and predicts with a torch
 argmin over the centres (CPU or GPU) that agrees with sklearn's ``predict``.
 
+The clustering itself (fitting centres, nearest-centre assignment, the presets) is
+:mod:`spkit.cluster`'s, shared with the HuBERT pretraining targets; this module wraps it for units.
 Two ways to fit:
 
-* ``backend="torch"`` (default): k-means++ seeding (greedy, like sklearn) + full-batch Lloyd
-  iterations in torch, best of ``n_init`` restarts; runs on GPU too. Saved as a fitted sklearn
-  ``KMeans`` so GSLM's own scripts can ``joblib.load(...).predict`` it.
-* ``backend="sklearn"``: sklearn ``MiniBatchKMeans`` with a preset; ``preset="gslm"`` is GSLM's exact
-  setting (n_init=20: 785 s for 20k x 768 frames on 2 cores here), ``preset="fast"`` uses n_init=3.
+* ``backend="torch"`` (default): k-means++ seeding + full-batch Lloyd iterations in torch, best of
+  ``n_init`` restarts; runs on GPU too. Saved as a fitted sklearn ``KMeans`` so GSLM's own scripts
+  can ``joblib.load(...).predict`` it.
+* ``backend="sklearn"``: sklearn ``MiniBatchKMeans`` with a preset (``"gslm"``: GSLM's exact setting,
+  ``"fast"``: n_init=3), saved as it is.
 
 ``joblib.load`` unpickles arbitrary objects: load ``km.bin`` files from trusted sources only.
 """
@@ -20,9 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
-import time
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -37,20 +37,15 @@ from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 from tqdm.auto import tqdm
 
 from spkit.audio import AudioError
+from spkit.cluster import FAST_PRESET, GSLM_PRESET, PRESETS, assign, fit_centers
 from spkit.data.corpus import load_utterance
 from spkit.errors import UserError
 from spkit.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-GSLM_PRESET: dict[str, Any] = dict(init="k-means++", max_iter=150, batch_size=10000, tol=0.0,
-                                   max_no_improvement=100, n_init=20, reassignment_ratio=0.5)
-"""sklearn ``MiniBatchKMeans`` keyword arguments GSLM's ``cluster_kmeans.py`` uses (plus n_clusters)."""
-
-FAST_PRESET: dict[str, Any] = dict(GSLM_PRESET, n_init=3)
-"""GSLM's settings with 3 restarts instead of 20 (about 7x faster, for small corpora)."""
-
-PRESETS: dict[str, dict[str, Any]] = {"gslm": GSLM_PRESET, "fast": FAST_PRESET}
+__all__ = ["FAST_PRESET", "GSLM_PRESET", "PRESETS", "KMeansError", "KMeansModel", "fit_kmeans",
+           "fit_kmeans_on_corpus", "iter_features", "sample_frames", "sklearn_estimator"]
 
 
 class KMeansError(UserError, ValueError):
@@ -101,39 +96,6 @@ def sample_frames(features: Iterable[torch.Tensor | np.ndarray], max_frames: int
     if reservoir is None or seen == 0:
         raise ValueError("no frames to sample: the feature stream was empty")
     return reservoir[:min(seen, max_frames)].copy()
-
-
-# --------------------------------------------------------------------------------------------
-# Prediction (shared by the model and the torch fitter)
-# --------------------------------------------------------------------------------------------
-
-def _sq_dists(x: torch.Tensor, centers: torch.Tensor, c_sq: torch.Tensor) -> torch.Tensor:
-    """``||x - c||^2 - ||x||^2`` for ``x`` ``(n, dim)`` and ``centers`` ``(K, dim)`` -> ``(n, K)``.
-
-    ``||x||^2`` is the same for every centre, so it is left out of the argmin (sklearn does the same).
-    """
-    return c_sq.unsqueeze(0) - 2.0 * (x @ centers.T)
-
-
-def assign(x: torch.Tensor, centers: torch.Tensor, chunk: int = 16384) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nearest centre and squared distance for each row of ``x`` ``(n, dim)``; ``centers`` ``(K, dim)``.
-
-    Computed in the dtype of ``centers`` (callers pass float64 for exact prediction), in chunks of
-    rows to bound memory. Returns ``(labels (n,) int64, squared distances (n,))``; ties go to the
-    lowest index, as in sklearn.
-    """
-    c_sq = (centers * centers).sum(1)
-    labels, dists = [], []
-    for start in range(0, x.shape[0], chunk):
-        xb = x[start:start + chunk].to(centers.dtype)
-        d = _sq_dists(xb, centers, c_sq)
-        m, idx = d.min(1)
-        labels.append(idx)
-        dists.append((m + (xb * xb).sum(1)).clamp_min(0))
-    if not labels:
-        return (torch.empty(0, dtype=torch.long, device=centers.device),
-                torch.empty(0, dtype=centers.dtype, device=centers.device))
-    return torch.cat(labels), torch.cat(dists)
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,68 +234,11 @@ def sklearn_estimator(centers: np.ndarray, *, labels: np.ndarray | None = None,
 # Fitting
 # --------------------------------------------------------------------------------------------
 
-def _kmeans_pp(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
-    """Greedy k-means++ seeding (Arthur & Vassilvitskii; 2 + ln k local trials per centre, as sklearn).
-
-    ``x`` ``(n, dim)`` -> initial centres ``(k, dim)``.
-    """
-    n = x.shape[0]
-    trials = 2 + int(math.log(k))
-    first = int(torch.randint(n, (1,), generator=gen, device="cpu"))
-    centers = [x[first]]
-    x_sq = (x * x).sum(1)
-    closest = ((x - x[first]) ** 2).sum(1)
-    for _ in range(1, k):
-        total = float(closest.sum())
-        if total <= 0:  # fewer distinct points than k: any point will do
-            cand = torch.randint(n, (trials,), generator=gen, device="cpu").to(x.device)
-        else:
-            cand = torch.multinomial(closest.cpu().double() / total, trials, replacement=True,
-                                     generator=gen).to(x.device)
-        # Distances of every point to every candidate: (trials, n).
-        d = (x_sq.unsqueeze(0) - 2 * x[cand] @ x.T + x_sq[cand].unsqueeze(1)).clamp_min(0)
-        d = torch.minimum(d, closest.unsqueeze(0))
-        best = int(d.sum(1).argmin())
-        closest = d[best]
-        centers.append(x[cand[best]])
-    return torch.stack(centers)
-
-
-def _lloyd(x: torch.Tensor, centers: torch.Tensor, max_iter: int, tol: float
-           ) -> tuple[torch.Tensor, torch.Tensor, float, int]:
-    """Full-batch Lloyd iterations from ``centers`` until the assignments stop changing or the total
-    squared centre shift is at most ``tol`` times the mean feature variance (sklearn's criteria).
-    Empty clusters are re-seeded with the points farthest from their centres.
-    Returns ``(centers, labels, inertia, n_iter)``."""
-    k = centers.shape[0]
-    tol_abs = tol * float(x.var(0).mean())
-    it = 0
-    prev: torch.Tensor | None = None
-    for it in range(1, max_iter + 1):  # noqa: B007 (n_iter is returned)
-        labels, dist = assign(x, centers)
-        if prev is not None and torch.equal(labels, prev):
-            break  # strict convergence: the centres are already the means of these assignments
-        prev = labels
-        counts = torch.bincount(labels, minlength=k)
-        sums = torch.zeros_like(centers).index_add_(0, labels, x)
-        new = sums / counts.clamp_min(1).unsqueeze(1).to(x.dtype)
-        empty = (counts == 0).nonzero().flatten()
-        if len(empty):
-            far = dist.topk(len(empty)).indices
-            new[empty] = x[far]
-        shift = float(((new - centers) ** 2).sum())
-        centers = new
-        if shift <= tol_abs:
-            break
-    labels, dist = assign(x, centers)
-    return centers, labels, float(dist.sum()), it
-
-
 def fit_kmeans(frames: np.ndarray | torch.Tensor, n_clusters: int, *, backend: str = "torch",
                preset: str = "fast", n_init: int | None = None, max_iter: int | None = None,
                tol: float = 1e-4, seed: int = 0, device: str = "cpu", verbose: bool = False
                ) -> KMeansModel:
-    """Fit K-means on ``frames`` ``(n, dim)``.
+    """Fit K-means on ``frames`` ``(n, dim)`` (:func:`spkit.cluster.fit_centers`) as a :class:`KMeansModel`.
 
     Args:
         frames: the sample to cluster, e.g. from :func:`sample_frames`.
@@ -346,50 +251,17 @@ def fit_kmeans(frames: np.ndarray | torch.Tensor, n_clusters: int, *, backend: s
             variance (0: only when the assignments stop changing).
         seed: same seed, same data -> same centres.
         device: torch backend only.
-    """
-    if preset not in PRESETS:
-        raise ValueError(f"unknown k-means preset {preset!r}; choose from {sorted(PRESETS)}")
-    x_np = frames.detach().cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
-    if x_np.ndim != 2:
-        raise ValueError(f"expected frames of shape (n, dim), got {x_np.shape}")
-    if x_np.shape[0] < n_clusters:
-        raise ValueError(f"cannot fit {n_clusters} clusters on {x_np.shape[0]} frames")
-    x_np = np.ascontiguousarray(x_np, dtype=np.float32)
-    params = dict(PRESETS[preset])
-    if n_init is not None:
-        params["n_init"] = n_init
-    if max_iter is not None:
-        params["max_iter"] = max_iter
-    t0 = time.perf_counter()
-    if backend == "sklearn":
-        from sklearn.cluster import MiniBatchKMeans
 
-        est = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, verbose=int(verbose), **params)
-        est.fit(x_np)
-        model = KMeansModel(est.cluster_centers_, estimator=est)
-        inertia = float(est.inertia_)
-    elif backend == "torch":
-        gen = torch.Generator(device="cpu").manual_seed(seed)
-        x = torch.from_numpy(x_np).to(device)
-        best: tuple[float, torch.Tensor, torch.Tensor, int] | None = None
-        for _ in range(params["n_init"]):
-            init = _kmeans_pp(x, n_clusters, gen)
-            centers, labels, inertia, n_iter = _lloyd(x, init, params["max_iter"], tol=tol)
-            if verbose:
-                log.info("k-means restart: inertia %.6g after %d iterations", inertia, n_iter)
-            if best is None or inertia < best[0]:
-                best = (inertia, centers, labels, n_iter)
-        assert best is not None
-        inertia, centers, labels, n_iter = best
-        c = centers.double().cpu().numpy()
-        est = sklearn_estimator(c, labels=labels.cpu().numpy().astype(np.int32), inertia=inertia,
-                                n_iter=n_iter, seed=seed)
-        model = KMeansModel(c, estimator=est)
-    else:
-        raise ValueError(f"unknown k-means backend {backend!r}; choose 'torch' or 'sklearn'")
-    log.info("k-means (%s, K=%d, %d x %d frames): inertia %.6g in %.1f s", backend, n_clusters,
-             *x_np.shape, inertia, time.perf_counter() - t0)
-    return model
+    The model keeps the estimator ``save`` writes: sklearn's own ``MiniBatchKMeans``, or for the torch
+    backend a fitted-looking ``KMeans`` (:func:`sklearn_estimator`).
+    """
+    fit = fit_centers(frames, n_clusters, backend=backend, preset=preset, n_init=n_init, max_iter=max_iter,
+                      tol=tol, seed=seed, device=device, verbose=verbose)
+    est = fit.estimator
+    if est is None:
+        est = sklearn_estimator(fit.centers, labels=fit.labels, inertia=fit.inertia, n_iter=fit.n_iter,
+                                seed=seed)
+    return KMeansModel(fit.centers, estimator=est)
 
 
 def iter_features(utterances: Iterable[Any], extractor: Any, *, progress: bool = True,
