@@ -10,6 +10,10 @@ Logic lives here; the notebook only builds :class:`DemoApp` and displays it. Pie
 * :func:`probability_figure` -- class probabilities as plotly bars.
 
 All waveforms are mono ``(samples,)`` float32 tensors at 16 kHz.
+
+In an oracle-topline run (units = the synthesizer's phone labels, :mod:`spkit.units.oracle`) only the corpus's
+test clips have units (their alignment gives them); the app says so above its widgets, and an uploaded or
+synthesized clip gets that message in place of a prediction.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from spkit import viz
 from spkit.artifacts import prompt_files
 from spkit.audio import SAMPLE_RATE, AudioError, audio_info, load_audio, trim_silence
 from spkit.errors import UserError
+from spkit.io import read_json
 from spkit.layout import RunLayout
 from spkit.prompt.checkpoint import PromptFileError, read_prompt_file
 from spkit.prompt.predict import Predictor
@@ -39,10 +44,14 @@ from spkit.synth import synthesize_phrase
 from spkit.synth.espeak import usable_variants
 from spkit.synth.speakers import partition_variants
 from spkit.units.encoder import SpeechEncoder
+from spkit.units.oracle import ORACLE_KIND, ORACLE_LABEL
 from spkit.units.quantize import read_records
 from spkit.vocoder import expected_frames
 
 DEFAULT_PHRASE = "turn on the lights in the kitchen"
+ORACLE_NOTE = (f"<b>{html.escape(ORACLE_LABEL)}</b>: this run's units are the synthesizer's phone labels of "
+               "its corpus clips, not the output of a speech model. Test clips work; an uploaded or newly "
+               "synthesized clip has no alignment, so it gets no oracle units and no prediction.")
 
 
 class DemoError(UserError, ValueError):
@@ -184,6 +193,7 @@ class Analysis:
         units: deduplicated units (the uLM's input); durations: frames per deduplicated unit.
         label, scores: the prediction (``scores`` None for ASR).
         predict_ms: wall time of the prediction alone (units + prompted uLM), milliseconds.
+        path: the clip's file when it has one (a test clip; the oracle topline's units need it).
     """
 
     name: str
@@ -196,6 +206,7 @@ class Analysis:
     scores: dict[str, float] | None = None
     predict_ms: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
 
 
 class DemoSession:
@@ -244,20 +255,30 @@ class DemoSession:
             self._encoder = SpeechEncoder.from_run(self.layout.root, device=self.device)
         return self._encoder
 
-    def analyse(self, wave: Any, entry: PromptEntry | None, name: str = "<wave>") -> Analysis:
-        """Units and (with ``entry``) the prediction for one clip."""
+    def analyse(self, wave: Any, entry: PromptEntry | None, name: str = "<wave>",
+                path: str | os.PathLike | None = None) -> Analysis:
+        """Units and (with ``entry``) the prediction for one clip; ``path``: its file, when it has one (an
+        oracle run's units come from the file's alignment; without one its encoder raises
+        :class:`spkit.units.oracle.OracleUnitsError`, saying why)."""
         wave = torch.as_tensor(wave, dtype=torch.float32)
+        path = None if path is None else str(path)
         pred = None
         if entry is not None:
             predictor = self.predictor(entry)
             t0 = time.perf_counter()
-            pred = predictor.predict_wave(wave, name)
+            pred = predictor.predict_wave(wave, name, path)
             ms = 1e3 * (time.perf_counter() - t0)
-        enc = self.encoder().encode(wave)
+        enc = self.encoder().encode(wave, path=path)
         frames, units, durations = enc.frame_units.tolist(), enc.units.tolist(), enc.durations.tolist()
         if pred is None:
-            return Analysis(name, wave, frames, units, durations, None)
-        return Analysis(name, wave, frames, units, durations, entry, pred.label, pred.scores, ms)
+            return Analysis(name, wave, frames, units, durations, None, path=path)
+        return Analysis(name, wave, frames, units, durations, entry, pred.label, pred.scores, ms, path=path)
+
+    @property
+    def oracle(self) -> bool:
+        """Whether the run's units are the oracle topline's (they need a corpus clip's alignment)."""
+        record = self.layout.units / "unit_model.json"
+        return record.is_file() and read_json(record).get("kind") == ORACLE_KIND
 
 
 def probability_figure(scores: Mapping[str, float], title: str = "", highlight: str | None = None) -> Any:
@@ -390,8 +411,11 @@ class DemoApp:
         self.seed.observe(lambda _: self.update(), names="value")
         self.hear.on_click(lambda _: self.play_units())
 
+        # An oracle run's units come from a corpus clip's alignment: say so before anyone uploads a clip.
+        self.note = w.HTML(ORACLE_NOTE if self.session.oracle else "")
+        self.note.add_class("spkit-note")
         self.widget = w.VBox([
-            self.source,
+            self.note, self.source,
             w.HBox([self.clip]), w.HBox([self.upload]), w.HBox([self.text, self.voice, self.speak]),
             w.HBox([self.task_w, self.method]), w.HBox([self.verbalizer, self.seed]),
             self.prediction, w.HBox([self.player, self.hear]), self.bars, self.figure])
@@ -471,16 +495,16 @@ class DemoApp:
             self.update()
 
     # ---- the clip
-    def current_wave(self) -> tuple[Any, str, str | None]:
-        """``(wave, name, reference)`` of the selected source."""
+    def current_wave(self) -> tuple[Any, str, str | None, Path | None]:
+        """``(wave, name, reference, file)`` of the selected source (``file``: a test clip's, else None)."""
         if self.source.value == "upload" and self.upload.value:
             item = self.upload.value[0]
-            return wave_from_upload(item["content"], item["name"]), item["name"], None
+            return wave_from_upload(item["content"], item["name"]), item["name"], None, None
         if self.source.value == "synthesize":
             name = f"“{self.text.value}” ({self.voice.value})"
-            return synthesize_clip(self.text.value, self.voice.value), name, None
+            return synthesize_clip(self.text.value, self.voice.value), name, None, None
         clip = self.clips[self.clip.value or 0]
-        return load_audio(clip.path), clip.uid, clip.label
+        return load_audio(clip.path), clip.uid, clip.label, clip.path
 
     def update(self) -> Analysis | None:
         """Analyse the selected clip with the selected prompt and redraw every output."""
@@ -489,8 +513,8 @@ class DemoApp:
         if self._busy:
             return None
         try:
-            wave, name, ref = self.current_wave()
-            a = self.session.analyse(wave, self.entry(), name)
+            wave, name, ref, path = self.current_wave()
+            a = self.session.analyse(wave, self.entry(), name, path)
         except (AudioError, DemoError, OSError, RuntimeError, ValueError) as e:
             self.prediction.value = f"<span style='color:#b00'>{html.escape(str(e))}</span>"
             return None

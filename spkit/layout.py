@@ -85,3 +85,9 @@ def default_data_root() -> Path:
 def corpus_dir(data_root: Path, kind: str, preset: str, seed: int) -> Path:
     """The folder of one synthesized corpus: ``<data_root>/<preset>-seed<seed>/<kind>``."""
     return data_root / f"{preset}-seed{seed}" / kind
+
+
+def pretrain_corpus_dir(data_root: Path, preset: str, seed: int) -> Path:
+    """The folder of a synthesized pretraining corpus (``spkit synth pretrain``, spkit-base's and the oracle
+    topline's): ``<data_root>/pretrain-<preset>-seed<seed>``."""
+    return Path(data_root) / f"pretrain-{preset}-seed{seed}"

@@ -23,8 +23,14 @@ from typing import Any
 
 from spkit.errors import UserError
 from spkit.io import read_json, write_json
-from spkit.layout import REPO_ROOT, corpus_dir, default_data_root
-from spkit.presets import RUN_PRESETS, corpus_preset
+from spkit.layout import REPO_ROOT, corpus_dir, default_data_root, pretrain_corpus_dir
+from spkit.presets import (
+    PRETRAIN_CORPUS,
+    PRETRAIN_CORPUS_SEED,
+    RUN_PRESETS,
+    corpus_preset,
+    uses_oracle_units,
+)
 from spkit.report import finalize_run
 from spkit.synth import synthesize_corpus
 from spkit.ulm.dictionary import UnitDictionary, check_unit_vocabulary
@@ -33,6 +39,7 @@ from spkit.units.kmeans import KMeansModel
 PRESETS = RUN_PRESETS
 CORPUS_KINDS = ("kws", "intent", "lid", "asr", "sf")
 KWS_TEST = "kws_test"  # --corpus kws_test=DIR: SUPERB's KS test folder, the test split of kws
+PRETRAIN = PRETRAIN_CORPUS  # the pretraining corpus (spkit synth pretrain), read with oracle units
 SMOKE_CELL_TIMEOUT_S = 900
 
 
@@ -135,17 +142,32 @@ def plan(preset: str, run_dir: Path, *, seed: int = 0, data_root: Path | None = 
     folder beside ``kws``) replaces the synthesized corpora (the ``paper`` preset needs it);
     ``params`` are extra notebook parameters passed to every notebook (e.g. ``checkpoint``,
     ``kmeans_path``, ``gslm_checkpoint``; a notebook ignores the ones it does not use).
+
+    With oracle units (preset ``oracle``, or ``params={"units": "oracle"}`` at any synthesized size) the
+    pretraining corpus (``spkit synth pretrain`` at the preset's size, the seed spkit-base used) is
+    synthesized too and passed as ``corpora["pretrain"]`` (``--corpus pretrain=DIR`` gives another one).
     """
     if preset not in PRESETS:
         raise RunRequestError(f"unknown preset {preset!r}; choose one of {PRESETS}")
+    try:
+        oracle = uses_oracle_units(preset, (params or {}).get("units"))
+    except ValueError as e:
+        raise RunRequestError(f"--param units: {e}") from None
+    if oracle and preset == "paper":
+        raise RunRequestError("units=oracle needs the synthesizer's phone alignments; the paper preset reads "
+                              "real data sets, which have none (use --preset oracle, or smoke with "
+                              "units=oracle)")
     data_root = (data_root or default_data_root()).resolve()
     run_dir = run_dir.resolve()
     stages: list[Stage] = []
     if corpora:
-        unknown = sorted(set(corpora) - {*CORPUS_KINDS, KWS_TEST})
+        unknown = sorted(set(corpora) - {*CORPUS_KINDS, KWS_TEST, PRETRAIN})
         if unknown:
             raise RunRequestError(f"--corpus {', '.join(unknown)}: unknown corpus name; use "
-                                  f"{', '.join([*CORPUS_KINDS, KWS_TEST])}")
+                                  f"{', '.join([*CORPUS_KINDS, KWS_TEST, PRETRAIN])}")
+        if PRETRAIN in corpora and not oracle:
+            raise RunRequestError(f"--corpus {PRETRAIN}=...: the pretraining corpus is read only with oracle "
+                                  "units (--preset oracle, or --param units=oracle)")
         if KWS_TEST in corpora and "kws" not in corpora:
             raise RunRequestError(f"--corpus {KWS_TEST}=... is SUPERB's KS test folder; give the training "
                                   "corpus too: --corpus kws=speech_commands_v0.01")
@@ -165,6 +187,11 @@ def plan(preset: str, run_dir: Path, *, seed: int = 0, data_root: Path | None = 
             out = corpus_dir(data_root, kind, size, seed)
             corpora[kind] = str(out)
             stages.append(synth_stage(kind, out, size, seed))
+    if oracle and PRETRAIN not in corpora:
+        size = corpus_preset(preset)
+        out = pretrain_corpus_dir(data_root, size, PRETRAIN_CORPUS_SEED)
+        corpora[PRETRAIN] = str(out)
+        stages.append(synth_stage(PRETRAIN, out, size, PRETRAIN_CORPUS_SEED))
     if timeout_s is None and preset == "smoke":
         timeout_s = SMOKE_CELL_TIMEOUT_S  # a hung kernel (e.g. jupyter/nbclient#312) must fail, not block
     notebooks = sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
@@ -208,14 +235,17 @@ def execute(stages: list[Stage], run_dir: Path, *, log: Callable[[str], None] = 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=PRESETS, default="default",
                    help="smoke: seconds, for tests; default: the main job on the shipped spkit-base; "
-                        "scratch: the main job training its units and uLM from zero; paper: real data (GPU)")
+                        "scratch: the main job training its units and uLM from zero; paper: real data (GPU); "
+                        "oracle: the oracle topline (units = the synthesizer's phone labels, not a speech "
+                        "system; --param units=oracle gives it at another size)")
     p.add_argument("--out", type=Path, required=True, help="run folder (created; resumed if present)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthesized corpora")
     p.add_argument("--data-root", type=Path, default=None,
                    help=f"where corpora are synthesized (default {default_data_root()})")
     p.add_argument("--corpus", action="append", default=[], metavar="NAME=FOLDER",
                    help="use a real corpus instead of synthesizing (kws, intent, lid, asr, sf; kws_test: "
-                        "SUPERB's KS test folder speech_commands_test_set_v0.01); repeatable")
+                        "SUPERB's KS test folder speech_commands_test_set_v0.01; pretrain: the pretraining "
+                        "corpus of units=oracle); repeatable")
     p.add_argument("--hubert", default=None, help="real HuBERT checkpoint (e.g. hubert_base_ls960.pt)")
     p.add_argument("--layer", type=int, default=None, help="HuBERT layer (GSLM: 6)")
     p.add_argument("--kmeans", default=None, help="GSLM k-means model (km.bin) to use instead of fitting")

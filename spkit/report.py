@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spkit.io import write_json, write_text
+from spkit.io import read_json, write_json, write_text
 from spkit.layout import RunLayout
+from spkit.units.oracle import ORACLE_KIND, ORACLE_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,12 @@ def build_index(run_dir: str | os.PathLike, summary: dict[str, Any] | None = Non
     root = layout.root
     parts = [f"<h1>spkit run: {html.escape(root.name)}</h1>",
              f"<p>written {time.strftime('%Y-%m-%d %H:%M:%S')}</p>"]
+    unit_model = layout.units / "unit_model.json"
+    if unit_model.is_file() and read_json(unit_model).get("kind") == ORACLE_KIND:
+        label = html.escape(ORACLE_LABEL[0].upper() + ORACLE_LABEL[1:])
+        parts.append(f"<p class='oracle'><b>{label}</b>: the units of this run are the synthesizer's phone "
+                     "labels per 20 ms frame, not the output of a speech model; its numbers are a topline "
+                     "for the prompting method, not a result of a speech system.</p>")
     if summary:
         rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v['status'])}</td>"
                        f"<td>{v['seconds']:.1f}</td></tr>" for k, v in summary.get("stages", {}).items())
@@ -106,7 +113,7 @@ def build_index(run_dir: str | os.PathLike, summary: dict[str, Any] | None = Non
             f'<li><a href="{_rel(p, root)}">{_rel(p, root)}</a></li>' for p in reports) + "</ul>")
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:3px 8px}.figs{display:flex;flex-wrap:wrap;gap:12px}"
-             ".fig{border:1px solid #eee;padding:6px}")
+             ".fig{border:1px solid #eee;padding:6px}.oracle{background:#fff3cd;padding:8px}")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>spkit run</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
     return write_text(layout.index_html, page)

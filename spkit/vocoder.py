@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from spkit.audio import SAMPLE_RATE, AudioError, load_audio
 from spkit.errors import UserError
-from spkit.io import torch_save
+from spkit.io import read_json, torch_save
 from spkit.layout import RunLayout
 from spkit.units.kmeans import KMeansModel
 from spkit.units.quantize import dedup, read_records, read_units
@@ -304,7 +304,11 @@ def templates_path(run: str | os.PathLike) -> Path:
 
 
 def _run_n_units(layout: RunLayout) -> int:
-
+    """K of the run's units: ``unit_model.json``'s ``n_clusters`` (k-means or oracle units alike), else the
+    run's ``km.bin``."""
+    record = layout.units / "unit_model.json"
+    if record.is_file() and read_json(record).get("n_clusters") is not None:
+        return int(read_json(record)["n_clusters"])
     if not layout.kmeans.is_file():
         raise VocoderError(f"{layout.kmeans}: no k-means model in the run (run notebook 01 first)")
     return int(KMeansModel.load(layout.kmeans).n_clusters)

@@ -284,6 +284,81 @@ def test_notebooks_01_02_build_on_a_base_folder_and_train_nothing(tmp_path, smok
     assert (run / "units" / "kws" / "test.jsonl").is_file()
 
 
+def test_oracle_topline_runs_notebooks_01_03_at_smoke(tmp_path, smoke_base):
+    """`spkit run --preset smoke --param units=oracle` (notebooks 01-03, KWS only): oracle units of every
+    corpus, a uLM trained on the pretraining corpus's oracle units whose validation loss falls, the prompts
+    and the downstream baseline on spkit-base's HuBERT, every output labelled; predict and the demo take
+    corpus clips and refuse audio without an alignment, saying why."""
+    import shutil
+
+    from spkit.demo import ORACLE_NOTE, DemoApp, DemoSession
+    from spkit.pipeline import execute, plan
+    from spkit.prompt.predict import Predictor
+    from spkit.report import build_index
+    from spkit.units.encoder import SpeechEncoder
+    from spkit.units.oracle import ORACLE_KIND, ORACLE_LABEL, OracleUnitsError
+    from spkit.units.quantize import read_records
+
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    for name in ("01_unit_discovery.ipynb", "02_unit_lm.ipynb", "03_prompt_training.ipynb"):
+        shutil.copy(REPO / "notebooks" / name, nbs / name)
+    base, run = smoke_base / "base", tmp_path / "run"
+    params = {"units": "oracle", "base": str(base), "tasks": ["kws"],
+              "methods": ["deep_prompt", "downstream"], "few_shot_shots": []}
+    old = os.environ.get("SPKIT_NOTEBOOKS")
+    os.environ["SPKIT_NOTEBOOKS"] = str(nbs)
+    try:
+        stages = plan("smoke", run, data_root=smoke_base / "data", kinds=("kws",), params=params)
+        assert [s.name for s in stages][:2] == ["synth_kws", "synth_pretrain"]
+        execute(stages, run, log=lambda _: None)
+    finally:
+        if old is None:
+            os.environ.pop("SPKIT_NOTEBOOKS")
+        else:
+            os.environ["SPKIT_NOTEBOOKS"] = old
+    # units: every corpus, oracle kind; the downstream reads the base's HuBERT (as the default preset does)
+    record = json.loads((run / "units" / "unit_model.json").read_text())
+    card = json.loads((base / "spkit-base.json").read_text())
+    assert record["kind"] == ORACLE_KIND and record["ssl"]["fingerprint"] == card["extractor_fingerprint"]
+    assert (run / "units" / "pretrain" / "train.txt").is_file() and not (run / "units" / "km.bin").exists()
+    metrics = json.loads((run / "units" / "metrics.json").read_text())
+    assert metrics["metrics"]["kws"]["phones"]["pnmi"] > 0.95
+    # the uLM: spkit-base's smoke uLM recipe on the pretraining corpus's units; it learned
+    report = json.loads((run / "ulm" / "report.json").read_text())
+    assert report["units"] == ORACLE_KIND and report["corpora"] == ["pretrain"]
+    assert report["train_config"]["max_len"] == 128 and report["train_config"]["max_steps"] == 12
+    losses = [h["valid_loss"] for h in json.loads((run / "ulm" / "history.json").read_text())["history"]]
+    assert len(losses) >= 2 and losses[-1] < losses[0]
+    # results: labelled, every usual field
+    results = json.loads((run / "results.json").read_text())
+    assert results["units"]["kind"] == ORACLE_KIND and results["units"]["label"] == ORACLE_LABEL
+    assert results["units"]["downstream_features"]["checkpoint"] == record["ssl"]["checkpoint"]
+    for method in ("deep_prompt", "downstream"):
+        entry = results["tasks"]["kws"]["methods"][method]
+        assert {"mean", "std", "seeds", "trainable_params", "peak_mem_mb", "train_s", "settings"} <= \
+            set(entry)
+    assert ORACLE_LABEL in (run / "results.md").read_text().split("|")[0]
+    assert ORACLE_LABEL[1:] in build_index(run).read_text()
+    # predict: a corpus clip from its alignment, the same units as the unit file; a copy elsewhere: refused
+    clip = next(r for r in read_records(run / "units" / "kws" / "test.jsonl") if "offset_s" not in r)
+    predictor = Predictor(run, "kws")
+    assert predictor.predict_file(clip["path"]).units == clip["units"]
+    assert SpeechEncoder.from_run(run).encode(path=clip["path"]).durations.tolist() == clip["durations"]
+    shutil.copy(clip["path"], tmp_path / "mine.wav")
+    (line,) = predictor.predict_lines([tmp_path / "mine.wav"])
+    assert "mine.wav: no synthesizer alignment" in line["error"]
+    # the demo: test clips work, raw audio gets the reason in place of a prediction
+    session = DemoSession(run)
+    assert session.oracle
+    with pytest.raises(OracleUnitsError, match="oracle topline"):
+        session.analyse(torch.zeros(16000), None, "upload")
+    app = DemoApp(run, task="kws", n_clips=4)
+    assert app.note.value == ORACLE_NOTE and app.update() is not None
+    app.source.value = "synthesize"  # a phrase synthesized now: no alignment
+    assert "no synthesizer alignment" not in app.prediction.value and "oracle topline" in app.prediction.value
+
+
 def test_default_preset_without_the_shipped_folder_names_it(tmp_path, monkeypatch):
     from spkit.data.base import DataError
     from spkit.recipes import unit_discovery

@@ -19,6 +19,10 @@ What it loads, all through the run-artifact loaders (:mod:`spkit.artifacts`):
   :func:`spkit.prompt.checkpoint.load_prompt`, which refuses a uLM or unit model whose fingerprint differs
   from the one it was trained with.
 
+In an oracle-topline run (units = the synthesizer's phone labels, :mod:`spkit.units.oracle`) the unit model is
+an :class:`~spkit.units.oracle.OracleEncoder`: a file of the run's synthesized corpora is predicted from its
+alignment; any other audio gets an error line saying that oracle units need one.
+
 Classification tasks return a probability per label (:func:`spkit.prompt.decode.score_labels`: constrained
 scoring of every label's token sequence, softmax over labels; the learnable verbalizer's class softmax);
 ASR returns the beam-decoded transcript and ``scores`` is None; slot filling (``sf``) returns the decoded
@@ -176,14 +180,18 @@ class Predictor:
                                "they were recorded, or a prompt outside a run): give --beam and --max-len")
         return int(decode["beam"]), int(decode["max_len"])
 
-    def units(self, wave: Any) -> list[int]:
-        """Deduplicated unit ids of a 16 kHz mono ``(samples,)`` waveform (the uLM's input)."""
-        return self.encoder.encode(torch.as_tensor(wave, dtype=torch.float32)).units.tolist()
+    def units(self, wave: Any, path: str | os.PathLike | None = None) -> list[int]:
+        """Deduplicated unit ids of a 16 kHz mono ``(samples,)`` waveform (the uLM's input); ``path``: its
+        file, when there is one (the oracle topline's units come from the file's synthesizer alignment, and
+        raw audio without one is refused with an error saying so)."""
+        return self.encoder.encode(torch.as_tensor(wave, dtype=torch.float32), path=path).units.tolist()
 
-    def predict_wave(self, wave: Any, name: str = "<wave>") -> Prediction:
-        """Predict from a 16 kHz mono waveform ``(samples,)`` float32."""
+    def predict_wave(self, wave: Any, name: str = "<wave>", path: str | os.PathLike | None = None
+                     ) -> Prediction:
+        """Predict from a 16 kHz mono waveform ``(samples,)`` float32 (``path``: its file, see
+        :meth:`units`)."""
         t0 = time.perf_counter()
-        units = self.units(wave)
+        units = self.units(wave, path)
         batch = self.collator([TaskExample(name, name, "predict", "", units, "")]).to(self.device)
         with torch.inference_mode():
             if self.spec.kind == "classification":
@@ -198,7 +206,7 @@ class Predictor:
 
     def predict_file(self, path: str | os.PathLike) -> Prediction:
         """Predict from an audio file (WAV/FLAC, any rate; :class:`~spkit.audio.AudioError` if unreadable)."""
-        return self.predict_wave(load_audio(path), str(path))
+        return self.predict_wave(load_audio(path), str(path), path)
 
     def predict_lines(self, paths: Iterable[str | os.PathLike]) -> Iterator[dict[str, Any]]:
         """One JSON-ready dict per path: ``{"file", "label", "scores"}`` or ``{"file", "error"}`` (an

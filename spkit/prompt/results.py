@@ -34,6 +34,11 @@ rerun of the same ``(task, method, seed)`` replaces its earlier value. The layou
                                                   "seed_ids": [...],
                                                   "from": "tasks.kws.methods.deep_prompt"}}}}}
 
+A top-level ``units`` (written by the prompting recipe from ``RUN/units/unit_model.json``) says what the
+units are: ``{"kind": "ssl_kmeans", "features", "layer", "n_units", ...}`` for a speech run, ``{"kind":
+"oracle_phones", "label": "oracle topline (synthesizer phone labels, not a speech system)", ...}`` for the
+oracle topline, whose ``results.md`` opens with that label.
+
 ``settings`` (per method) holds the settings every seed shares (``runs[].extra.settings`` of each run:
 prompt form, length, learning rate, epoch cap, patience, stopping criterion, verbalizer, ...), the test's
 ``decoder`` and the validation's ``valid_decoder``, and per seed the epochs run and the stop reason
@@ -83,6 +88,7 @@ TASK_COLUMNS: dict[str, str] = {"kws": "KWS", "intent": "IC", "lid": "LID", "asr
 METHOD_ORDER: tuple[str, ...] = ("input_prompt", "deep_prompt", "deep_prompt_tied", "prefix_prompt",
                                  "deep_prompt_random_lm", "downstream", "finetune")
 LOWER_IS_BETTER_MARK = "(lower is better)"
+ORACLE_UNITS = "oracle_phones"  # results.json ``units.kind`` of the oracle topline (spkit.units.oracle)
 
 
 class ResultsError(ValueError):
@@ -323,17 +329,22 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def update_results(path: str | os.PathLike, runs: Iterable[RunResult],
-                   md_path: str | os.PathLike | None = None) -> dict[str, Any]:
+                   md_path: str | os.PathLike | None = None, units: Mapping[str, Any] | None = None
+                   ) -> dict[str, Any]:
     """Merge ``runs`` into the ``results.json`` at ``path`` and rewrite it (and ``results.md``) atomically.
 
-    ``md_path`` defaults to ``results.md`` beside ``path``. Safe against concurrent writers on one machine
-    (a lock file serialises the read-modify-write). Returns the merged results.
+    ``md_path`` defaults to ``results.md`` beside ``path``. ``units``: what the run's units are (results.json
+    ``units``, e.g. ``{"kind": "oracle_phones", "label": ...}``, see
+    :func:`spkit.units.oracle.unit_model_summary`), set when given. Safe against concurrent writers on
+    one machine (a lock file serialises the read-modify-write). Returns the merged results.
     """
     path = Path(path)
     md_path = Path(md_path) if md_path is not None else path.with_name("results.md")
     runs = list(runs)
     with _locked(path):
         merged = merge_runs(load_results(path), runs, str(path))
+        if units is not None:
+            merged["units"] = dict(units)
         write_json(path, merged)
         write_text(md_path, render_markdown(merged))
     return merged
@@ -379,9 +390,19 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     tasks = results["tasks"]
     task_names = _ordered(tasks, tuple(TASK_COLUMNS))
     methods = _ordered({m for t in tasks.values() for m in t["methods"]}, METHOD_ORDER)
-    lines = ["# Results", "",
-             f"Test metrics in percent, mean ± {STD_NOTE}. ↑: higher is better, ↓: lower is better. "
-             "Params: trainable parameters (a range when they differ between tasks).", ""]
+    lines = ["# Results", ""]
+    units = results.get("units") or {}
+    if units.get("kind") == ORACLE_UNITS:
+        ssl = units.get("downstream_features") or {}
+        ssl_name = ssl.get("source") or ssl.get("checkpoint")
+        label = units.get("label") or "oracle topline"
+        lines += [f"**{label}**: the units are the synthesizer's phone label per 20 ms frame "
+                  "(deduplicated), not the output of a speech model; the uLM is trained on them by the "
+                  "same recipe. Compare with a speech run to see how much of the gap is the units and how "
+                  "much is prompting. The downstream baseline reads an SSL model's layers, not these units"
+                  + (f" ({ssl_name})" if ssl_name else "") + ".", ""]
+    lines += [f"Test metrics in percent, mean ± {STD_NOTE}. ↑: higher is better, ↓: lower is better. "
+              "Params: trainable parameters (a range when they differ between tasks).", ""]
     if not task_names:
         return "\n".join([*lines, "No results yet.", ""])
     lines.append("| Method | Params | " + " | ".join(_column_header(t, tasks[t]) for t in task_names) + " |")

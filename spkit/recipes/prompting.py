@@ -23,7 +23,9 @@ Few-shot (:func:`plan_few_shot`): on ``few_shot_tasks`` the ``few_shot_methods``
 validation split stays whole, the same for every method), into ``results.json`` ``few_shot.<task>.<method>.
 <n>``; ``all`` is the main run of the same method.
 
-Each finished run is merged into ``RUN/results.json`` and ``RUN/results.md`` at once, with its settings
+``RUN/results.json`` records what the units are (``units``: :func:`spkit.units.oracle.unit_model_summary` of
+``RUN/units/unit_model.json``; the oracle topline's results.md opens with its label). Each finished run is
+merged into ``RUN/results.json`` and ``RUN/results.md`` at once, with its settings
 (``runs[].extra.settings``; ``runs[].extra.settings_key`` hashes them with the uLM and unit model): a rerun
 skips only runs already there with the same settings, and a run's saved training state is resumed only when
 it was made with the same settings. Prompt files land in ``RUN/prompts/<task>/<method>/seed<N>/prompt.pt``
@@ -58,6 +60,7 @@ from spkit.prompt.random_lm import control_seed, random_ulm
 from spkit.prompt.results import load_results, metric_name, run_result, update_results
 from spkit.prompt.train import TrainConfig, prepare_task, train, validation_decoder
 from spkit.units.encoder import SpeechEncoder
+from spkit.units.oracle import unit_model_summary
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +211,7 @@ PRESETS: dict[str, PromptingConfig] = {
     ),
 }
 PRESETS["scratch"] = PRESETS["default"]  # the same prompting budgets; only the units and uLM differ
+PRESETS["oracle"] = PRESETS["default"]  # the oracle topline: the same prompts, baselines, seeds and budgets
 
 
 def preset_config(preset: str, **overrides: Any) -> PromptingConfig:
@@ -370,7 +374,11 @@ def run_experiments(
     layout = RunLayout.at(run_dir)
     ulm_fp, units_fp = _fingerprints(layout)
     runs = list(only) if only is not None else plan_runs(config) + plan_few_shot(config)
+    # results.json says what the units are (the oracle topline's results.md opens with its label)
+    units = unit_model_summary(read_json(layout.units / "unit_model.json"))
     results = load_results(layout.results_json)
+    if results.get("units") != units:
+        results = update_results(layout.results_json, [], units=units)
     todo = []
     for run in runs:
         key = _settings_key(run, config.for_task(run.task), ulm_fp, units_fp)

@@ -51,6 +51,7 @@ from spkit.features.base import clip_cmvn
 from spkit.features.pretrain import INVARIANCE_AUGMENTATION, PretrainConfig, pretrain
 from spkit.features.tiny_hubert import TinyHubertConfig, load_tiny_hubert
 from spkit.io import read_json, torch_save, write_json, write_text
+from spkit.layout import pretrain_corpus_dir
 from spkit.synth import synthesize_corpus
 from spkit.ulm.dictionary import UnitDictionary
 from spkit.ulm.fairseq_io import save_fairseq_ulm
@@ -210,7 +211,7 @@ def _data_root() -> Path:
 
 def corpus_path(recipe: BaseRecipe, data_root: str | os.PathLike | None = None) -> Path:
     root = Path(data_root) if data_root else _data_root()
-    return root / f"pretrain-{recipe.corpus_preset}-seed{recipe.corpus_seed}"
+    return pretrain_corpus_dir(root, recipe.corpus_preset, recipe.corpus_seed)
 
 
 # ---------------------------------------------------------------------------------------- stages
@@ -559,20 +560,14 @@ def pretrain_base(
         return state.data
 
     # 7. the uLM
-    tcfg = ULMTrainConfig(**{**recipe.ulm, "seed": recipe.seed})
+    tcfg = ulm_train_config(recipe)
     ulm_settings = {"train": dataclasses.asdict(tcfg), "kmeans": km.fingerprint}
     ulm = state.done("ulm", ulm_settings)
     ulm_dir = work / f"ulm-{km.fingerprint[:8]}"
     if ulm is None:
         ulm_dir = work / f"ulm-{km.fingerprint[:8]}"
-        summary = train(
-            tcfg,
-            unit_files["train"],
-            unit_files["valid"],
-            ulm_dir,
-            resume=(ulm_dir / "checkpoint_last.pt").is_file(),
-            progress=progress,
-            dictionary=UnitDictionary.from_units(range(km.n_clusters)),
+        summary = train_ulm(
+            recipe, unit_files["train"], unit_files["valid"], ulm_dir, km.n_clusters, progress
         )
         if summary["steps"] < tcfg.max_steps:  # interrupted: the next call resumes checkpoint_last.pt
             return state.data
@@ -584,6 +579,24 @@ def pretrain_base(
     export = export_base(out, work, recipe, state.data)
     state.finish("export", {"out": str(out)}, export)
     return state.data
+
+
+def ulm_train_config(recipe: BaseRecipe) -> Any:
+    """The :class:`~spkit.ulm.train.ULMTrainConfig` of spkit-base's uLM stage (``recipe.ulm``,
+    ``recipe.seed``)."""
+    return ULMTrainConfig(**{**recipe.ulm, "seed": recipe.seed})
+
+
+def train_ulm(recipe: BaseRecipe, train_units: str | os.PathLike, valid_units: str | os.PathLike,
+              out_dir: str | os.PathLike, n_units: int, progress: bool = True) -> dict[str, Any]:
+    """spkit-base's uLM stage: train (or resume, from ``out_dir/checkpoint_last.pt``) the recipe's uLM on GSLM
+    unit files (``name|units``, deduplicated when read) over a fixed dictionary of ``n_units`` units; returns
+    the trainer's summary. The oracle topline trains its uLM with this same function."""
+
+    out_dir = Path(out_dir)
+    return train(ulm_train_config(recipe), train_units, valid_units, out_dir,
+                 resume=(out_dir / "checkpoint_last.pt").is_file(), progress=progress,
+                 dictionary=UnitDictionary.from_units(range(n_units)))
 
 
 def export_base(out: Path, work: Path, recipe: BaseRecipe, state: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,13 @@ measure the units (phone/word purity and PNMI, deduplicated length) against MFCC
 Real path (preset ``paper``): a fairseq ``hubert_base_ls960.pt`` at layer 6 and GSLM's ``km.bin``
 (K=100) quantize the real corpora; nothing is trained.
 
+Oracle path (``units="oracle"``, preset ``oracle``; a topline, not a speech system): no model at all. Every
+clip's units are the synthesizer's phone labels per 20 ms frame, deduplicated (:mod:`spkit.units.oracle`),
+through a phone inventory built from the *training* split of the pretraining corpus only (``pretrain``: the
+corpus spkit-base learns its units from, as its k-means is fitted there), with a reserved unit for a phone it
+never saw and one for silence. The task corpora and the pretraining corpus (for the uLM) are written as unit
+files; the downstream baseline's SSL model (spkit-base's HuBERT) is recorded in ``unit_model.json``.
+
 Everything lands in the run folder (:class:`spkit.layout.RunLayout`): ``hubert/iter*.pt``,
 ``units/km.bin``, ``units/unit_model.json`` (how to rebuild the unit model:
 :meth:`spkit.units.encoder.SpeechEncoder.from_run`, what ``spkit predict`` and the later notebooks load),
@@ -40,20 +47,34 @@ from spkit.features.base import clip_cmvn
 from spkit.features.pretrain import INVARIANCE_AUGMENTATION, PretrainConfig, pretrain_iterations
 from spkit.features.tiny_hubert import TinyHubertConfig
 from spkit.io import read_json, write_json
-from spkit.layout import RunLayout, corpus_dir, default_data_root
-from spkit.presets import SHIPPED_BASE, corpus_preset
+from spkit.layout import RunLayout, corpus_dir, default_data_root, pretrain_corpus_dir
+from spkit.presets import (
+    PRETRAIN_CORPUS,
+    PRETRAIN_CORPUS_SEED,
+    SHIPPED_BASE,
+    corpus_preset,
+    uses_oracle_units,
+)
 from spkit.recipes.spkit_base import load_base
 from spkit.synth import synthesize_corpus
 from spkit.units.encoder import SpeechEncoder, save_unit_model
 from spkit.units.kmeans import KMeansModel, fit_kmeans, fit_kmeans_on_corpus
 from spkit.units.metrics import alignments_by_uid, unit_report
+from spkit.units.oracle import (
+    ORACLE_KIND,
+    ORACLE_LABEL,
+    PhoneInventory,
+    quantize_oracle,
+    save_oracle_unit_model,
+)
 from spkit.units.quantize import quantize_corpus, read_units
 
 log = logging.getLogger(__name__)
 
-# corpus name in a run -> loader kind (spkit.data.load_corpus)
+# corpus name in a run -> loader kind (spkit.data.load_corpus); ``pretrain``: the pretraining corpus (oracle)
 CORPUS_KINDS = {"kws": "speech_commands", "intent": "fluent", "lid": "tsv", "asr": "librispeech",
-                "sf": "snips"}
+                "sf": "snips", "pretrain": "tsv"}
+PRETRAIN = PRETRAIN_CORPUS
 KWS_TEST = "kws_test"  # SUPERB's KS test folder, given beside kws (see load_corpora)
 
 
@@ -69,6 +90,10 @@ class UnitDiscoveryConfig:
     """Settings of :func:`discover_units` (a preset fills them; notebooks override single fields).
 
     Attributes:
+        units: ``ssl`` (SSL features + k-means, every preset's own) or ``oracle`` (the oracle topline: the
+            synthesizer's phone labels per frame, :func:`discover_oracle_units`; ``base`` then only names the
+            SSL model of the downstream baseline, spkit-base when None).
+        oracle_inventory_from: the corpora whose *training* split builds the oracle's phone inventory.
         base: an spkit-base folder (``models/spkit-base``): its tiny HuBERT, layer, CMVN and ``km.bin`` are
             used as they are (nothing is trained; the fields below that it sets are ignored).
         features: ``tiny_hubert`` (trained here), ``hubert`` (a real checkpoint), ``mfcc`` or ``logmel``.
@@ -91,6 +116,8 @@ class UnitDiscoveryConfig:
         seed: seed of every random choice here.
     """
 
+    units: str = "ssl"
+    oracle_inventory_from: tuple[str, ...] = (PRETRAIN,)
     base: str | None = None
     features: str = "tiny_hubert"
     checkpoint: str | None = None
@@ -123,6 +150,7 @@ PRESETS: dict[str, UnitDiscoveryConfig] = {
     "scratch": UnitDiscoveryConfig(),
     "paper": UnitDiscoveryConfig(features="hubert", layer=6, n_clusters=100, iterations=0,
                                  feature_cmvn=False, mfcc_baseline=False),
+    "oracle": UnitDiscoveryConfig(units="oracle", base=str(SHIPPED_BASE), mfcc_baseline=False),
 }
 
 
@@ -130,7 +158,10 @@ def preset_config(preset: str, **overrides: Any) -> UnitDiscoveryConfig:
     """The preset's config with ``overrides`` (unknown names are an error), spkit-base resolved."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    return resolve_base(dataclasses.replace(PRESETS[preset], **overrides))
+    config = dataclasses.replace(PRESETS[preset], **overrides)
+    if uses_oracle_units(preset, config.units) and config.base is None and config.checkpoint is None:
+        config = dataclasses.replace(config, units="oracle", base=str(SHIPPED_BASE))  # the downstream's SSL
+    return resolve_base(config)
 
 
 def resolve_base(config: UnitDiscoveryConfig) -> UnitDiscoveryConfig:
@@ -270,6 +301,10 @@ def discover_units(corpora: Mapping[str, Any], run_dir: str | os.PathLike, confi
     """Run unit discovery (see the module docstring); returns the report also written to
     ``units/metrics.json``. Rerunning reuses finished checkpoints, k-means and cached units."""
 
+    if config.units not in ("ssl", "oracle"):
+        raise ValueError(f"units={config.units!r}: choose ssl or oracle")
+    if config.units == "oracle":
+        return discover_oracle_units(corpora, run_dir, config, progress)
     t_start = time.perf_counter()
     config = resolve_base(config)
     layout = RunLayout.at(run_dir)
@@ -377,6 +412,83 @@ def discover_units(corpora: Mapping[str, Any], run_dir: str | os.PathLike, confi
     return report
 
 
+def discover_oracle_units(corpora: Mapping[str, Any], run_dir: str | os.PathLike, config: UnitDiscoveryConfig,
+                          progress: bool = True) -> dict[str, Any]:
+    """The oracle topline's units (see the module docstring): the phone inventory from the training split of
+    ``config.oracle_inventory_from``, unit files of every split of every corpus, ``unit_model.json`` (kind
+    ``oracle_phones``, with the downstream's SSL model), and a report (``units/metrics.json``: per corpus the
+    test split's PNMI, which is 1 where no phone is unseen, and the frames per split that fell on the unseen
+    unit). A clip without alignment is an error naming its file."""
+    t_start = time.perf_counter()
+    if config.base is None and config.checkpoint is None:
+        config = dataclasses.replace(config, base=str(SHIPPED_BASE))
+    config = resolve_base(config)
+    layout = RunLayout.at(run_dir)
+    layout.units.mkdir(parents=True, exist_ok=True)
+    data = load_corpora(corpora)
+    missing = [c for c in config.oracle_inventory_from if not data.get(c, {}).get("train")]
+    if missing:
+        raise DataError(f"oracle units: the phone inventory is built from the training split of {missing}, "
+                        f"which the corpora {sorted(data)} lack (spkit run adds the pretraining corpus as "
+                        f"{PRETRAIN!r} when units=oracle; notebooks: ensure_corpora(..., units='oracle'))")
+    t0 = time.perf_counter()
+    sources = config.oracle_inventory_from
+    inventory = PhoneInventory.build([u for c in sources for u in data[c]["train"]], progress=progress)
+    inventory = dataclasses.replace(inventory, sources=[
+        {"corpus": c, "split": "train", "clips": len(data[c]["train"]), "folder": str(corpora[c])}
+        for c in sources])
+    timings = {"inventory_s": time.perf_counter() - t0}
+    ssl = None
+    if config.checkpoint is not None:  # the downstream baseline's frozen SSL model (oracle units have none)
+        ssl = {"features": config.features, "checkpoint": config.checkpoint, "layer": config.layer,
+               "cmvn": config.feature_cmvn, "source": config.base}
+    save_oracle_unit_model(layout.root, inventory, ssl)
+    t0 = time.perf_counter()
+    metrics: dict[str, Any] = {}
+    coverage: dict[str, Any] = {}
+    for name, splits in data.items():
+        for split, utts in splits.items():
+            if not utts:
+                continue
+            path = quantize_oracle(utts, inventory, layout.unit_dir(name), name=split, progress=progress)
+            meta = read_json(path.with_suffix(".meta.json"))
+            coverage.setdefault(name, {})[split] = {
+                "frames": meta["n_frames"], "unseen_frames": meta["unseen_frames"],
+                "unseen_phones": meta["unseen_phones"], "silence_frames": meta["silence_frames"]}
+            if split == "test":
+                metrics[name] = unit_report(read_units(path), alignments_by_uid(utts))
+    timings["units_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - t_start
+    report = {"config": dataclasses.asdict(config), "units": ORACLE_KIND, "label": ORACLE_LABEL,
+              "corpora": {n: {s: len(v) for s, v in c.items()} for n, c in data.items()},
+              "unit_model": {"kind": ORACLE_KIND, "label": ORACLE_LABEL, "n_units": inventory.n_units,
+                             "inventory_from": list(config.oracle_inventory_from),
+                             "downstream_features": ssl},
+              "oracle": {"inventory": inventory.summary(), "coverage": coverage},
+              "metrics": metrics, "timings": {k: round(v, 1) for k, v in timings.items()}}
+    write_json(layout.units / "metrics.json", json.loads(json.dumps(report, default=str)))
+    return report
+
+
+def oracle_markdown(report: Mapping[str, Any]) -> str:
+    """The oracle run's label, its phone inventory and, per corpus and split, the share of frames that fell
+    on the reserved unseen unit (and which phones did), as Markdown for notebook 01."""
+    oracle = report["oracle"]
+    inv = oracle["inventory"]
+    src = ", ".join(f"{s['corpus']} {s['split']} ({s['clips']} clips)" for s in inv["sources"])
+    lines = [f"**{report['label']}**. Phone inventory from {src}: {inv['n_phones']} phones + silence (unit "
+             f"{inv['silence_unit']}) + unseen (unit {inv['unseen_unit']}) = K={inv['n_units']}.", "",
+             "| corpus | split | frames | silence | unseen-phone frames | unseen phones |",
+             "|---|---|---:|---:|---:|---|"]
+    for name, splits in oracle["coverage"].items():
+        for split, c in splits.items():
+            unseen = ", ".join(f"{p} ({n})" for p, n in list(c["unseen_phones"].items())[:8]) or "–"
+            n = max(1, c["frames"])
+            lines.append(f"| {name} | {split} | {c['frames']} | {100 * c['silence_frames'] / n:.1f} % "
+                         f"| {100 * c['unseen_frames'] / n:.2f} % | {unseen} |")
+    return "\n".join(lines)
+
+
 def _same_unit_model(layout: RunLayout, extractor: Any) -> bool:
     path = layout.units / "unit_model.json"
     return path.exists() and read_json(path).get("extractor_fingerprint") == extractor.fingerprint
@@ -395,19 +507,31 @@ def sweep_clusters(extractor: Any, utts: Sequence[Utterance], ks: Sequence[int],
 
 def ensure_corpora(corpora: Mapping[str, Any] | None, preset: str, seed: int = 0,
                    kinds: Sequence[str] = ("kws", "intent", "lid", "asr", "sf"),
-                   data_root: str | os.PathLike | None = None) -> dict[str, str]:
+                   data_root: str | os.PathLike | None = None, units: str | None = None) -> dict[str, str]:
     """The corpora a notebook works on: ``corpora`` when given (``spkit run`` passes them), else the
-    embedded corpora of ``preset``, synthesized now if missing (a finished corpus is not redone)."""
+    embedded corpora of ``preset``, synthesized now if missing (a finished corpus is not redone).
+
+    With oracle units (``units="oracle"`` or preset ``oracle``) the pretraining corpus joins them as
+    ``pretrain`` (the one spkit-base was trained on, seed :data:`~spkit.presets.PRETRAIN_CORPUS_SEED`),
+    synthesized now if missing: its training split builds the phone inventory and its units train the uLM."""
+    oracle = uses_oracle_units(preset, units)
+    if preset == "paper" and oracle:
+        raise DataError("oracle units need the synthesizer's phone alignments; the paper preset reads real "
+                        "data sets, which have none")
+    root = Path(data_root) if data_root else default_data_root()
     if corpora:
-        return {k: str(v) for k, v in corpora.items()}
-    if preset == "paper":
+        out = {k: str(v) for k, v in corpora.items()}
+    elif preset == "paper":
         raise DataError("the paper preset needs the real corpora: set the notebook's `corpora` parameter "
                         "to {'kws': <speech_commands_v0.01>, 'intent': <fluent_speech_commands_dataset>}")
-
-    size = corpus_preset(preset)
-    root = Path(data_root) if data_root else default_data_root()
-    out = {}
-    for kind in kinds:
-        folder = corpus_dir(root, kind, size, seed)
-        out[kind] = str(synthesize_corpus(kind, folder, preset=size, seed=seed))
+    else:
+        size = corpus_preset(preset)
+        out = {}
+        for kind in kinds:
+            folder = corpus_dir(root, kind, size, seed)
+            out[kind] = str(synthesize_corpus(kind, folder, preset=size, seed=seed))
+    if oracle and PRETRAIN not in out:
+        size = corpus_preset(preset)
+        folder = pretrain_corpus_dir(root, size, PRETRAIN_CORPUS_SEED)
+        out[PRETRAIN] = str(synthesize_corpus("pretrain", folder, preset=size, seed=PRETRAIN_CORPUS_SEED))
     return out

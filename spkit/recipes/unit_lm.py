@@ -4,6 +4,11 @@ Embedded path: pretrain spkit's uLM on the deduplicated training units of every 
 (validation on the corpora's valid splits, i.e. unseen speakers), then export it as a fairseq/GSLM
 folder as well. Real path: load GSLM's uLM folder (``checkpoint_best.pt`` + ``dict.txt``) unchanged.
 
+Oracle path (the run's units are the oracle topline's, ``unit_model.json`` kind ``oracle_phones``): the uLM
+is trained on the *pretraining corpus's* oracle units (``units/pretrain``) by spkit-base's own uLM stage
+(:func:`spkit.recipes.spkit_base.train_ulm` with ``BaseRecipe.ulm`` of the matching size: ``ulm_small``, 1000
+steps at ``default``), as spkit-base's uLM is trained on its units of that corpus.
+
 Outputs (:class:`spkit.layout.RunLayout`): ``ulm/checkpoint_best.pt`` (spkit format) with
 ``history.json``, ``ulm/train_units.txt`` / ``ulm/valid_units.txt`` (the GSLM-format data it saw),
 ``ulm/fairseq/{checkpoint_best.pt,dict.txt}`` (the same weights for fairseq), ``ulm/report.json``.
@@ -25,11 +30,14 @@ from spkit.artifacts import load_run_ulm
 from spkit.data.base import DataError
 from spkit.io import read_json, write_json, write_text
 from spkit.layout import RunLayout
-from spkit.presets import SHIPPED_BASE
-from spkit.recipes.spkit_base import load_base
+from spkit.presets import PRETRAIN_CORPUS, SHIPPED_BASE
+from spkit.recipes.spkit_base import load_base, preset_recipe, train_ulm, ulm_train_config
 from spkit.ulm.dictionary import UnitDictionary, check_unit_vocabulary
 from spkit.ulm.fairseq_io import save_fairseq_ulm
 from spkit.ulm.train import ULMTrainConfig, train
+from spkit.units.oracle import ORACLE_KIND, ORACLE_LABEL
+
+PRETRAIN = PRETRAIN_CORPUS  # units/pretrain: what the oracle uLM trains on
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,11 @@ class UnitLMConfig:
     """Settings of :func:`build_unit_lm`.
 
     Attributes:
+        units: None: what the run's units are (``unit_model.json``); ``oracle``: the oracle topline's uLM,
+            trained by spkit-base's uLM recipe ``oracle_recipe`` on ``corpora`` (default: the pretraining
+            corpus), and an error when the run's units are not oracle units. ``base`` is ignored for them.
+        oracle_recipe: the spkit-base recipe preset (``default``, ``smoke``) whose ``ulm`` trains the oracle
+            uLM.
         base: an spkit-base folder: its uLM (``base/ulm``, a fairseq/GSLM folder) is loaded, not trained.
         gslm_checkpoint: a GSLM/fairseq uLM (file or folder with ``dict.txt``) to load instead of
             training one (trusted files only: full unpickling).
@@ -51,6 +64,8 @@ class UnitLMConfig:
         seed: init and data order.
     """
 
+    units: str | None = None
+    oracle_recipe: str = "default"
     base: str | None = None
     gslm_checkpoint: str | None = None
     model: str = "tiny"
@@ -68,11 +83,14 @@ class UnitLMConfig:
 
 PRESETS: dict[str, UnitLMConfig] = {
     "smoke": UnitLMConfig(model_overrides={"dim": 32, "n_layers": 2, "n_heads": 2, "ffn_dim": 64},
-                          max_steps=30, max_cpu_seconds=None, batch_size=8, warmup_steps=5, eval_every=10),
+                          max_steps=30, max_cpu_seconds=None, batch_size=8, warmup_steps=5, eval_every=10,
+                          oracle_recipe="smoke"),
     # 1000 steps (about 1.3 k tokens a step over the four corpora's units) keep the main job under 30 minutes
     "default": UnitLMConfig(base=str(SHIPPED_BASE)),
     "scratch": UnitLMConfig(max_steps=1000),
     "paper": UnitLMConfig(model="transformer_lm_big", export_fairseq=False),
+    # the oracle topline: spkit-base's uLM recipe (ulm_small, 1000 steps) on the pretraining corpus's units
+    "oracle": UnitLMConfig(units="oracle"),
 }
 
 
@@ -80,7 +98,12 @@ def preset_config(preset: str, **overrides: Any) -> UnitLMConfig:
     """The preset's config with ``overrides`` (unknown names are an error)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    return dataclasses.replace(PRESETS[preset], **overrides)
+    config = dataclasses.replace(PRESETS[preset], **overrides)
+    if config.units not in (None, "ssl", "oracle"):
+        raise ValueError(f"units={config.units!r}: choose ssl or oracle (None: the run's)")
+    if config.units == "oracle":  # the oracle uLM is trained here; no spkit-base uLM is loaded
+        config = dataclasses.replace(config, base=None)
+    return config
 
 
 def unit_corpora(layout: RunLayout) -> list[str]:
@@ -111,6 +134,21 @@ def build_unit_lm(run_dir: str | os.PathLike, config: UnitLMConfig, progress: bo
 
     layout = RunLayout.at(run_dir)
     layout.ulm.mkdir(parents=True, exist_ok=True)
+    record_file = layout.units / "unit_model.json"
+    record = read_json(record_file) if record_file.exists() else {}
+    oracle = record.get("kind") == ORACLE_KIND
+    if config.units == "oracle" and not oracle:
+        kind = record.get("kind", "ssl_kmeans") if record else "missing"
+        raise DataError(f"{layout.units / 'unit_model.json'}: units=oracle, but the run's units are {kind} "
+                        "(run notebook 01 with units=oracle first)")
+    if config.units == "ssl" and oracle:
+        raise DataError(f"{layout.units / 'unit_model.json'}: units=ssl, but the run's units are the "
+                        f"{ORACLE_LABEL}")
+    if oracle:
+        if config.gslm_checkpoint is not None:
+            raise DataError(f"gslm_checkpoint={config.gslm_checkpoint}: the oracle topline trains its own "
+                            "uLM on oracle units (a GSLM uLM speaks HuBERT units)")
+        return _oracle_unit_lm(layout, config, record, progress)
     if config.base is not None and config.gslm_checkpoint is None:
         config = dataclasses.replace(config, gslm_checkpoint=load_base(config.base)["ulm"])
     if config.gslm_checkpoint is not None:
@@ -146,12 +184,40 @@ def build_unit_lm(run_dir: str | os.PathLike, config: UnitLMConfig, progress: bo
                         dictionary=dictionary)
     report = {"source": "trained here", "corpora": corpora, "train_config": dataclasses.asdict(tcfg),
               **summary}
+    return _finish(layout, config, report)
+
+
+def _finish(layout: RunLayout, config: UnitLMConfig, report: dict[str, Any]) -> dict[str, Any]:
+    """Export the trained uLM as a fairseq/GSLM folder (``config.export_fairseq``); write ``report.json``."""
     if config.export_fairseq:
-        model, dictionary = load_run_ulm(run_dir)
+        model, dictionary = load_run_ulm(layout.root)
         save_fairseq_ulm(model, dictionary, layout.ulm / "fairseq")
         report["fairseq_export"] = str(layout.ulm / "fairseq")
     write_json(layout.ulm / "report.json", report)
     return report
+
+
+def _oracle_unit_lm(layout: RunLayout, config: UnitLMConfig, unit_model: dict[str, Any],
+                    progress: bool) -> dict[str, Any]:
+    """The oracle topline's uLM: spkit-base's uLM stage (:func:`spkit.recipes.spkit_base.train_ulm`, its
+    ``BaseRecipe.ulm`` of ``config.oracle_recipe``) on the oracle units of ``config.corpora`` (default: the
+    pretraining corpus), validation on its held-out speakers. Resumes; does nothing once finished."""
+    recipe = dataclasses.replace(preset_recipe(config.oracle_recipe), seed=config.seed)
+    tcfg = ulm_train_config(recipe)
+    corpora = list(config.corpora or [PRETRAIN])
+    train_file = gather_units(layout, "train", corpora)
+    valid_file = gather_units(layout, "valid", corpora)
+    history_file = layout.ulm / "history.json"
+    last = layout.ulm / "checkpoint_last.pt"
+    if history_file.exists() and last.exists() and _finished(history_file, tcfg):
+        summary = read_json(history_file)["summary"]
+    else:
+        summary = train_ulm(recipe, train_file, valid_file, layout.ulm,
+                                       int(unit_model["n_clusters"]), progress=progress)
+    report = {"source": "trained here", "units": ORACLE_KIND, "label": ORACLE_LABEL,
+              "recipe": f"spkit-base {config.oracle_recipe} recipe, BaseRecipe.ulm", "corpora": corpora,
+              "train_config": dataclasses.asdict(tcfg), **summary}
+    return _finish(layout, config, report)
 
 
 def _finished(history_file: Path, tcfg: Any) -> bool:

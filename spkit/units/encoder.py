@@ -16,6 +16,10 @@ Factories, one per kind of unit model:
 * :meth:`SpeechEncoder.from_gslm` -- GSLM's: a fairseq HuBERT checkpoint (layer 6) and its ``km.bin``;
 * :meth:`SpeechEncoder.from_parts` -- any extractor kind, checkpoint, layer and ``km.bin``.
 
+The oracle topline's units (the synthesizer's phone labels, :mod:`spkit.units.oracle`) have no extractor
+and no k-means; :meth:`SpeechEncoder.from_run` of such a run returns its
+:class:`~spkit.units.oracle.OracleEncoder`.
+
 Every factory loads checkpoints with full unpickling: trusted files only.
 """
 
@@ -25,7 +29,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -37,11 +41,18 @@ from spkit.io import read_json, write_json
 from spkit.layout import RunLayout
 from spkit.units.kmeans import KMeansModel
 
+if TYPE_CHECKING:
+    from spkit.units.oracle import OracleEncoder
+
 SAMPLE_RATE = 16_000
 """The rate every encoder reads (:func:`spkit.audio.load_audio` resamples to it)."""
 
 FRAME_RATE = 50
 """Units (frames) per second: HuBERT's 20 ms hop."""
+
+KMEANS_KIND = "ssl_kmeans"
+"""``kind`` of a run's units made by an extractor and k-means (a ``unit_model.json`` without ``kind``); the
+other kind is the oracle topline's, ``oracle_phones`` (:mod:`spkit.units.oracle`)."""
 
 BASE_FORMAT = "spkit.base"
 """``format`` of an spkit-base folder's ``spkit-base.json`` (see :mod:`spkit.recipes.spkit_base`)."""
@@ -103,6 +114,9 @@ class SpeechEncoder:
         self.record: dict[str, Any] | None = None  # the unit_model.json of from_run, else None
 
     # ---- what it is ------------------------------------------------------------------------
+    kind = KMEANS_KIND
+    """What the units are (``unit_model.json``'s ``kind``): SSL features quantized by k-means."""
+
     @property
     def vocab_size(self) -> int:
         """K, the number of unit ids."""
@@ -184,9 +198,14 @@ class SpeechEncoder:
                              features)
 
     # ---- the whole chain -------------------------------------------------------------------
-    def encode(self, wave: Tensor, *, with_features: bool = False) -> EncodedSpeech:
+    def encode(self, wave: Tensor, *, with_features: bool = False,
+               path: str | os.PathLike | None = None) -> EncodedSpeech:
         """``(samples,)`` float32 mono audio at 16 kHz -> aligned ``units``, ``durations`` (frames of
-        20 ms per unit) and, with ``with_features``, the ``(frames, dim)`` dense features."""
+        20 ms per unit) and, with ``with_features``, the ``(frames, dim)`` dense features.
+
+        ``path``: the file the clip came from, when there is one. Audio encoders ignore it; the oracle
+        topline's encoder (:class:`spkit.units.oracle.OracleEncoder`) needs it to find the clip's alignment,
+        so callers that have a file pass it to whichever encoder the run has."""
         feats = self.features(wave)
         return self.from_frame_units(self.quantize(feats), feats if with_features else None)
 
@@ -231,14 +250,24 @@ class SpeechEncoder:
 
     @classmethod
     def from_run(cls, run: str | os.PathLike, *, device: str = "cpu",
-                 deduplicate: bool = True) -> SpeechEncoder:
+                 deduplicate: bool = True) -> SpeechEncoder | OracleEncoder:
         """A run's unit model (``RUN/units/unit_model.json``); refuses weights that changed since the run's
-        units were made (their fingerprint differs from the recorded one)."""
+        units were made (their fingerprint differs from the recorded one).
+
+        An oracle run (``kind: oracle_phones``) gets its :class:`spkit.units.oracle.OracleEncoder`, which
+        answers the same calls (``encode`` with the clip's ``path``, ``fingerprints``, ``vocab_size``,
+        ``extractor`` for the downstream baseline) and refuses audio that has no synthesizer alignment."""
         layout = RunLayout.at(run)
         path = layout.units / "unit_model.json"
         if not path.exists():
             raise DataError(f"{path}: no unit model in this run (run notebook 01 / unit discovery first)")
         rec = read_json(path)
+        if rec.get("kind", KMEANS_KIND) != KMEANS_KIND:
+            from spkit.units.oracle import ORACLE_KIND, OracleEncoder  # lazy: oracle builds on this module
+
+            if rec["kind"] != ORACLE_KIND:
+                raise DataError(f"{path}: unknown kind of units {rec['kind']!r}")
+            return OracleEncoder.from_record(layout.root, rec, device=device, deduplicate=deduplicate)
 
         def absolute(p: str | None) -> str | None:
             return None if p is None else str(p if Path(p).is_absolute() else layout.root / p)

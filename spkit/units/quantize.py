@@ -216,7 +216,8 @@ def _cache_write(path: Path, units: np.ndarray) -> None:
 # The job
 # --------------------------------------------------------------------------------------------
 
-def _check_utterances(utterances: Sequence[Utterance], out_dir: Path) -> list[Utterance]:
+def check_utterances(utterances: Sequence[Utterance], out_dir: Path) -> list[Utterance]:
+    """``utterances`` sorted by uid; refuses none, a uid that cannot be a unit-file name, or a uid twice."""
     if not utterances:
         raise DataError(f"no utterances to quantize into {out_dir} (empty corpus or split)")
     seen: dict[str, Path] = {}
@@ -228,7 +229,20 @@ def _check_utterances(utterances: Sequence[Utterance], out_dir: Path) -> list[Ut
     return sorted(utterances, key=lambda u: u.uid)
 
 
-def _json_default(obj: Any) -> Any:
+def unit_record(u: Utterance, frame_units: Sequence[int]) -> dict[str, Any]:
+    """The ``<name>.jsonl`` record of one clip: its metadata, deduplicated ``units``, ``durations`` (frames
+    per unit) and ``n_frames`` (what every kind of unit file holds, k-means or oracle)."""
+    deduped, durations = dedup(frame_units)
+    record = {"uid": u.uid, "path": str(u.path), "split": u.split, "speaker": u.speaker,
+              "label": u.label, "text": u.text, "units": deduped, "durations": durations,
+              "n_frames": len(frame_units)}
+    if "offset_s" in u.meta:  # a window of a longer file (Speech Commands' _silence_)
+        record["offset_s"] = u.meta["offset_s"]
+        record["duration_s"] = u.meta.get("duration_s")
+    return record
+
+
+def json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, np.generic):
@@ -263,7 +277,7 @@ def quantize_corpus(utterances: Sequence[Utterance], encoder: SpeechEncoder, out
     shard = parse_shard(shard)
     check_name(name)
     extractor, kmeans = encoder.extractor, encoder.kmeans
-    todo = shard_slice(_check_utterances(utterances, out_dir), shard)
+    todo = shard_slice(check_utterances(utterances, out_dir), shard)
     paths = output_paths(out_dir, name, shard)
     cache = Path(cache_dir) if cache_dir is not None else None
     ext_fp, layer, km_fp = str(extractor.fingerprint), getattr(extractor, "layer", None), kmeans.fingerprint
@@ -340,14 +354,7 @@ def quantize_corpus(utterances: Sequence[Utterance], encoder: SpeechEncoder, out
                     stats["n_cached"] += 1
                 seq = units.tolist()
                 f_units.write(format_line(u.uid, seq))
-                deduped, durations = dedup(seq)
-                record = {"uid": u.uid, "path": str(u.path), "split": u.split, "speaker": u.speaker,
-                          "label": u.label, "text": u.text, "units": deduped, "durations": durations,
-                          "n_frames": len(seq)}
-                if "offset_s" in u.meta:  # a window of a longer file (Speech Commands' _silence_)
-                    record["offset_s"] = u.meta["offset_s"]
-                    record["duration_s"] = u.meta.get("duration_s")
-                f_rec.write(json.dumps(record, ensure_ascii=False, default=_json_default) + "\n")
+                f_rec.write(json.dumps(unit_record(u, seq), ensure_ascii=False, default=json_default) + "\n")
                 stats["n_ok"] += 1
                 stats["n_frames"] += len(seq)
             bar.update(len(items))
