@@ -13,7 +13,14 @@ def test_plan_runs_covers_tasks_methods_seeds_and_ablations():
     cfg = prompting.preset_config("default")
     runs = prompting.plan_runs(cfg)
     main = [r for r in runs if r.method in prompting.METHODS]
-    assert len(main) == len(cfg.tasks) * len(prompting.METHODS) * len(cfg.seeds)
+    assert len(main) == sum(len(cfg.for_task(t).methods) for t in cfg.tasks) * len(cfg.seeds)
+    # methods per task: input prompts on KWS only at default
+    assert {r.task for r in main if r.method == "input_prompt"} == {"kws"}
+    assert {(r.task, r.method) for r in main} >= {(t, m) for t in cfg.tasks
+                                                  for m in ("deep_prompt", "deep_prompt_random_lm",
+                                                            "finetune", "downstream")}
+    with pytest.raises(ValueError, match="unknown method"):
+        prompting.plan_runs(prompting.preset_config("default", task_settings={"lid": {"methods": ("lora",)}}))
     abl = {r.method for r in runs if r.method not in prompting.METHODS}
     assert abl == ({f"deep_prompt_L{n}" for n in cfg.ablation_lengths}
                    | {f"deep_prompt_verb-{v}" for v in cfg.ablation_verbalizers})
@@ -44,6 +51,21 @@ def test_settings_key_changes_only_for_the_runs_that_use_a_setting():
     assert key(runs["deep_prompt"], cfg) != key(runs["deep_prompt"], more_lr)
     assert key(runs["finetune"], cfg) == key(runs["finetune"], more_lr)
     assert key(runs["deep_prompt"], cfg) != prompting._settings_key(runs["deep_prompt"], cfg, "ulm2", "units")
+
+
+def test_training_and_validation_subsets_are_fixed_and_keyed():
+    items = list(range(50))
+    a = prompting.fixed_subset(items, 10, stream=1)
+    assert a == prompting.fixed_subset(items, 10, stream=1) == sorted(a) and len(set(a)) == 10
+    assert a != prompting.fixed_subset(items, 10, stream=0)  # validation draws apart from training
+    assert prompting.fixed_subset(items, None, stream=1) == items == prompting.fixed_subset(items, 50, 1)
+    cfg = prompting.preset_config("default")
+    assert cfg.max_valid is not None and all(cfg.for_task(t).max_valid for t in cfg.tasks)
+    fewer = dataclasses.replace(cfg, max_valid=cfg.max_valid - 1)
+    for method in ("deep_prompt", "finetune", "downstream"):  # every method is judged on the same subset
+        run = prompting.RunSpec("kws", method, 0)
+        assert prompting.run_settings(run, cfg)["max_valid"] == cfg.max_valid
+        assert prompting._settings_key(run, cfg, "u", "k") != prompting._settings_key(run, fewer, "u", "k")
 
 
 def test_task_settings_apply_to_their_task_only_and_key_its_results():
@@ -126,7 +148,7 @@ def test_few_shot_plan_and_subset():
     assert prompting.plan_few_shot(prompting.preset_config("paper")) == []
     d = prompting.preset_config("default")
     n_few = len(d.few_shot_tasks) * len(d.few_shot_methods) * len(d.few_shot_shots) * len(d.few_shot_seeds)
-    assert len(prompting.plan_few_shot(d)) == n_few == 2 * 3 * 2 * 3
+    assert len(prompting.plan_few_shot(d)) == n_few == 2 * 2 * 2 * 3
     with pytest.raises(ValueError, match="few_shot_methods"):
         prompting.plan_few_shot(dataclasses.replace(cfg, few_shot_methods=("lora",)))
     # n per class, drawn per seed, classes with fewer keep all

@@ -459,19 +459,22 @@ def _task_data(
             loss_positions=config.loss_positions,
             balance=balance,
         )
-        if config.max_valid is not None and len(data["valid"]) > config.max_valid:
-            # The same fixed subset for every method and seed (another stream than the training subset's).
-            g = torch.Generator().manual_seed(1)
-            keep = sorted(torch.randperm(len(data["valid"]), generator=g)[: config.max_valid].tolist())
-            data = {**data, "valid": [data["valid"][i] for i in keep]}
-        if config.max_train is not None and len(data["train"]) > config.max_train:
-            # A fixed random subset (not the first uids: those are sorted by label), the same for every
-            # method and seed, so all runs of a task train on the same examples.
-            g = torch.Generator().manual_seed(0)
-            keep = sorted(torch.randperm(len(data["train"]), generator=g)[: config.max_train].tolist())
-            data = {**data, "train": [data["train"][i] for i in keep]}
+        # Fixed random subsets (not the first uids: those are sorted by label), the same for every method and
+        # seed, so all runs of a task train and are judged on the same examples.
+        data = {**data, "train": fixed_subset(data["train"], config.max_train, stream=0),
+                "valid": fixed_subset(data["valid"], config.max_valid, stream=1)}
         cache[key] = (data, collator)
     return cache[key]
+
+
+def fixed_subset(items: Sequence[Any], n: int | None, stream: int) -> list[Any]:
+    """``n`` of ``items`` drawn once by a generator seeded with ``stream`` alone (no run seed, no method), in
+    their order; all of them when ``n`` is None or not smaller. ``max_train`` uses stream 0, ``max_valid``
+    stream 1."""
+    if n is None or len(items) <= n:
+        return list(items)
+    g = torch.Generator().manual_seed(stream)
+    return [items[i] for i in sorted(torch.randperm(len(items), generator=g)[:n].tolist())]
 
 
 def few_shot_subset(train: Sequence[Any], shots: int, seed: int) -> list[Any]:
