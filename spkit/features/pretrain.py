@@ -367,12 +367,12 @@ def pretrain(waves: Sequence[torch.Tensor], out: str | os.PathLike,
         step, seconds, audio_seconds = ckpt["step"], ckpt["seconds"], ckpt["audio_seconds"]
         history, centers = ckpt["history"], ckpt["targets"]["centers"]
         log.info("%s: resuming at step %d", out, step)
-    elif config.init_from_teacher and teacher is not None:
-        _, tck = load_tiny_hubert(teacher)
-        same = {**tck["config"], "num_classes": model_config.num_classes}
-        if TinyHubertConfig.from_dict(same) != model_config:
+    elif config.init_from_teacher and teacher_ext is not None:
+        # the teacher is loaded already (it makes the targets): its weights, all but the label embeddings
+        teacher_config = dataclasses.replace(teacher_ext.model.config, num_classes=model_config.num_classes)
+        if teacher_config != model_config:
             raise ValueError(f"{teacher}: init_from_teacher needs the same architecture as the new model")
-        weights = {k: v for k, v in tck["model"].items() if k != "label_emb"}
+        weights = {k: v for k, v in teacher_ext.model.state_dict().items() if k != "label_emb"}
         weights["label_emb"] = model.label_emb.detach().clone()  # new targets: fresh label embeddings
         model.load_state_dict(weights, strict=True)
     else:

@@ -96,6 +96,18 @@ class EncodedSpeech:
         return int(self.durations.sum())
 
 
+def encoded_speech(frame_units: Any, deduplicate: bool = True,
+                   features: Tensor | None = None) -> EncodedSpeech:
+    """Per-frame units ``(frames,)`` -> :class:`EncodedSpeech`: deduplicated with durations, or one frame
+    each. The one conversion every encoder (:class:`SpeechEncoder`, the oracle's) ends with."""
+    frame_units = torch.as_tensor(frame_units, dtype=torch.long).reshape(-1)
+    if not deduplicate:
+        return EncodedSpeech(frame_units, torch.ones_like(frame_units), features)
+    units, durations = dedup(frame_units.tolist())
+    return EncodedSpeech(torch.tensor(units, dtype=torch.long), torch.tensor(durations, dtype=torch.long),
+                         features)
+
+
 class SpeechEncoder:
     """Dense extractor + k-means quantizer + deduplication (see the module docstring).
 
@@ -190,12 +202,7 @@ class SpeechEncoder:
 
     def from_frame_units(self, frame_units: Tensor, features: Tensor | None = None) -> EncodedSpeech:
         """Per-frame units -> :class:`EncodedSpeech` (deduplicated when the encoder deduplicates)."""
-        frame_units = torch.as_tensor(frame_units, dtype=torch.long).reshape(-1)
-        if not self.deduplicate:
-            return EncodedSpeech(frame_units, torch.ones_like(frame_units), features)
-        units, durations = dedup(frame_units.tolist())
-        return EncodedSpeech(torch.tensor(units, dtype=torch.long), torch.tensor(durations, dtype=torch.long),
-                             features)
+        return encoded_speech(frame_units, self.deduplicate, features)
 
     # ---- the whole chain -------------------------------------------------------------------
     def encode(self, wave: Tensor, *, with_features: bool = False,

@@ -238,19 +238,8 @@ def fit_kmeans(frames: np.ndarray | torch.Tensor, n_clusters: int, *, backend: s
                preset: str = "fast", n_init: int | None = None, max_iter: int | None = None,
                tol: float = 1e-4, seed: int = 0, device: str = "cpu", verbose: bool = False
                ) -> KMeansModel:
-    """Fit K-means on ``frames`` ``(n, dim)`` (:func:`spkit.cluster.fit_centers`) as a :class:`KMeansModel`.
-
-    Args:
-        frames: the sample to cluster, e.g. from :func:`sample_frames`.
-        n_clusters: K (GSLM: 50, 100 or 200).
-        backend: ``"torch"`` (k-means++ + Lloyd, CPU/GPU) or ``"sklearn"`` (``MiniBatchKMeans``).
-        preset: ``"fast"`` (n_init=3) or ``"gslm"`` (GSLM's settings, n_init=20); for the torch
-            backend only ``n_init`` and ``max_iter`` of the preset are used.
-        n_init, max_iter: override the preset's.
-        tol: torch backend: stop when the squared centre shift is at most ``tol`` x mean feature
-            variance (0: only when the assignments stop changing).
-        seed: same seed, same data -> same centres.
-        device: torch backend only.
+    """Fit K-means on ``frames`` ``(n, dim)`` (e.g. from :func:`sample_frames`; GSLM's K: 50, 100 or 200) as a
+    :class:`KMeansModel`; the arguments are :func:`spkit.cluster.fit_centers`'s.
 
     The model keeps the estimator ``save`` writes: sklearn's own ``MiniBatchKMeans``, or for the torch
     backend a fitted-looking ``KMeans`` (:func:`sklearn_estimator`).

@@ -55,7 +55,7 @@ from spkit.features.base import num_frames
 from spkit.features.factory import load_extractor
 from spkit.io import atomic_path, read_json, write_json
 from spkit.layout import RunLayout
-from spkit.units.encoder import FRAME_RATE, SAMPLE_RATE, EncodedSpeech, dedup
+from spkit.units.encoder import FRAME_RATE, SAMPLE_RATE, EncodedSpeech, encoded_speech
 from spkit.units.quantize import (
     check_name,
     check_utterances,
@@ -431,12 +431,7 @@ class OracleEncoder:
         return self.inventory.units(frame_labels(alignment, n_frames, frame_rate=FRAME_RATE, tier="phones"))
 
     def from_frame_units(self, frame_units: Any, features: Tensor | None = None) -> EncodedSpeech:
-        frame_units = torch.as_tensor(frame_units, dtype=torch.long).reshape(-1)
-        if not self.deduplicate:
-            return EncodedSpeech(frame_units, torch.ones_like(frame_units), features)
-        units, durations = dedup(frame_units.tolist())
-        return EncodedSpeech(torch.tensor(units, dtype=torch.long), torch.tensor(durations, dtype=torch.long),
-                             features)
+        return encoded_speech(frame_units, self.deduplicate, features)
 
     def encode(self, wave: Tensor | None = None, *, path: str | os.PathLike | None = None,
                with_features: bool = False) -> EncodedSpeech:
