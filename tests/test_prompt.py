@@ -142,6 +142,31 @@ def test_deep_prompts_learn_toy_task_and_lm_stays_bit_identical():
     assert res.memory_method and res.wall_seconds > 0
 
 
+def test_cpu_bf16_autocasts_only_where_the_cpu_has_native_bf16(monkeypatch):
+    # bf16 on a CPU without native bf16 would be emulated (slower): such a CPU keeps float32
+    tr = sys.modules["spkit.prompt.train"]
+    cpu = torch.device("cpu")
+    for native in (True, False):
+        monkeypatch.setattr(tr, "cpu_has_native_bf16", lambda native=native: native)
+        with tr._autocast(cpu, TrainConfig(cpu_bf16=True)):
+            assert torch.is_autocast_cpu_enabled() is native
+        with tr._autocast(cpu, TrainConfig(cpu_bf16=False)):
+            assert not torch.is_autocast_cpu_enabled()
+    # where the CPU has it, a bf16 run trains (finite, falling loss), differs from float32 and keeps fp32
+    # trainable parameters
+    monkeypatch.setattr(tr, "cpu_has_native_bf16", lambda: True)
+    data = toy_data(96)
+    runs = {}
+    for bf in (False, True):
+        model, col, _, _ = setup(data=data)
+        runs[bf] = train(model, data, col, TrainConfig(max_epochs=3, patience=0, batch_size=16, cpu_bf16=bf),
+                         progress=False)
+        assert all(p.dtype == torch.float32 for p in model.trainable_parameters())
+    losses = [e["train_loss"] for e in runs[True].log]
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
+    assert losses != [e["train_loss"] for e in runs[False].log]
+
+
 def test_peak_memory_measures_growth():
     """PeakMemory sees memory allocated inside the block (a 64 MiB tensor), not just a non-negative number."""
     from spkit.prompt.train import PeakMemory

@@ -12,7 +12,8 @@ uses 5e-3).
 * ``out_dir/train_state.pt`` is written atomically after every epoch: trainable state, Adam state, the
   best state so far, early-stopping counters and the log. ``resume=True`` continues from it (and refuses
   one made for another uLM or another set of trainable parameters).
-* bf16 autocast on CUDA (trainable parameters stay fp32); fp32 on CPU.
+* bf16 autocast on CUDA (trainable parameters stay fp32); on CPU fp32, or bf16 with ``cpu_bf16`` where the
+  CPU computes bf16 natively (:func:`cpu_has_native_bf16`).
 * One stopping rule for every method (prompts, fine-tuning, and the downstream head of
   :mod:`spkit.prompt.downstream`): after each epoch the validation split is scored
   (``stop_on="valid_metric"``, the default: the task metric with the validation decoder of
@@ -89,6 +90,9 @@ class TrainConfig:
             (0: never); with ``valid_metric`` it is computed every epoch.
         eval_batch_size: batch size for validation.
         bf16: autocast to bfloat16 on CUDA.
+        cpu_bf16: autocast to bfloat16 on a CPU too, where it computes bf16 natively (AVX512-bf16 or AMX:
+            about 1.5x faster steps of the d=256 uLM on one core, measured); elsewhere float32 (emulated bf16
+            is slower). Trainable parameters, the optimizer and the loss stay float32.
         reparam_lr_scale: learning-rate factor for a reparameterisation MLP and its embedding (measured on
             the toy task: lr 5e-2 on the MLP stayed at chance, 5e-3 learned).
         checkpoint_activations: recompute each frozen uLM block in backward instead of keeping its
@@ -113,6 +117,7 @@ class TrainConfig:
     metric_every: int = 1
     eval_batch_size: int = 64
     bf16: bool = True
+    cpu_bf16: bool = False
     reparam_lr_scale: float = 0.1
     checkpoint_activations: bool = False
     length_buckets: int = 0
@@ -281,14 +286,22 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int
     return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 matrix products natively (AVX512-bf16 or AMX tiles)."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
 def _autocast(device: torch.device, cfg: TrainConfig) -> Any:
-    enabled = cfg.bf16 and device.type == "cuda"
+    if device.type == "cuda":
+        enabled = cfg.bf16
+    else:
+        enabled = cfg.cpu_bf16 and cpu_has_native_bf16()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 @torch.no_grad()
 def validation_loss(model: PromptedULM, examples: Sequence[TaskExample], collator: Collator,
-                    batch_size: int = 64, bf16: bool = True) -> float:
+                    batch_size: int = 64, bf16: bool = True, cpu_bf16: bool = False) -> float:
     """Label-token-weighted mean loss over ``examples`` (the early-stopping criterion)."""
     device = next(model.lm.parameters()).device
     was = model.training
@@ -297,7 +310,7 @@ def validation_loss(model: PromptedULM, examples: Sequence[TaskExample], collato
     examples = [examples[i] for i in length_order(examples)]  # the sum does not depend on the order
     for i in range(0, len(examples), batch_size):
         batch = collator(examples[i:i + batch_size]).to(device)
-        with _autocast(device, TrainConfig(bf16=bf16)):
+        with _autocast(device, TrainConfig(bf16=bf16, cpu_bf16=cpu_bf16)):
             loss, n = model.loss(batch)
         total += float(loss) * int(n)
         count += int(n)
@@ -419,7 +432,7 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
                     count += int(n)
                     bar.set_postfix(loss=f"{total / max(count, 1):.3f}")
             bar.close()
-            valid_loss = validation_loss(model, valid_set, collator, cfg.eval_batch_size, cfg.bf16)
+            valid_loss = validation_loss(model, valid_set, collator, cfg.eval_batch_size, cfg.bf16, cfg.cpu_bf16)
             metric = None
             if on_metric or (cfg.metric_every and (epoch + 1) % cfg.metric_every == 0):
                 # The validation decoder: classification greedy_exact (the test's value), sequence beam.

@@ -97,6 +97,9 @@ class PromptingConfig:
             method, seed and epoch, so that scoring validation after every epoch (the stopping rule) fits a
             time budget; the test split is always whole.
         asr_beam: beam width of ASR and SF decoding.
+        cpu_bf16: prompt and fine-tuning steps under bf16 autocast on a CPU that computes bf16 natively
+            (:func:`spkit.prompt.train.cpu_has_native_bf16`; float32 elsewhere), as the uLM trainer's
+            ``--cpu-bf16``.
         ablation_task: the task of the ablations (None: none).
         ablation_lengths, ablation_verbalizers: prompt lengths / verbalizers tried on ablation_task.
         ablation_forms: prompt forms tried on ablation_task besides deep_prompt (``deep_prompt_tied``,
@@ -135,6 +138,7 @@ class PromptingConfig:
     max_train: int | None = None
     max_valid: int | None = None
     asr_beam: int = 4
+    cpu_bf16: bool = False
     ablation_task: str | None = "kws"
     ablation_lengths: Sequence[int] = (5, 40)
     ablation_verbalizers: Sequence[str] = ("random", "learnable")
@@ -313,10 +317,10 @@ def plan_few_shot(config: PromptingConfig) -> list[RunSpec]:
 _RUN_SETTINGS = {
     "prompt": ("lr", "epochs", "batch_size", "patience", "stop_on", "valid_beam", "max_train", "max_valid",
                "asr_beam", "length_buckets", "adam_betas", "prompt_init", "separator_init", "prompt_dropout",
-               "loss_positions", "kws_balanced"),
+               "loss_positions", "kws_balanced", "cpu_bf16"),
     "finetune": ("finetune_lr", "finetune_epochs", "batch_size", "patience", "stop_on", "valid_beam",
                  "max_train", "max_valid", "asr_beam", "length_buckets", "adam_betas", "loss_positions",
-                 "kws_balanced"),
+                 "kws_balanced", "cpu_bf16"),
     "downstream": ("downstream_lr", "downstream_epochs", "patience", "stop_on", "batch_size", "max_train",
                    "max_valid",
                    "kws_balanced"),
@@ -529,6 +533,7 @@ def train_one(
         seed=run.seed,
         metric_every=0,
         length_buckets=config.length_buckets,
+        cpu_bf16=config.cpu_bf16,
     )
     # What else makes this run itself (a saved train_state.pt made with other settings is not resumed).
     identity = run_settings(run, config) | {"spec": dataclasses.asdict(run)}
