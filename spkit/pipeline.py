@@ -235,7 +235,8 @@ def execute(stages: list[Stage], run_dir: Path, *, log: Callable[[str], None] = 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=PRESETS, default="default",
                    help="smoke: seconds, for tests; default: the main job on the shipped spkit-base; "
-                        "scratch: the main job training its units and uLM from zero; paper: real data (GPU); "
+                        "scratch: the main job training its units and uLM from zero; full: default's models, "
+                        "every clip, every method to convergence (hours on a CPU); paper: real data (GPU); "
                         "oracle: the oracle topline (units = the synthesizer's phone labels, not a speech "
                         "system; --param units=oracle gives it at another size)")
     p.add_argument("--out", type=Path, required=True, help="run folder (created; resumed if present)")

@@ -5,6 +5,7 @@
 | ``smoke`` | tiny synthesized corpora | trained from zero in the run (seconds; the tests) |
 | ``default`` | the default synthesized corpora | **spkit-base**, pretrained once, shipped (``models/``) |
 | ``scratch`` | the default synthesized corpora | trained from zero in the run (the whole from-zero path) |
+| ``full`` | the default synthesized corpora | **spkit-base**, as ``default``; prompting on every clip to convergence |
 | ``paper`` | the real data sets (``--corpus``) | fairseq HuBERT Base + GSLM ``km.bin`` + GSLM uLM |
 | ``oracle`` | the default corpora + the pretraining corpus | **oracle topline** (below) |
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from spkit.layout import REPO_ROOT
 
-RUN_PRESETS = ("smoke", "default", "scratch", "paper", "oracle")
+RUN_PRESETS = ("smoke", "default", "scratch", "full", "paper", "oracle")
 SHIPPED_BASE = REPO_ROOT / "models" / "spkit-base"
 """The shipped spkit-base folder (``spkit pretrain-base --out models/spkit-base`` rebuilds it)."""
 
@@ -28,7 +29,8 @@ UNIT_KINDS = ("ssl", "oracle")
 """The ``units`` notebook parameter: ``ssl`` (SSL features + k-means: every preset's own) or ``oracle`` (the
 oracle topline: the synthesizer's phone labels; never a default)."""
 
-_CORPUS_PRESET = {"smoke": "smoke", "default": "default", "scratch": "default", "oracle": "default"}
+_CORPUS_PRESET = {"smoke": "smoke", "default": "default", "scratch": "default", "full": "default",
+                  "oracle": "default"}
 
 PRETRAIN_CORPUS = "pretrain"
 """The pretraining corpus's name among a run's corpora (``spkit synth pretrain``; oracle units only): its
@@ -51,8 +53,8 @@ def uses_oracle_units(preset: str, units: str | None = None) -> bool:
 
 
 def corpus_preset(preset: str) -> str:
-    """The size of the synthesized corpora a run preset uses (``scratch`` and ``oracle`` use the default
-    corpora)."""
+    """The size of the synthesized corpora a run preset uses (``scratch``, ``full`` and ``oracle`` use the
+    default corpora)."""
     if preset not in _CORPUS_PRESET:
         raise ValueError(
             f"preset {preset!r} has no synthesized corpora (it reads the real data sets)"

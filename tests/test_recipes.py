@@ -117,6 +117,27 @@ def test_default_builds_on_the_shipped_base_and_scratch_trains_from_zero():
         corpus_preset("paper")
 
 
+def test_full_preset_is_default_models_with_every_clip_and_the_whole_grid():
+    from spkit.presets import RUN_PRESETS, corpus_preset
+
+    assert "full" in RUN_PRESETS and corpus_preset("full") == "default"
+    assert unit_discovery.PRESETS["full"] == unit_discovery.PRESETS["default"]
+    assert unit_lm.PRESETS["full"] == unit_lm.PRESETS["default"]
+    full, main = prompting.preset_config("full"), prompting.preset_config("default")
+    for task in full.tasks:
+        f, m = full.for_task(task), main.for_task(task)
+        assert f.max_train is None and f.max_valid is None  # every training and validation clip
+        assert set(f.methods) == set(prompting.METHODS) >= set(m.methods)  # every method on every task
+        # the same rule, caps at least the main job's
+        assert f.patience >= m.patience and f.stop_on == m.stop_on == "valid_metric"
+        assert f.epochs >= m.epochs and f.finetune_epochs >= m.finetune_epochs
+        assert f.downstream_epochs >= m.downstream_epochs
+    # issue 13's few-shot sweep: 1, 5, 10, 50 (and all: the main table) x the three methods x KWS and IC
+    assert tuple(full.few_shot_shots) == (1, 5, 10, 50) and set(full.few_shot_tasks) == {"kws", "intent"}
+    assert set(full.few_shot_methods) == {"deep_prompt", "downstream", "finetune"}
+    assert len(prompting.plan_runs(full)) > len(prompting.plan_runs(main))
+
+
 def test_one_stopping_rule_and_settings_recorded_for_every_method():
     cfg = prompting.preset_config("default")
     runs = {r.method: r for r in prompting.plan_runs(cfg) if r.task == "kws" and r.seed == 0}
