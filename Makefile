@@ -1,9 +1,10 @@
 # The two commands of the README:
-#   make run    set up what is missing, then run the main job (all notebooks; PRESET=scratch until spkit-base
-#               beats the in-run units, see the README; PRESET=default builds on models/spkit-base)
+#   make run    set up what is missing, then run the main job (all notebooks, PRESET=default: prompts on the
+#               shipped models/spkit-base; PRESET=scratch trains the units and uLM from zero in the run;
+#               PRESET=full runs every clip and method to convergence, hours on a CPU)
 #   make test   set up what is missing, then run the test suite
 PY := .venv/bin/python
-PRESET ?= scratch
+PRESET ?= default
 RUN ?= runs/$(PRESET)
 PYTEST_ARGS ?=
 
