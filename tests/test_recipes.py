@@ -176,7 +176,7 @@ def test_few_shot_plan_and_subset():
     assert prompting.plan_few_shot(prompting.preset_config("paper")) == []
     d = prompting.preset_config("default")
     n_few = len(d.few_shot_tasks) * len(d.few_shot_methods) * len(d.few_shot_shots) * len(d.few_shot_seeds)
-    assert len(prompting.plan_few_shot(d)) == n_few == 1 * 2 * 2 * 3  # KWS; IC's sweep is in `full`
+    assert len(prompting.plan_few_shot(d)) == n_few == 1 * 2 * 2 * 2  # KWS; the whole sweep is `full`
     with pytest.raises(ValueError, match="few_shot_methods"):
         prompting.plan_few_shot(dataclasses.replace(cfg, few_shot_methods=("lora",)))
     # n per class, drawn per seed, classes with fewer keep all
