@@ -5,7 +5,7 @@
 | ``smoke`` | tiny synthesized corpora | trained from zero in the run (seconds; the tests) |
 | ``default`` | the default synthesized corpora | **spkit-base**, pretrained once, shipped (``models/``) |
 | ``scratch`` | the default synthesized corpora | trained from zero in the run (the whole from-zero path) |
-| ``full`` | the default synthesized corpora | **spkit-base**, as ``default``; prompting on every clip to convergence |
+| ``full`` | the default synthesized corpora | **spkit-base**, as ``default``; every clip, to convergence |
 | ``paper`` | the real data sets (``--corpus``) | fairseq HuBERT Base + GSLM ``km.bin`` + GSLM uLM |
 | ``oracle`` | the default corpora + the pretraining corpus | **oracle topline** (below) |
 

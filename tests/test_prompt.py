@@ -148,9 +148,9 @@ def test_cpu_bf16_autocasts_only_where_the_cpu_has_native_bf16(monkeypatch):
     cpu = torch.device("cpu")
     for native in (True, False):
         monkeypatch.setattr(tr, "cpu_has_native_bf16", lambda native=native: native)
-        with tr._autocast(cpu, TrainConfig(cpu_bf16=True)):
+        with tr.step_autocast(cpu, TrainConfig(cpu_bf16=True)):
             assert torch.is_autocast_cpu_enabled() is native
-        with tr._autocast(cpu, TrainConfig(cpu_bf16=False)):
+        with tr.step_autocast(cpu, TrainConfig(cpu_bf16=False)):
             assert not torch.is_autocast_cpu_enabled()
     # where the CPU has it, a bf16 run trains (finite, falling loss), differs from float32 and keeps fp32
     # trainable parameters

@@ -19,8 +19,8 @@ def test_plan_runs_covers_tasks_methods_seeds_and_ablations():
         assert {r.seed for r in main if r.task == t} == set(cfg.for_task(t).seeds)
         assert len(cfg.for_task(t).seeds) >= 2  # a std needs two seeds
     # the main job: the paper's comparison on every task it runs, fine-tuning on KWS
-    assert {(r.task, r.method) for r in main} >= {(t, m) for t in cfg.tasks
-                                                  for m in ("deep_prompt", "deep_prompt_random_lm", "downstream")}
+    paper = ("deep_prompt", "deep_prompt_random_lm", "downstream")
+    assert {(r.task, r.method) for r in main} >= {(t, m) for t in cfg.tasks for m in paper}
     assert {r.task for r in main if r.method == "finetune"} == {"kws"}
     assert {r.seed for r in main if r.task == "kws"} == {0, 1, 2}
     with pytest.raises(ValueError, match="unknown method"):

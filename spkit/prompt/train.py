@@ -291,7 +291,9 @@ def cpu_has_native_bf16() -> bool:
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
-def _autocast(device: torch.device, cfg: TrainConfig) -> Any:
+def step_autocast(device: torch.device, cfg: TrainConfig) -> Any:
+    """The autocast context of a training step under ``cfg``: bf16 on CUDA with ``bf16``; on the CPU with
+    ``cpu_bf16`` where it computes bf16 natively; otherwise disabled (float32)."""
     if device.type == "cuda":
         enabled = cfg.bf16
     else:
@@ -310,7 +312,7 @@ def validation_loss(model: PromptedULM, examples: Sequence[TaskExample], collato
     examples = [examples[i] for i in length_order(examples)]  # the sum does not depend on the order
     for i in range(0, len(examples), batch_size):
         batch = collator(examples[i:i + batch_size]).to(device)
-        with _autocast(device, TrainConfig(bf16=bf16, cpu_bf16=cpu_bf16)):
+        with step_autocast(device, TrainConfig(bf16=bf16, cpu_bf16=cpu_bf16)):
             loss, n = model.loss(batch)
         total += float(loss) * int(n)
         count += int(n)
@@ -421,7 +423,7 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
                 for idx in bar:
                     batch = collator([train_set[i] for i in idx])
                     batch = batch.to(device)
-                    with _autocast(device, cfg):
+                    with step_autocast(device, cfg):
                         loss, n = model.loss(batch)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
@@ -432,7 +434,8 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
                     count += int(n)
                     bar.set_postfix(loss=f"{total / max(count, 1):.3f}")
             bar.close()
-            valid_loss = validation_loss(model, valid_set, collator, cfg.eval_batch_size, cfg.bf16, cfg.cpu_bf16)
+            valid_loss = validation_loss(model, valid_set, collator, cfg.eval_batch_size, cfg.bf16,
+                                         cfg.cpu_bf16)
             metric = None
             if on_metric or (cfg.metric_every and (epoch + 1) % cfg.metric_every == 0):
                 # The validation decoder: classification greedy_exact (the test's value), sequence beam.

@@ -147,7 +147,7 @@ PRESETS: dict[str, UnitDiscoveryConfig] = {
                                         "utterance_cmvn": True},
                                  pretrain_options=dict(INVARIANCE_AUGMENTATION)),
     "default": UnitDiscoveryConfig(base=str(SHIPPED_BASE)),
-    "full": UnitDiscoveryConfig(base=str(SHIPPED_BASE)),  # default's models; only the prompting budget differs
+    "full": UnitDiscoveryConfig(base=str(SHIPPED_BASE)),  # default's models; a larger prompting budget
     "scratch": UnitDiscoveryConfig(),
     "paper": UnitDiscoveryConfig(features="hubert", layer=6, n_clusters=100, iterations=0,
                                  feature_cmvn=False, mfcc_baseline=False),

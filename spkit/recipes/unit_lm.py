@@ -87,7 +87,7 @@ PRESETS: dict[str, UnitLMConfig] = {
                           oracle_recipe="smoke"),
     # 1000 steps (about 1.3 k tokens a step over the four corpora's units) keep the main job under 30 minutes
     "default": UnitLMConfig(base=str(SHIPPED_BASE)),
-    "full": UnitLMConfig(base=str(SHIPPED_BASE)),  # default's models; only the prompting budget differs
+    "full": UnitLMConfig(base=str(SHIPPED_BASE)),  # default's models; a larger prompting budget
     "scratch": UnitLMConfig(max_steps=1000),
     "paper": UnitLMConfig(model="transformer_lm_big", export_fairseq=False),
     # the oracle topline: spkit-base's uLM recipe (ulm_small, 1000 steps) on the pretraining corpus's units
