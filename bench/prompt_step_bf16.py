@@ -7,8 +7,8 @@ float32 (:func:`spkit.prompt.train.cpu_has_native_bf16`) and this benchmark says
 
 Each step is the trainer's: ``model.loss`` under :func:`spkit.prompt.train.step_autocast` -> backward ->
 clip -> Adam step, on one KWS-shaped batch (``--batch`` sequences of ``--tokens`` tokens: ``[</s>, units,
-<sep>, label]``). The two precisions alternate step by step so that machine load hits both alike; the median step
-time of each is reported.
+<sep>, label]``). The two precisions alternate step by step so that machine load hits both alike; the median
+step time of each is reported.
 
 Usage::
 
