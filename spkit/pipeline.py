@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spkit.artifacts import TASK_CORPUS
 from spkit.errors import UserError
 from spkit.io import read_json, write_json
 from spkit.layout import REPO_ROOT, corpus_dir, default_data_root, pretrain_corpus_dir
@@ -41,6 +42,20 @@ CORPUS_KINDS = ("kws", "intent", "lid", "asr", "sf")
 KWS_TEST = "kws_test"  # --corpus kws_test=DIR: SUPERB's KS test folder, the test split of kws
 PRETRAIN = PRETRAIN_CORPUS  # the pretraining corpus (spkit synth pretrain), read with oracle units
 SMOKE_CELL_TIMEOUT_S = 900
+SHIPPED_MODEL_PRESETS = ("default", "oracle")
+"""Presets whose units and uLM are not trained on the task corpora: they synthesize only the corpora of the
+tasks they prompt (:func:`corpus_kinds`)."""
+
+
+def corpus_kinds(preset: str) -> tuple[str, ...]:
+    """The task corpora a run of ``preset`` synthesizes: all of them where the run trains its units and uLM on
+    them (``smoke``, ``scratch``) or prompts every task (``full``); the prompted tasks' corpora where the
+    models are shipped and the main job leaves tasks out (``default`` and ``oracle``: no ASR)."""
+    if preset not in SHIPPED_MODEL_PRESETS:
+        return CORPUS_KINDS
+    from spkit.recipes.prompting import PRESETS  # lazy: pulls torch, and `spkit --help` imports this module
+    used = {TASK_CORPUS[t] for t in PRESETS[preset].tasks}
+    return tuple(k for k in CORPUS_KINDS if k in used)
 
 
 def notebooks_dir() -> Path:
@@ -134,14 +149,15 @@ def _file_sha(path: Path) -> str:
 
 
 def plan(preset: str, run_dir: Path, *, seed: int = 0, data_root: Path | None = None,
-         kinds: tuple[str, ...] = CORPUS_KINDS, timeout_s: int | None = None,
+         kinds: tuple[str, ...] | None = None, timeout_s: int | None = None,
          corpora: dict[str, str] | None = None, params: dict[str, Any] | None = None) -> list[Stage]:
     """The stages of the main job for ``preset``, in order.
 
     ``corpora`` (``{name: folder}``, names among :data:`CORPUS_KINDS` plus ``kws_test``, SUPERB's KS test
     folder beside ``kws``) replaces the synthesized corpora (the ``paper`` preset needs it);
     ``params`` are extra notebook parameters passed to every notebook (e.g. ``checkpoint``,
-    ``kmeans_path``, ``gslm_checkpoint``; a notebook ignores the ones it does not use).
+    ``kmeans_path``, ``gslm_checkpoint``; a notebook ignores the ones it does not use). ``kinds``: the task
+    corpora to synthesize (None: :func:`corpus_kinds` of the preset).
 
     With oracle units (preset ``oracle``, or ``params={"units": "oracle"}`` at any synthesized size) the
     pretraining corpus (``spkit synth pretrain`` at the preset's size, the seed spkit-base used) is
@@ -183,7 +199,7 @@ def plan(preset: str, run_dir: Path, *, seed: int = 0, data_root: Path | None = 
     else:
         corpora = {}
         size = corpus_preset(preset)
-        for kind in kinds:
+        for kind in kinds or corpus_kinds(preset):
             out = corpus_dir(data_root, kind, size, seed)
             corpora[kind] = str(out)
             stages.append(synth_stage(kind, out, size, seed))

@@ -61,6 +61,25 @@ def test_plan_orders_synthesis_before_notebooks(tmp_path: Path, monkeypatch):
     assert stages[-1].params["corpora"]["kws"].endswith("smoke-seed0/kws")
 
 
+def test_shipped_model_presets_synthesize_only_the_prompted_tasks_corpora(tmp_path: Path, monkeypatch):
+    from spkit.artifacts import TASK_CORPUS
+    from spkit.pipeline import corpus_kinds
+    from spkit.recipes.prompting import PRESETS
+
+    nbdir = tmp_path / "nbs"
+    nbdir.mkdir()
+    (nbdir / "01_a.ipynb").write_text("{}")
+    monkeypatch.setenv("SPKIT_NOTEBOOKS", str(nbdir))
+    # the main job prompts spkit-base on KWS, IC, LID and SF: no ASR corpus (neither prompted nor trained on)
+    stages = plan("default", tmp_path / "run", data_root=tmp_path / "data")
+    assert [s.name for s in stages] == ["synth_kws", "synth_intent", "synth_lid", "synth_sf", "01_a"]
+    assert set(stages[-1].params["corpora"]) == {TASK_CORPUS[t] for t in PRESETS["default"].tasks}
+    # a run that trains its units and uLM on the corpora, or prompts every task, synthesizes all five
+    for preset in ("smoke", "scratch", "full"):
+        assert "asr" in corpus_kinds(preset)
+    assert "asr" not in [s.name[6:] for s in plan("oracle", tmp_path / "o", data_root=tmp_path / "d")]
+
+
 def test_unknown_preset(tmp_path: Path):
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         plan("huge", tmp_path)

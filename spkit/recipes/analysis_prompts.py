@@ -57,14 +57,16 @@ def ensure_verbalizer_prompts(run_dir: str | os.PathLike, preset: str, task: str
                               progress: bool = True) -> dict[str, dict[int, Path]]:
     """``{verbalizer kind: {seed: prompt.pt}}``, training the missing verbalizers' deep prompts.
 
-    ``seeds``: default the seeds the frequency prompt (``deep_prompt``) already has, else ``(0,)``; every
-    verbalizer is then compared on the same seeds.
+    ``seeds``: default the preset's ``analysis_seeds`` (the main job's: seed 0), else the seeds the
+    frequency prompt (``deep_prompt``) already has, else ``(0,)``; every verbalizer is then compared on the
+    same seeds.
     """
     unknown = [k for k in kinds if k not in VERBALIZER_METHODS]
     if unknown:
         raise AnalysisError(f"unknown verbalizers {unknown}; expected some of {list(VERBALIZER_METHODS)}")
     if seeds is None:
-        seeds = [f.seed for f in prompt_files(run_dir, task, VERBALIZER_METHODS["frequency"])] or [0]
+        seeds = list(preset_config(preset).analysis_seeds or ()) or [
+            f.seed for f in prompt_files(run_dir, task, VERBALIZER_METHODS["frequency"])] or [0]
     got = ensure_prompts(run_dir, preset, task, {VERBALIZER_METHODS[k]: {"verbalizer": k} for k in kinds},
                          seeds, progress=progress)
     return {k: {s: p for s, p in got[VERBALIZER_METHODS[k]].items() if s in set(seeds)} for k in kinds}

@@ -110,6 +110,8 @@ class PromptingConfig:
             batches; see :func:`spkit.prompt.train.epoch_batches`).
         few_shot_tasks, few_shot_methods, few_shot_shots, few_shot_seeds: the few-shot sweep (examples per
             class; empty ``few_shot_shots``: no sweep).
+        analysis_seeds: the seeds notebook 04 compares verbalizers on (None: every seed notebook 03 trained
+            the frequency verbalizer's prompt with).
         task_settings: per-task overrides of the fields above (``{"asr": {"max_train": 300}}``; ``methods``
             too), so a time budget can go where it matters; a run's results are keyed by the settings it used.
     """
@@ -150,6 +152,7 @@ class PromptingConfig:
     few_shot_methods: Sequence[str] = ("deep_prompt", "downstream", "finetune")
     few_shot_shots: Sequence[int] = (1, 5, 10, 50)
     few_shot_seeds: Sequence[int] = (0, 1, 2)
+    analysis_seeds: Sequence[int] | None = None
     task_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -186,29 +189,29 @@ PRESETS: dict[str, PromptingConfig] = {
         few_shot_shots=(1, 2),
         few_shot_seeds=(0,),
     ),
-    # Sized for the main job: under 30 minutes on 2 CPU cores with margin (the aim is 18-20 here: machines
-    # differ by 1.7x), 2 workers. A prompt step on spkit-base's ulm_small costs about 0.3 s on one core even
-    # with bf16, so the main job holds the paper's comparison on the tasks where it is cheap and leaves the
-    # rest to the `full` preset: deep prompts, the random-uLM control and the downstream head on KWS, IC, LID
-    # and SF; fine-tuning and the learnable verbalizer (SpeechPrompt v2) on KWS; few-shot on KWS. ASR runs in
-    # `full` only: at 200 clips every method's CER was over 100 % (measured) while its decoding to the length
-    # cap took a third of the prompting time. Every method stops on the validation metric with the same
-    # patience (ties broken by the validation loss); the caps bound a run that keeps improving and a run
-    # stopped by one says so (stop_reason "max_epochs" in results.json). Validation is a fixed subset
-    # (max_valid) because it is scored after every epoch; the test splits are whole.
+    # Sized for the main job: under 30 minutes on 2 CPU cores with margin (the aim is 20 here: machines
+    # differ by 1.7x), 2 workers. A prompt step on spkit-base's ulm_small costs about 0.6 s on one core even
+    # with bf16 (batch 32 KWS clips), so the main job holds the paper's comparison where it is cheapest and
+    # leaves the rest to the `full` preset: deep prompts, the random-uLM control and the downstream head on
+    # KWS (3 seeds, with fine-tuning), IC, LID and SF (2 seeds); few-shot on KWS; notebook 04 compares the
+    # verbalizers on seed 0. ASR runs in `full` only: at 200 clips every method's CER was over 100 %
+    # (measured) while its decoding to the length cap took a third of the prompting time. Every method stops
+    # on the validation metric with the same patience (ties broken by the validation loss); the caps bound a
+    # run that keeps improving and a run stopped by one says so (stop_reason "max_epochs" in results.json).
+    # Validation is a fixed subset (max_valid) because it is scored after every epoch; test splits are whole.
     "default": PromptingConfig(
         tasks=("kws", "intent", "lid", "sf"),
         methods=("deep_prompt", "deep_prompt_random_lm", "downstream"),
-        max_train=600, max_valid=200, epochs=5, finetune_epochs=4, downstream_epochs=40, patience=2, jobs=2,
+        max_train=500, max_valid=150, epochs=4, finetune_epochs=4, downstream_epochs=40, patience=2, jobs=2,
         cpu_bf16=True,
-        ablation_lengths=(), ablation_verbalizers=("learnable",), ablation_forms=(),
+        ablation_task=None,
         few_shot_tasks=("kws",), few_shot_methods=("deep_prompt", "downstream"), few_shot_shots=(1, 10),
-        few_shot_seeds=(0, 1),
+        few_shot_seeds=(0, 1), analysis_seeds=(0,),
         task_settings={
             "kws": {"methods": ("deep_prompt", "deep_prompt_random_lm", "downstream", "finetune")},
-            "intent": {"max_train": 400, "seeds": (0, 1)},
-            "lid": {"max_train": 400, "seeds": (0, 1)},
-            "sf": {"max_train": 200, "max_valid": 100, "epochs": 3, "asr_beam": 1, "downstream_epochs": 10,
+            "intent": {"max_train": 300, "max_valid": 100, "epochs": 3, "seeds": (0, 1)},
+            "lid": {"max_train": 300, "max_valid": 100, "epochs": 3, "seeds": (0, 1)},
+            "sf": {"max_train": 150, "max_valid": 50, "epochs": 3, "asr_beam": 1, "downstream_epochs": 10,
                    "seeds": (0, 1)},
         },
     ),
