@@ -200,8 +200,9 @@ def test_oracle_preset_plans_the_pretraining_corpus(tmp_path):
     assert "oracle" in RUN_PRESETS and corpus_preset("oracle") == "default"
     stages = plan("oracle", tmp_path / "run", data_root=tmp_path / "data")
     names = [s.name for s in stages]
-    assert names[:6] == ["synth_kws", "synth_intent", "synth_lid", "synth_asr", "synth_sf", "synth_pretrain"]
-    pre = stages[5].params
+    # default's prompted tasks (no ASR), then the pretraining corpus
+    assert names[:5] == ["synth_kws", "synth_intent", "synth_lid", "synth_sf", "synth_pretrain"]
+    pre = stages[4].params
     assert pre["kind"] == "pretrain" and pre["preset"] == "default" and pre["seed"] == 0
     assert pre["out"] == str((tmp_path / "data" / "pretrain-default-seed0").resolve())
     nb = stages[-1].params
