@@ -14,15 +14,25 @@ def test_plan_runs_covers_tasks_methods_seeds_and_ablations():
     runs = prompting.plan_runs(cfg)
     main = [r for r in runs if r.method in prompting.METHODS]
     # seeds and methods per task (task_settings): each task's own
-    assert len(main) == sum(len(cfg.for_task(t).methods) * len(cfg.for_task(t).seeds) for t in cfg.tasks)
+    assert len(main) == sum(len(cfg.for_task(t).method_seeds.get(m, cfg.for_task(t).seeds))
+                            for t in cfg.tasks for m in cfg.for_task(t).methods)
     for t in cfg.tasks:
         assert {r.seed for r in main if r.task == t} == set(cfg.for_task(t).seeds)
+        for m in cfg.for_task(t).methods:
+            seeds = cfg.for_task(t).method_seeds.get(m, cfg.for_task(t).seeds)
+            assert sorted(r.seed for r in main if (r.task, r.method) == (t, m)) == sorted(seeds)
         assert len(cfg.for_task(t).seeds) >= 2  # a std needs two seeds
     # the main job: the paper's comparison on every task it runs, fine-tuning on KWS
     paper = ("deep_prompt", "deep_prompt_random_lm", "downstream")
     assert {(r.task, r.method) for r in main} >= {(t, m) for t in cfg.tasks for m in paper}
     assert {r.task for r in main if r.method == "finetune"} == {"kws"}
     assert {r.seed for r in main if r.task == "kws"} == {0, 1, 2}
+    # fine-tuning the whole uLM, the costliest run, on one seed in the main job; every seed in `full`
+    assert {r.seed for r in main if r.method == "finetune"} == {0}
+    full_ft = {r.seed for r in prompting.plan_runs(prompting.preset_config("full")) if r.method == "finetune"}
+    assert full_ft == {0, 1, 2}
+    with pytest.raises(ValueError, match="method_seeds"):
+        prompting.preset_config("default", method_seeds={"lora": (0,)})
     with pytest.raises(ValueError, match="unknown method"):
         prompting.plan_runs(prompting.preset_config("default", task_settings={"lid": {"methods": ("lora",)}}))
     # the main job runs no ablations (notebook 04 compares the verbalizers); `full` runs them all on KWS
