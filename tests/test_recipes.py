@@ -14,12 +14,12 @@ def test_plan_runs_covers_tasks_methods_seeds_and_ablations():
     runs = prompting.plan_runs(cfg)
     main = [r for r in runs if r.method in prompting.METHODS]
     # seeds and methods per task (task_settings): each task's own
-    assert len(main) == sum(len(cfg.for_task(t).method_seeds.get(m, cfg.for_task(t).seeds))
+    assert len(main) == sum(len(cfg.for_task(t).seeds_for(m))
                             for t in cfg.tasks for m in cfg.for_task(t).methods)
     for t in cfg.tasks:
         assert {r.seed for r in main if r.task == t} == set(cfg.for_task(t).seeds)
         for m in cfg.for_task(t).methods:
-            seeds = cfg.for_task(t).method_seeds.get(m, cfg.for_task(t).seeds)
+            seeds = cfg.for_task(t).seeds_for(m)
             assert sorted(r.seed for r in main if (r.task, r.method) == (t, m)) == sorted(seeds)
         assert len(cfg.for_task(t).seeds) >= 2  # a std needs two seeds
     # the main job: the paper's comparison on every task it runs, fine-tuning on KWS

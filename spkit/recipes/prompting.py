@@ -171,6 +171,10 @@ class PromptingConfig:
             if unknown:
                 raise ValueError(f"task_settings[{task!r}]: unknown settings {unknown}")
 
+    def seeds_for(self, method: str) -> Sequence[int]:
+        """The training seeds of ``method``: ``method_seeds[method]`` where given, else ``seeds``."""
+        return self.method_seeds.get(method, self.seeds)
+
     def for_task(self, task: str) -> PromptingConfig:
         """This config with ``task_settings[task]`` applied."""
         over = self.task_settings.get(task)
@@ -294,7 +298,7 @@ def plan_runs(config: PromptingConfig) -> list[RunSpec]:
         for method in tc.methods:
             if method not in METHODS:
                 raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
-            for seed in tc.method_seeds.get(method, tc.seeds):
+            for seed in tc.seeds_for(method):
                 prompt = "input_prompt" if method == "input_prompt" else "deep_prompt"
                 runs.append(
                     RunSpec(task, method, seed, prompt=prompt, random_lm=method.endswith("random_lm"), **base)
