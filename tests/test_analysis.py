@@ -16,8 +16,9 @@ from spkit.analysis import tables as vt
 from spkit.analysis import unit_audio as vu
 from spkit.analysis import verbalizer as va
 from spkit.audio import save_audio
-from spkit.prompt.checkpoint import save_prompt
+from spkit.prompt.checkpoint import PromptFileError, load_prompt_on_ulm, save_prompt
 from spkit.prompt.model import PromptConfig, build_prompted
+from spkit.prompt.random_lm import random_ulm
 from spkit.prompt.tasks import Collator, TaskExample, build_spec
 from spkit.prompt.verbalizer import build_verbalizer
 from spkit.ulm.dictionary import UnitDictionary
@@ -308,3 +309,51 @@ def test_probe_learns_which_unit_a_sequence_holds_and_ignores_padding():
     torch.testing.assert_close(model(x, torch.tensor([2])), model(longer[:, :2], torch.tensor([2])))
     with pytest.raises(ValueError, match="exactly one of vocab"):
         ProbeClassifier(2)
+
+
+def test_speech_spread_even_and_peaked():
+    assert np.allclose(att.speech_spread(np.full((2, 5), 0.1)), 1.0)  # even, whatever the total
+    assert np.allclose(att.speech_spread(np.array([0.0, 0.3, 0.0])), 0.0)  # one unit
+    assert np.allclose(att.speech_spread(np.zeros(4)), 1.0)  # no attention at all: counted as even
+    half = att.speech_spread(np.array([0.5, 0.5, 0.0, 0.0]))
+    assert np.isclose(half, math.log(2) / math.log(4))
+    with pytest.raises(ValueError):
+        att.speech_spread(np.ones(1))
+
+
+def test_control_prompt_loads_on_its_random_ulm_and_compares(tmp_path):
+    model, collator, examples, _, lm = _tiny_setup()
+    spec, verb = model.spec, model.verbalizer
+    control = build_prompted(random_ulm(lm, seed=7), spec, verb, PromptConfig(length=3, init="random"),
+                             seed=0)
+    path = save_prompt(tmp_path / "control.pt", control, info={"random_lm": True, "random_lm_seed": 7})
+    loaded = load_prompt_on_ulm(path, lm)  # the pretrained uLM given; the file's random uLM rebuilt
+    assert loaded.ulm_fingerprint() == control.ulm_fingerprint() != lm.fingerprint()
+    batch = collator(examples[:4])
+    assert torch.allclose(loaded(batch.tokens, batch.padding_mask).logits,
+                          control(batch.tokens, batch.padding_mask).logits, atol=1e-6)
+    # A pretrained-uLM prompt loads on the given uLM; forcing the control path onto it is refused.
+    own = save_prompt(tmp_path / "own.pt", model)
+    assert load_prompt_on_ulm(own, lm).ulm_fingerprint() == lm.fingerprint()
+    with pytest.raises(PromptFileError, match="fingerprint"):
+        load_prompt_on_ulm(own, lm, control=True)
+    # The wrong seed is another model: refused by the fingerprint check.
+    wrong = save_prompt(tmp_path / "wrong.pt", control, info={"random_lm": True, "random_lm_seed": 8})
+    with pytest.raises(PromptFileError, match="fingerprint"):
+        load_prompt_on_ulm(wrong, lm)
+    # Side by side: one row per layer, three columns per model, the speech spread within [0, 1].
+    summaries = {"pretrained": att.mass_summary(model, examples, collator),
+                 "random": att.mass_summary(loaded, examples, collator)}
+    for s in summaries.values():
+        spread = s["speech_spread"]
+        assert spread.shape == (2,) and ((0 <= spread) & (spread <= 1)).all()
+    table = att.compare_mass_markdown(summaries).splitlines()
+    assert len(table) == 4 + 2 and table[2].count("|") == 2 + 3 * 2
+    row = table[4].split("|")[1:-1]
+    assert float(row[1]) == pytest.approx(summaries["pretrained"]["mass"][0, att.SEGMENTS.index("prompt")],
+                                          abs=5e-4)
+    assert float(row[5]) == pytest.approx(summaries["random"]["mass"][0, att.SEGMENTS.index("speech")],
+                                          abs=5e-4)
+    assert len(att.compare_mass_figure(summaries).data) == 4
+    with pytest.raises(ValueError):
+        att.compare_mass_markdown({})

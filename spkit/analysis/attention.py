@@ -190,8 +190,11 @@ def mass_summary(model: Any, examples: Sequence[Any], collator: Any, query: str 
         max_clips: the first this many examples (None: all).
     Returns:
         ``{"segments": SEGMENTS, "mass": (n_layers, S) mean over clips and heads, "per_head":
-        (n_layers, H, S) mean over clips, "std": (n_layers, S) std over clips of the head-mean, "n_clips"}``;
-        every row of ``mass`` sums to 1.
+        (n_layers, H, S) mean over clips, "std": (n_layers, S) std over clips of the head-mean,
+        "speech_spread": (n_layers,), "n_clips"}``; every row of ``mass`` sums to 1. ``speech_spread`` is the
+        entropy of the query's attention *within* the speech units (renormalised over them), divided by
+        log(n units): 1 = spread evenly over the clip, 0 = on one unit; mean over heads and the clips with
+        at least two units (NaN when there are none).
     """
 
     if query not in ("sep", "label"):
@@ -204,7 +207,7 @@ def mass_summary(model: Any, examples: Sequence[Any], collator: Any, query: str 
     device = next(model.lm.parameters()).device
     model.eval()
     q0, n_prompt = _query_offset(model), _prompt_keys(model)
-    per_clip = []  # (n_layers, H, S) each
+    per_clip, spread = [], []  # (n_layers, H, S) and (n_layers,) each
     for i in tqdm(range(0, len(chosen), batch_size), desc="attention mass", disable=not progress):
         batch = collator(chosen[i:i + batch_size]).to(device)
         out = model(batch.tokens, batch.padding_mask, return_attn=True)
@@ -216,10 +219,27 @@ def mass_summary(model: Any, examples: Sequence[Any], collator: Any, query: str 
             segs = key_segments(n_prompt, int(batch.input_lengths[b]), n_label)
             m = segment_mass(attn[b, :, :, row], segs)
             per_clip.append(np.stack([m[s] for s in SEGMENTS], axis=-1))
+            if segs["speech"].stop - segs["speech"].start >= 2:
+                spread.append(speech_spread(attn[b, :, :, row, segs["speech"]].numpy()).mean(-1))
     arr = np.stack(per_clip)  # (N, n_layers, H, S)
     head_mean = arr.mean(2)
+    n_layers = arr.shape[1]
     return {"segments": list(SEGMENTS), "query": query, "mass": head_mean.mean(0), "per_head": arr.mean(0),
-            "std": head_mean.std(0), "n_clips": len(per_clip)}
+            "std": head_mean.std(0),
+            "speech_spread": np.stack(spread).mean(0) if spread else np.full(n_layers, np.nan),
+            "n_clips": len(per_clip)}
+
+
+def speech_spread(weights: np.ndarray) -> np.ndarray:
+    """Normalised entropy of attention ``weights`` (..., n) over n >= 2 speech keys, renormalised over them:
+    1 when even, 0 when on one key (a query that gives the speech no attention at all counts as even)."""
+    n = weights.shape[-1]
+    if n < 2:
+        raise ValueError("speech_spread: needs at least two speech keys")
+    total = weights.sum(-1, keepdims=True)
+    p = np.where(total > 0, weights / np.where(total > 0, total, 1.0), 1.0 / n)
+    ent = -(p * np.log(np.where(p > 0, p, 1.0))).sum(-1)
+    return ent / np.log(n)
 
 
 def first_whole_clip(records: Sequence[Mapping[str, Any]], min_units: int = 3) -> Mapping[str, Any]:
@@ -374,3 +394,45 @@ def mass_markdown(summary: Mapping[str, Any]) -> str:
     for i, row in enumerate(np.asarray(summary["mass"])):
         lines.append(f"| {i} | " + " | ".join(f"{m:.3f}" for m in row) + " |")
     return "\n".join(lines)
+
+
+def compare_mass_markdown(summaries: Mapping[str, Mapping[str, Any]]) -> str:
+    """Several :func:`mass_summary` results (``{name: summary}``, same query and layer count) side by side:
+    per layer and model the share of attention on the prompt and on the speech, and the speech spread."""
+    names = list(summaries)
+    if not names:
+        raise ValueError("compare_mass_markdown: no summaries")
+    first = summaries[names[0]]
+    n_layers = np.asarray(first["mass"]).shape[0]
+    if any(np.asarray(s["mass"]).shape[0] != n_layers for s in summaries.values()):
+        raise ValueError("compare_mass_markdown: the summaries have different layer counts")
+    p, sp = SEGMENTS.index("prompt"), SEGMENTS.index("speech")
+    head = " | ".join(f"{n}: prompt | {n}: speech | {n}: spread" for n in names)
+    lines = [f"**{first['query']} query**, share of attention per layer (mean over clips and heads; spread: "
+             "entropy within the speech units / log n)", "", f"| layer | {head} |",
+             "|---|" + "---:|" * (3 * len(names))]
+    for i in range(n_layers):
+        cells = []
+        for s in summaries.values():
+            mass = np.asarray(s["mass"])
+            cells += [f"{mass[i, p]:.3f}", f"{mass[i, sp]:.3f}", f"{np.asarray(s['speech_spread'])[i]:.3f}"]
+        lines.append(f"| {i} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def compare_mass_figure(summaries: Mapping[str, Mapping[str, Any]], title: str = "") -> Any:
+    """Lines per model: the share of the query's attention on the speech units (solid) and on the prompt
+    (dashed), layer by layer."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for name, s in summaries.items():
+        mass = np.asarray(s["mass"])
+        layers = list(range(mass.shape[0]))
+        for seg, dash in (("speech", "solid"), ("prompt", "dash")):
+            fig.add_trace(go.Scatter(x=layers, y=mass[:, SEGMENTS.index(seg)], mode="lines+markers",
+                                     name=f"{name}: {seg}", line={"dash": dash}))
+    query = next(iter(summaries.values()))["query"] if summaries else "sep"
+    fig.update_layout(xaxis_title="layer", yaxis_title="share of attention", yaxis_range=[0, 1], height=380,
+                      title=title or f"where the {query} query looks: speech (solid) vs prompt (dashed)")
+    return fig

@@ -16,6 +16,8 @@ from untrusted sources)::
 :func:`load_prompt` rebuilds the :class:`PromptedULM` on a given uLM and refuses (``PromptFileError``,
 naming the file and both fingerprints) a uLM with another fingerprint, or a unit model whose fingerprints
 differ from the stored ones. The state loads strictly (missing or unexpected keys are errors).
+:func:`load_prompt_on_ulm` does the same on the uLM a prompt was *trained* on: the given pretrained one, or,
+for the random-uLM control (``info["random_lm"]``), the random uLM of the stored seed rebuilt from it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from spkit.errors import UserError
 from spkit.io import torch_save
 from spkit.prompt.model import PromptedULM
 from spkit.prompt.prompts import DeepPrompt, prompt_from_config
+from spkit.prompt.random_lm import RANDOM_LM_SEED, random_ulm
 from spkit.prompt.tasks import TaskSpec
 from spkit.prompt.verbalizer import Verbalizer
 from spkit.ulm.model import UnitLM
@@ -120,3 +123,27 @@ def load_prompt(path: str | os.PathLike, lm: UnitLM, unit_fingerprints: Mapping[
     model = PromptedULM(lm, spec, verbalizer, prompt, d["separator"]).to(device)
     model._fingerprint = actual
     return model
+
+
+def trained_on_random_ulm(d: Mapping[str, Any]) -> bool:
+    """Whether the raw prompt file ``d`` (:func:`read_prompt_file`) is the random-uLM control's."""
+    return bool((d.get("info") or {}).get("random_lm"))
+
+
+def load_prompt_on_ulm(path: str | os.PathLike, lm: UnitLM,
+                       unit_fingerprints: Mapping[str, str] | None = None,
+                       control: bool | None = None) -> PromptedULM:
+    """:func:`load_prompt` on the uLM the prompt was trained on.
+
+    ``lm`` is the run's pretrained uLM. A prompt of the random-uLM control (``control``; None: as the file's
+    ``info["random_lm"]`` says) is loaded on :func:`~spkit.prompt.random_lm.random_ulm` of ``lm``'s shape
+    drawn from the file's ``info["random_lm_seed"]`` (default :data:`~spkit.prompt.random_lm.RANDOM_LM_SEED`),
+    on ``lm``'s device; the fingerprint check then proves it is the very model the prompt was trained on.
+    """
+    d = read_prompt_file(path)
+    if control is None:
+        control = trained_on_random_ulm(d)
+    if control:
+        seed = int((d.get("info") or {}).get("random_lm_seed", RANDOM_LM_SEED))
+        lm = random_ulm(lm, seed=seed, device=next(lm.parameters()).device)
+    return load_prompt(path, lm, unit_fingerprints)

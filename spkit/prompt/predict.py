@@ -16,8 +16,8 @@ What it loads, all through the run-artifact loaders (:mod:`spkit.artifacts`):
   prompt file, default :data:`~spkit.prompt.random_lm.RANDOM_LM_SEED`);
 * the prompt: ``RUN/prompts/<task>/<method>/seed<N>/prompt.pt`` (:func:`find_prompt` over
   :func:`spkit.artifacts.prompt_files`), loaded by
-  :func:`spkit.prompt.checkpoint.load_prompt`, which refuses a uLM or unit model whose fingerprint differs
-  from the one it was trained with.
+  :func:`spkit.prompt.checkpoint.load_prompt_on_ulm`, which refuses a uLM or unit model whose fingerprint
+  differs from the one it was trained with.
 
 In an oracle-topline run (units = the synthesizer's phone labels, :mod:`spkit.units.oracle`) the unit model is
 an :class:`~spkit.units.oracle.OracleEncoder`: a file of the run's synthesized corpora is predicted from its
@@ -46,9 +46,8 @@ from spkit.audio import AudioError, load_audio
 from spkit.errors import UserError
 from spkit.io import read_json
 from spkit.layout import RunLayout
-from spkit.prompt.checkpoint import load_prompt, read_prompt_file
+from spkit.prompt.checkpoint import load_prompt_on_ulm, read_prompt_file, trained_on_random_ulm
 from spkit.prompt.decode import beam_decode, score_labels
-from spkit.prompt.random_lm import RANDOM_LM_SEED, random_ulm
 from spkit.prompt.results import load_results
 from spkit.prompt.slots import slot_list
 from spkit.prompt.tasks import TASKS, Collator, TaskExample
@@ -157,10 +156,9 @@ class Predictor:
         raw = read_prompt_file(self.prompt_path)
         if raw["task"]["name"] != task:
             raise PredictError(f"{self.prompt_path}: a prompt for task {raw['task']['name']!r}, not {task!r}")
-        info = raw.get("info") or {}
-        if info.get("random_lm") or method.endswith("random_lm"):
-            lm = random_ulm(lm, seed=int(info.get("random_lm_seed", RANDOM_LM_SEED)), device=self.device)
-        self.model = load_prompt(self.prompt_path, lm, self.encoder.fingerprints).eval()
+        control = trained_on_random_ulm(raw) or method.endswith("random_lm")
+        self.model = load_prompt_on_ulm(self.prompt_path, lm, self.encoder.fingerprints, control).eval()
+        lm = self.model.lm
         self.spec = self.model.spec
         self.collator = Collator(self.spec, self.model.verbalizer, self.dictionary,
                                  max_len=lm.cfg.max_positions, with_labels=False)
