@@ -43,7 +43,7 @@ def test_plan_runs_covers_tasks_methods_seeds_and_ablations():
     assert abl == ({f"deep_prompt_L{n}" for n in cfg.ablation_lengths}
                    | {f"deep_prompt_verb-{v}" for v in cfg.ablation_verbalizers}
                    | set(cfg.ablation_forms))
-    assert abl >= {"deep_prompt_L40", "deep_prompt_verb-learnable", "prefix_prompt"}
+    assert abl >= {"deep_prompt_L40", "deep_prompt_verb-frequency", "prefix_prompt"}
     with pytest.raises(ValueError, match="ablation_forms"):
         prompting.plan_runs(dataclasses.replace(cfg, ablation_forms=("deep",)))
     assert all(r.task == "kws" for r in runs if r.method in abl)
@@ -155,6 +155,20 @@ def test_full_preset_is_default_models_with_every_clip_and_the_whole_grid():
     assert tuple(full.few_shot_shots) == (1, 5, 10, 50) and set(full.few_shot_tasks) == {"kws", "intent"}
     assert set(full.few_shot_methods) == {"deep_prompt", "downstream", "finetune"}
     assert len(prompting.plan_runs(full)) > len(prompting.plan_runs(main))
+    # KWS prompts: the learnable verbalizer (chosen on validation); its ablation tries the two others, and
+    # notebook 04 finds each verbalizer under the right method folder
+    kws = full.for_task("kws")
+    assert (kws.verbalizer, kws.lr) == ("learnable", 1e-2)
+    assert full.for_task("intent").verbalizer == "frequency"
+    kws_runs = [r for r in prompting.plan_runs(full) if r.task == "kws"]
+    main_prompts = {r.verbalizer for r in kws_runs if r.method in ("deep_prompt", "deep_prompt_random_lm")}
+    assert main_prompts == {"learnable"}
+    ablation = {r.method: r.verbalizer for r in kws_runs if r.method.startswith("deep_prompt_verb")}
+    assert ablation == {"deep_prompt_verb-frequency": "frequency", "deep_prompt_verb-random": "random"}
+    from spkit.analysis.verbalizer import verbalizer_methods
+    assert verbalizer_methods("learnable") == {"frequency": "deep_prompt_verb-frequency",
+                                               "random": "deep_prompt_verb-random",
+                                               "learnable": "deep_prompt"}
 
 
 def test_one_stopping_rule_and_settings_recorded_for_every_method():

@@ -2,9 +2,10 @@
 same task, prompts and seeds, and which unit tokens the learnable one relies on.
 
 Prompt files are listed by :func:`spkit.artifacts.prompt_files` (``RUN/prompts/<task>/<method>/seed<N>/
-prompt.pt``, written by notebook 03), one method per verbalizer (:data:`VERBALIZER_METHODS`): the main
-``deep_prompt`` uses the frequency verbalizer, the ablations ``deep_prompt_verb-random`` and
-``deep_prompt_verb-learnable`` the two others, with the same prompt length and trainer settings.
+prompt.pt``, written by notebook 03), one method per verbalizer (:func:`verbalizer_methods`): the main
+``deep_prompt`` uses the preset's verbalizer (``frequency`` except in ``full``, whose KWS prompts use the
+``learnable`` one), the ablations ``deep_prompt_verb-<kind>`` the two others, with the same prompt length and
+trainer settings.
 :func:`spkit.recipes.analysis_prompts.ensure_prompts` trains missing ones (a recipe: analyses never train).
 
 This module scores prompt files and reads the learnable verbalizer's head:
@@ -34,12 +35,22 @@ from spkit.prompt.tasks import Collator, check_labels, load_task
 from spkit.prompt.verbalizer import usable_tokens
 
 VERBALIZERS: tuple[str, ...] = ("frequency", "random", "learnable")
-VERBALIZER_METHODS: dict[str, str] = {"frequency": "deep_prompt", "random": "deep_prompt_verb-random",
-                                      "learnable": "deep_prompt_verb-learnable"}
+
 
 
 class AnalysisError(UserError, ValueError):
     """Missing or inconsistent inputs of an analysis; the message names the file or run folder."""
+
+
+def verbalizer_methods(main: str = "frequency") -> dict[str, str]:
+    """``{verbalizer kind: method folder}``: the ``main`` kind (the preset's verbalizer) is notebook 03's
+    ``deep_prompt``, every other kind its ablation ``deep_prompt_verb-<kind>``."""
+    if main not in VERBALIZERS:
+        raise AnalysisError(f"unknown verbalizer {main!r}; expected one of {list(VERBALIZERS)}")
+    return {k: "deep_prompt" if k == main else f"deep_prompt_verb-{k}" for k in VERBALIZERS}
+
+
+VERBALIZER_METHODS: dict[str, str] = verbalizer_methods("frequency")  # the presets' main verbalizer
 
 
 @dataclass

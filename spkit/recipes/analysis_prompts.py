@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from spkit.analysis.verbalizer import VERBALIZER_METHODS, VERBALIZERS, AnalysisError
+from spkit.analysis.verbalizer import VERBALIZERS, AnalysisError, verbalizer_methods
 from spkit.artifacts import prompt_files
 from spkit.layout import RunLayout
 from spkit.prompt.tasks import TASKS
@@ -57,19 +57,22 @@ def ensure_verbalizer_prompts(run_dir: str | os.PathLike, preset: str, task: str
                               progress: bool = True) -> dict[str, dict[int, Path]]:
     """``{verbalizer kind: {seed: prompt.pt}}``, training the missing verbalizers' deep prompts.
 
-    ``seeds``: default the preset's ``analysis_seeds`` (the main job's: seed 0), else the seeds the
-    frequency prompt (``deep_prompt``) already has, else ``(0,)``; every verbalizer is then compared on the
-    same seeds.
+    The preset's verbalizer (of ``task``) is notebook 03's ``deep_prompt``; the others are its
+    ``deep_prompt_verb-<kind>`` ablations (:func:`~spkit.analysis.verbalizer.verbalizer_methods`).
+    ``seeds``: default the preset's ``analysis_seeds`` (the main job's: seed 0), else the seeds the main
+    prompt (``deep_prompt``) already has, else ``(0,)``; every verbalizer is then compared on the same seeds.
     """
-    unknown = [k for k in kinds if k not in VERBALIZER_METHODS]
+    config = preset_config(preset)
+    methods = verbalizer_methods(config.for_task(task).verbalizer)
+    unknown = [k for k in kinds if k not in methods]
     if unknown:
-        raise AnalysisError(f"unknown verbalizers {unknown}; expected some of {list(VERBALIZER_METHODS)}")
+        raise AnalysisError(f"unknown verbalizers {unknown}; expected some of {list(methods)}")
     if seeds is None:
-        seeds = list(preset_config(preset).analysis_seeds or ()) or [
-            f.seed for f in prompt_files(run_dir, task, VERBALIZER_METHODS["frequency"])] or [0]
-    got = ensure_prompts(run_dir, preset, task, {VERBALIZER_METHODS[k]: {"verbalizer": k} for k in kinds},
+        seeds = list(config.analysis_seeds or ()) or [
+            f.seed for f in prompt_files(run_dir, task, "deep_prompt")] or [0]
+    got = ensure_prompts(run_dir, preset, task, {methods[k]: {"verbalizer": k} for k in kinds},
                          seeds, progress=progress)
-    return {k: {s: p for s, p in got[VERBALIZER_METHODS[k]].items() if s in set(seeds)} for k in kinds}
+    return {k: {s: p for s, p in got[methods[k]].items() if s in set(seeds)} for k in kinds}
 
 
 def require_classification(task: str) -> None:
