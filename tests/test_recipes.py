@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 
 import pytest
 
@@ -216,3 +218,56 @@ def test_few_shot_plan_and_subset():
     assert prompting.few_shot_subset(train, 2, seed=0) == sub
     assert any(prompting.few_shot_subset(train, 2, seed=s) != sub for s in range(1, 5))
     assert len(prompting.few_shot_subset(train, 50, seed=0)) == len(train)
+
+
+def _sleep_and_report(seconds: float) -> int:
+    import time
+
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_pool_workers_end_with_their_parent(tmp_path):
+    """A worker of run_experiments' pool (exit_with_parent) ends when its parent is killed."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent(f"""
+        import concurrent.futures as cf, multiprocessing as mp, os, sys, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from spkit.recipes.prompting import exit_with_parent
+        from test_recipes import _sleep_and_report
+        if __name__ == "__main__":
+            pool = cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"),
+                                          initializer=exit_with_parent, initargs=(os.getpid(), 0.1))
+            pool.submit(_sleep_and_report, 0.0).result()  # the worker is up
+            print([p.pid for p in pool._processes.values()][0], flush=True)
+            pool.submit(_sleep_and_report, 120.0)
+            time.sleep(120)
+    """))
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                break
+            # a zombie (exited, not yet reaped by its new parent) counts as ended
+            stat = Path(f"/proc/{worker}/stat")
+            if stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z":
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(worker, signal.SIGKILL)
+            raise AssertionError("the worker outlived its parent by 20 s")
+    finally:
+        if parent.poll() is None:
+            parent.kill()

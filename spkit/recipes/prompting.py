@@ -431,7 +431,8 @@ def run_experiments(
     bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc="prompt runs", unit="run",
                disable=not progress)
     if config.jobs > 1 and len(todo) > 1:
-        with cf.ProcessPoolExecutor(config.jobs, mp_context=mp.get_context("spawn")) as pool:
+        with cf.ProcessPoolExecutor(config.jobs, mp_context=mp.get_context("spawn"),
+                                    initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
             futures = [pool.submit(_worker_run, str(layout.root), run, config.for_task(run.task), key)
                        for run, key in todo]
             for fut in cf.as_completed(futures):
@@ -448,6 +449,24 @@ def run_experiments(
 
 
 _WORKER_STATE: dict[str, Any] = {}
+
+
+def exit_with_parent(parent_pid: int, poll_seconds: float = 1.0) -> None:
+    """Worker-pool initializer: end this worker when ``parent_pid`` is gone.
+
+    A killed parent (a stopped notebook kernel, ``kill`` of ``spkit run``) would otherwise leave its spawned
+    workers training to the end of their run; their files are written atomically, so ending them loses only
+    the epoch in progress (the trainer resumes from its last ``train_state.pt``).
+    """
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _fingerprints(layout: RunLayout) -> tuple[str, str]:
