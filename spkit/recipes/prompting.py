@@ -41,6 +41,8 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -458,9 +460,6 @@ def exit_with_parent(parent_pid: int, poll_seconds: float = 1.0) -> None:
     workers training to the end of their run; their files are written atomically, so ending them loses only
     the epoch in progress (the trainer resumes from its last ``train_state.pt``).
     """
-    import threading
-    import time
-
     def watch() -> None:
         while os.getppid() == parent_pid:
             time.sleep(poll_seconds)
