@@ -421,6 +421,33 @@ def test_iteration2_warm_start_from_the_teacher(tmp_path: Path) -> None:
     assert res["finished"] and math.isfinite(res["loss"])
 
 
+def test_iteration2_targets_from_the_teachers_normalised_layer(tmp_path: Path) -> None:
+    """``target_cmvn`` clusters the teacher's layer after per-clip normalisation (as the units are made)."""
+    waves = _toy_corpus(8)
+    it1 = tmp_path / "iter1.pt"
+    pretrain(waves, it1, _config(max_steps=2), SMALL, progress=False)
+    cfg = _config(iteration=2, max_steps=2, target_layer=1, target_cmvn=True)
+    res = pretrain(waves, tmp_path / "norm.pt", cfg, SMALL, teacher=it1, until_step=0, progress=False)
+    info = torch.load(res["path"], weights_only=True)["targets"]
+    raw = pretrain(waves, tmp_path / "raw.pt", _config(iteration=2, max_steps=2, target_layer=1), SMALL,
+                   teacher=it1, until_step=0, progress=False)
+    raw_info = torch.load(raw["path"], weights_only=True)["targets"]
+    frames = {}
+    for cmvn in (False, True):
+        teacher = TinyHubertExtractor.from_checkpoint(it1, layer=1, cmvn=cmvn)
+        frames[cmvn] = torch.cat([teacher.extract(w) for w in waves])
+
+    def nearest(centers: torch.Tensor, x: torch.Tensor) -> float:
+        return float(torch.cdist(centers, x).min(1).values.mean())
+
+    # k-means centres lie among the frames they were fitted on: the normalised ones here, the raw ones there
+    assert nearest(info["centers"], frames[True]) < nearest(info["centers"], frames[False])
+    assert nearest(raw_info["centers"], frames[False]) < nearest(raw_info["centers"], frames[True])
+    with pytest.raises(ValueError, match="cannot resume: target_cmvn"):
+        pretrain(waves, tmp_path / "norm.pt", _config(iteration=2, max_steps=2, target_layer=1), SMALL,
+                 teacher=it1, progress=False)
+
+
 def test_factory(tmp_path: Path) -> None:
     assert set(KINDS) == {"mfcc", "logmel", "hubert", "tiny_hubert"}
     assert load_extractor("mfcc").dim == 39 and load_extractor("logmel").dim == 80

@@ -65,6 +65,7 @@ class PretrainConfig:
     iteration: int = 1              # 1: MFCC k-means targets; 2+: k-means of the teacher's layer
     num_clusters: int = 100         # HuBERT: 100 (iteration 1), 500 (iteration 2)
     target_layer: int | None = None  # teacher layer for iteration >= 2; None = middle layer
+    target_cmvn: bool = False       # normalise the teacher's layer per clip before k-means (as the units are)
     # Iteration >= 2: start from the teacher's weights (all but the label embeddings, which depend on the
     # new targets) instead of a fresh model. HuBERT restarts from scratch; at CPU scale the teacher's
     # steps are too dear to throw away (README "spkit-base").
@@ -340,7 +341,7 @@ def pretrain(waves: Sequence[torch.Tensor], out: str | os.PathLike,
     if config.iteration >= 2:
         if teacher is None:
             raise ValueError(f"iteration {config.iteration} needs a teacher checkpoint")
-        teacher_ext = TinyHubertExtractor.from_checkpoint(teacher)
+        teacher_ext = TinyHubertExtractor.from_checkpoint(teacher, cmvn=config.target_cmvn)
         teacher_ext = teacher_ext.with_layer(config.target_layer or teacher_ext.layer)
 
     with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed only
@@ -353,9 +354,9 @@ def pretrain(waves: Sequence[torch.Tensor], out: str | os.PathLike,
     if out.exists():
         _, ckpt = load_tiny_hubert(out)
         saved = PretrainConfig.from_dict(ckpt["train"])
-        for key in ("iteration", "num_clusters", "target_layer", "init_from_teacher", "seed", "batch_size",
-                    "crop_seconds", "lr", "warmup_steps", "max_steps", "warp_range", "noise_prob",
-                    "noise_snr_db", "mix_prob", "mix_snr_db", "gain_db"):
+        for key in ("iteration", "num_clusters", "target_layer", "target_cmvn", "init_from_teacher", "seed",
+                    "batch_size", "crop_seconds", "lr", "warmup_steps", "max_steps", "warp_range",
+                    "noise_prob", "noise_snr_db", "mix_prob", "mix_snr_db", "gain_db"):
             if _plain(getattr(saved, key)) != _plain(getattr(config, key)):
                 raise ValueError(f"{out}: cannot resume: {key}={getattr(saved, key)!r} in the checkpoint, "
                                  f"{getattr(config, key)!r} now")
