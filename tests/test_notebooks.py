@@ -233,6 +233,26 @@ def test_information_probe_on_the_smoke_run(smoke_run):
         information_probe(run, "asr", views=("units",))
 
 
+def test_information_probe_takes_its_classes_from_training_only(smoke_run, monkeypatch):
+    """A test class never seen in training is an error naming the test file, not a silent extra class."""
+    import dataclasses
+
+    from spkit.analysis import probes
+    from spkit.prompt.tasks import TaskError
+
+    run, _ = smoke_run
+    real = probes.load_task
+
+    def with_unseen_test_label(*args, **kwargs):
+        data = real(*args, **kwargs)
+        data["test"] = [dataclasses.replace(data["test"][0], label="zebra"), *data["test"][1:]]
+        return data
+
+    monkeypatch.setattr(probes, "load_task", with_unseen_test_label)
+    with pytest.raises(TaskError, match=r"test\.jsonl: label 'zebra' .* not in the training split"):
+        probes.information_probe(run, "kws", views=("units",), epochs=1, progress=False)
+
+
 def test_random_lm_control_runs_on_other_weights(smoke_run):
     """The deep_prompt_random_lm control trains on a random uLM of the same shape (its prompt file names that
     uLM's fingerprint, not the pretrained one's) and scores the test clips differently."""

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from spkit.artifacts import task_unit_dir
 from spkit.features.spectral import LogMelExtractor
-from spkit.prompt.tasks import load_task
+from spkit.prompt.tasks import build_spec, check_labels, load_task
 from spkit.units.encoder import SpeechEncoder
 
 VIEWS = ("logmel", "features", "frame_units", "units")
@@ -119,8 +119,12 @@ def information_probe(run_dir: str | os.PathLike, task: str = "kws", *, views: S
         raise ValueError(f"unknown probe views {unknown}; choose from {VIEWS}")
     if task == "asr":
         raise ValueError("asr: the probe classifies one label per clip (kws, intent, lid)")
-    examples = load_task(task, task_unit_dir(run_dir, task), ("train", "valid", "test"))
-    labels = sorted({e.label for split in examples.values() for e in split})
+    units_dir = task_unit_dir(run_dir, task)
+    examples = load_task(task, units_dir, ("train", "valid", "test"))
+    # classes from the training split only; a valid/test class unseen in training is an error naming its file
+    spec = build_spec(task, examples)
+    check_labels(spec, examples, units_dir)
+    labels = list(spec.labels)
     encoder = SpeechEncoder.from_run(run_dir, deduplicate=False)
     logmel = LogMelExtractor(cmvn=True)
     need_audio = bool(set(views) & {"logmel", "features", "frame_units"})
