@@ -103,7 +103,7 @@ class BaseRecipe:
     iterations: list[dict[str, Any]] = field(
         default_factory=lambda: [
             {"num_clusters": 100, "max_steps": 3000},
-            {"num_clusters": 500, "max_steps": 9000, "init_from_teacher": True, "target_layer": 1,
+            {"num_clusters": 500, "max_steps": 6000, "init_from_teacher": True, "target_layer": 1,
              "target_cmvn": True},
         ]
     )
