@@ -367,3 +367,31 @@ def test_default_preset_without_the_shipped_folder_names_it(tmp_path, monkeypatc
                         unit_discovery.UnitDiscoveryConfig(base=str(tmp_path / "missing-base")))
     with pytest.raises(DataError, match=r"missing-base.*spkit pretrain-base"):
         unit_discovery.preset_config("default")
+
+
+# ---------------------------------------------------------------------------------------- the shipped folder
+def test_shipped_base_is_the_default_recipe_and_loads_strictly():
+    """models/spkit-base (what the default preset prompts) is what the documented recipe builds: its card
+    records today's `BaseRecipe` defaults, its parts match the card's fingerprints, and the uLM's curve ends
+    at the card's perplexity (a part rebuilt without its card, or a recipe edit not rebuilt, fails)."""
+    import dataclasses
+
+    from spkit.presets import SHIPPED_BASE
+    from spkit.recipes.spkit_base import load_base, preset_recipe
+    from spkit.ulm.fairseq_io import load_fairseq_ulm
+    from spkit.units.encoder import SpeechEncoder
+
+    card = load_base(SHIPPED_BASE)
+    recipe = json.loads(json.dumps(dataclasses.asdict(preset_recipe("default"))))
+    shipped = {k: v for k, v in card["recipe"].items() if k != "threads"}
+    assert shipped == {k: v for k, v in recipe.items() if k != "threads"}
+    enc = SpeechEncoder.from_base(SHIPPED_BASE)
+    assert enc.extractor.fingerprint == card["extractor_fingerprint"]
+    assert enc.kmeans.fingerprint == card["kmeans_fingerprint"]
+    lm, dictionary = load_fairseq_ulm(SHIPPED_BASE / "ulm")
+    assert lm.fingerprint() == card["ulm_fingerprint"] and dictionary.num_units == card["n_clusters"]
+    summary = card["ulm_summary"]
+    assert summary["steps"] == recipe["ulm"]["max_steps"]
+    curve = json.loads((SHIPPED_BASE / "curves.json").read_text())["ulm"]
+    assert min(h["valid_ppl"] for h in curve) == pytest.approx(summary["best_valid_ppl"])
+    assert sum(f.stat().st_size for f in SHIPPED_BASE.rglob("*") if f.is_file()) < 60e6
