@@ -6,8 +6,8 @@ folder as well. Real path: load GSLM's uLM folder (``checkpoint_best.pt`` + ``di
 
 Oracle path (the run's units are the oracle topline's, ``unit_model.json`` kind ``oracle_phones``): the uLM
 is trained on the *pretraining corpus's* oracle units (``units/pretrain``) by spkit-base's own uLM stage
-(:func:`spkit.recipes.spkit_base.train_ulm` with ``BaseRecipe.ulm`` of the matching size: ``ulm_small``, 5000
-steps at ``default``), as spkit-base's uLM is trained on its units of that corpus.
+(:func:`spkit.recipes.spkit_base.train_ulm` with ``BaseRecipe.ulm`` of the matching size: ``ulm_small`` at
+``default``), as spkit-base's uLM is trained on its units of that corpus.
 
 Outputs (:class:`spkit.layout.RunLayout`): ``ulm/checkpoint_best.pt`` (spkit format) with
 ``history.json``, ``ulm/train_units.txt`` / ``ulm/valid_units.txt`` (the GSLM-format data it saw),
@@ -90,7 +90,7 @@ PRESETS: dict[str, UnitLMConfig] = {
     "full": UnitLMConfig(base=str(SHIPPED_BASE)),  # default's models; a larger prompting budget
     "scratch": UnitLMConfig(max_steps=1000),
     "paper": UnitLMConfig(model="transformer_lm_big", export_fairseq=False),
-    # the oracle topline: spkit-base's uLM recipe (ulm_small, 5000 steps) on the pretraining corpus's units
+    # the oracle topline: spkit-base's uLM recipe (BaseRecipe.ulm) on the pretraining corpus's units
     "oracle": UnitLMConfig(units="oracle"),
 }
 
