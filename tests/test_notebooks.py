@@ -139,7 +139,10 @@ def test_prompt_results(smoke_run):
     few = results["few_shot"]
     assert set(few) == {"kws", "intent"}
     for task, methods in few.items():
-        assert set(methods) == {"deep_prompt", "downstream", "finetune"}, task
+        assert set(methods) == {"deep_prompt", "deep_prompt_random_lm", "downstream", "finetune"}, task
+        # the control beside the prompts at every n, on its random uLM
+        assert methods["deep_prompt_random_lm"]["1"]["settings"]["random_lm"] is True
+        assert methods["deep_prompt"]["1"]["settings"]["random_lm"] is False
         for method, by_n in methods.items():
             assert set(by_n) == {"1", "2", "all"}, (task, method)
             assert all(0 <= by_n[n]["mean"] <= 1 for n in by_n)

@@ -155,7 +155,7 @@ def test_full_preset_is_default_models_with_every_clip_and_the_whole_grid():
         assert f.downstream_epochs >= m.downstream_epochs
     # issue 13's few-shot sweep: 1, 5, 10, 50 (and all: the main table) x the three methods x KWS and IC
     assert tuple(full.few_shot_shots) == (1, 5, 10, 50) and set(full.few_shot_tasks) == {"kws", "intent"}
-    assert set(full.few_shot_methods) == {"deep_prompt", "downstream", "finetune"}
+    assert set(full.few_shot_methods) == {"deep_prompt", "deep_prompt_random_lm", "downstream", "finetune"}
     assert len(prompting.plan_runs(full)) > len(prompting.plan_runs(main))
     # KWS prompts: the learnable verbalizer (chosen on validation); its ablation tries the two others, and
     # notebook 04 finds each verbalizer under the right method folder
@@ -197,14 +197,17 @@ def test_one_stopping_rule_and_settings_recorded_for_every_method():
 def test_few_shot_plan_and_subset():
     cfg = prompting.preset_config("smoke")
     few = prompting.plan_few_shot(cfg)
-    assert {(r.task, r.method) for r in few} == {(t, m) for t in ("kws", "intent")
-                                                for m in ("deep_prompt", "downstream", "finetune")}
+    methods = ("deep_prompt", "deep_prompt_random_lm", "downstream", "finetune")
+    assert {(r.task, r.method) for r in few} == {(t, m) for t in ("kws", "intent") for m in methods}
+    # the control beside the prompts at every n: a random uLM, the prompt form of deep prompts
+    assert all(r.random_lm == (r.method == "deep_prompt_random_lm") for r in few)
+    assert {r.prompt for r in few if r.kind == "prompt"} == {"deep_prompt"}
     assert sorted({r.shots for r in few}) == [1, 2] and {r.seed for r in few} == {0}
     assert all(r.folder == f"{r.method}-shots{r.shots}" for r in few)
     assert prompting.plan_few_shot(prompting.preset_config("paper")) == []
     d = prompting.preset_config("default")
     n_few = len(d.few_shot_tasks) * len(d.few_shot_methods) * len(d.few_shot_shots) * len(d.few_shot_seeds)
-    assert len(prompting.plan_few_shot(d)) == n_few == 1 * 2 * 2 * 2  # KWS; the whole sweep is `full`
+    assert len(prompting.plan_few_shot(d)) == n_few == 1 * 3 * 2 * 2  # KWS; the whole sweep is `full`
     with pytest.raises(ValueError, match="few_shot_methods"):
         prompting.plan_few_shot(dataclasses.replace(cfg, few_shot_methods=("lora",)))
     # n per class, drawn per seed, classes with fewer keep all

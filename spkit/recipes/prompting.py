@@ -154,7 +154,8 @@ class PromptingConfig:
     jobs: int = 1
     length_buckets: int = 10
     few_shot_tasks: Sequence[str] = ("kws", "intent")
-    few_shot_methods: Sequence[str] = ("deep_prompt", "downstream", "finetune")
+    # the random-uLM control beside the prompts at every n, as in the main table
+    few_shot_methods: Sequence[str] = ("deep_prompt", "deep_prompt_random_lm", "downstream", "finetune")
     few_shot_shots: Sequence[int] = (1, 5, 10, 50)
     few_shot_seeds: Sequence[int] = (0, 1, 2)
     analysis_seeds: Sequence[int] | None = None
@@ -218,7 +219,8 @@ PRESETS: dict[str, PromptingConfig] = {
         max_train=500, max_valid=150, epochs=4, finetune_epochs=4, downstream_epochs=40, patience=2, jobs=2,
         cpu_bf16=True,
         ablation_task=None,
-        few_shot_tasks=("kws",), few_shot_methods=("deep_prompt", "downstream"), few_shot_shots=(1, 10),
+        few_shot_tasks=("kws",), few_shot_methods=("deep_prompt", "deep_prompt_random_lm", "downstream"),
+        few_shot_shots=(1, 10),
         few_shot_seeds=(0, 1), analysis_seeds=(0,),
         task_settings={
             "kws": {"methods": ("deep_prompt", "deep_prompt_random_lm", "downstream", "finetune"),
@@ -340,16 +342,16 @@ def plan_few_shot(config: PromptingConfig) -> list[RunSpec]:
             continue
         tc = config.for_task(task)
         for method in config.few_shot_methods:
-            if method not in ("deep_prompt", "input_prompt", "finetune", "downstream"):
-                raise ValueError(f"few_shot_methods: {method!r} is not deep_prompt, input_prompt, finetune "
-                                 "or downstream")
+            if method not in METHODS:
+                raise ValueError(f"few_shot_methods: {method!r} is not one of {METHODS}")
             prompt = "input_prompt" if method == "input_prompt" else "deep_prompt"
             for n in config.few_shot_shots:
                 if int(n) < 1:
                     raise ValueError(f"few_shot_shots: {n!r} is not a positive number of examples per class")
                 for seed in config.few_shot_seeds:
                     runs.append(RunSpec(task, method, seed, prompt=prompt, length=tc.prompt_length,
-                                        verbalizer=tc.verbalizer, shots=int(n)))
+                                        verbalizer=tc.verbalizer, random_lm=method.endswith("random_lm"),
+                                        shots=int(n)))
     return runs
 
 
