@@ -153,7 +153,7 @@ def test_full_preset_is_default_models_with_every_clip_and_the_whole_grid():
         assert f.patience >= m.patience and f.stop_on == m.stop_on == "valid_metric"
         assert f.epochs >= m.epochs and f.finetune_epochs >= m.finetune_epochs
         assert f.downstream_epochs >= m.downstream_epochs
-    # issue 13's few-shot sweep: 1, 5, 10, 50 (and all: the main table) x the three methods x KWS and IC
+    # issue 13's few-shot sweep: 1, 5, 10, 50 (and all: the main table) x the methods x KWS and IC
     assert tuple(full.few_shot_shots) == (1, 5, 10, 50) and set(full.few_shot_tasks) == {"kws", "intent"}
     assert set(full.few_shot_methods) == {"deep_prompt", "deep_prompt_random_lm", "downstream", "finetune"}
     assert len(prompting.plan_runs(full)) > len(prompting.plan_runs(main))

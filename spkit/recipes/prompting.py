@@ -296,6 +296,14 @@ class RunSpec:
         return "prompt"
 
 
+def method_run(task: str, method: str, seed: int, tc: PromptingConfig, shots: int | None = None) -> RunSpec:
+    """The run of a main method (:data:`METHODS`) on ``task``: its prompt form and uLM follow from the name,
+    its prompt length and verbalizer from the task's config ``tc``."""
+    prompt = "input_prompt" if method == "input_prompt" else "deep_prompt"
+    return RunSpec(task, method, seed, prompt=prompt, length=tc.prompt_length, verbalizer=tc.verbalizer,
+                   random_lm=method.endswith("random_lm"), shots=shots)
+
+
 def plan_runs(config: PromptingConfig) -> list[RunSpec]:
     """Every run of ``config``: main methods over tasks and seeds, then the ablations. Prompt length and
     verbalizer are the task's (``task_settings`` may set them per task, as the paper preset does)."""
@@ -304,15 +312,10 @@ def plan_runs(config: PromptingConfig) -> list[RunSpec]:
         if task not in TASK_CORPUS:
             raise ValueError(f"unknown task {task!r}; choose from {sorted(TASK_CORPUS)}")
         tc = config.for_task(task)
-        base = {"length": tc.prompt_length, "verbalizer": tc.verbalizer}
         for method in tc.methods:
             if method not in METHODS:
                 raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
-            for seed in tc.seeds_for(method):
-                prompt = "input_prompt" if method == "input_prompt" else "deep_prompt"
-                runs.append(
-                    RunSpec(task, method, seed, prompt=prompt, random_lm=method.endswith("random_lm"), **base)
-                )
+            runs += [method_run(task, method, seed, tc) for seed in tc.seeds_for(method)]
     if config.ablation_task and config.ablation_task in config.tasks:
         t = config.ablation_task
         tc = config.for_task(t)
@@ -344,14 +347,10 @@ def plan_few_shot(config: PromptingConfig) -> list[RunSpec]:
         for method in config.few_shot_methods:
             if method not in METHODS:
                 raise ValueError(f"few_shot_methods: {method!r} is not one of {METHODS}")
-            prompt = "input_prompt" if method == "input_prompt" else "deep_prompt"
             for n in config.few_shot_shots:
                 if int(n) < 1:
                     raise ValueError(f"few_shot_shots: {n!r} is not a positive number of examples per class")
-                for seed in config.few_shot_seeds:
-                    runs.append(RunSpec(task, method, seed, prompt=prompt, length=tc.prompt_length,
-                                        verbalizer=tc.verbalizer, random_lm=method.endswith("random_lm"),
-                                        shots=int(n)))
+                runs += [method_run(task, method, seed, tc, shots=int(n)) for seed in config.few_shot_seeds]
     return runs
 
 
