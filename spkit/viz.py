@@ -182,6 +182,21 @@ def curves_figure(curves: Mapping[str, Sequence[float]], title: str, xaxis: str 
     return fig
 
 
+def few_shot_figure(curves: Mapping[str, Sequence[tuple[str, float, float]]], title: str,
+                    metric: str = "accuracy") -> Any:
+    """Few-shot curves: one line per method over examples per class (a category axis, ``all`` last), mean
+    with ± std error bars. ``curves``: :func:`spkit.recipes.prompting.few_shot_curves`'s
+    ``{method: [(n, mean, std), ...]}``."""
+    go = _go()
+    fig = go.Figure([go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], name=method,
+                                mode="lines+markers",
+                                error_y={"type": "data", "array": [p[2] for p in pts], "visible": True})
+                     for method, pts in curves.items()])
+    fig.update_layout(title=title, xaxis_title="examples per class", xaxis_type="category",
+                      yaxis_title=metric, height=380)
+    return fig
+
+
 def heatmap_figure(z: np.ndarray, x: Sequence[str], y: Sequence[str], title: str,
                    colorscale: str = "Blues", text_auto: bool = True) -> Any:
     """A labelled heatmap (confusion matrices, attention maps)."""

@@ -223,6 +223,25 @@ def test_few_shot_plan_and_subset():
     assert len(prompting.few_shot_subset(train, 50, seed=0)) == len(train)
 
 
+def test_few_shot_curves_and_figure():
+    """n ascending as numbers (10 after 5), ``all`` last, a single seed's std None drawn as 0."""
+    from spkit import viz
+
+    results = {"few_shot": {"kws": {
+        "deep_prompt": {"10": {"mean": 0.3, "std": 0.02}, "all": {"mean": 0.6, "std": None},
+                        "5": {"mean": 0.2, "std": 0.03}, "1": {"mean": 0.1, "std": 0.01}},
+        "downstream": {"1": {"mean": 0.2, "std": 0.05}, "50": {"mean": 0.5, "std": 0.04}}}}}
+    curves = prompting.few_shot_curves(results, "kws")
+    assert curves["deep_prompt"] == [("1", 0.1, 0.01), ("5", 0.2, 0.03), ("10", 0.3, 0.02), ("all", 0.6, 0.0)]
+    assert [p[0] for p in curves["downstream"]] == ["1", "50"]
+    assert prompting.few_shot_curves(results, "intent") == {}
+    fig = viz.few_shot_figure(curves, "kws few-shot", "accuracy")
+    assert [t.name for t in fig.data] == ["deep_prompt", "downstream"]
+    assert list(fig.data[0].x) == ["1", "5", "10", "all"]
+    assert list(fig.data[0].error_y.array) == [0.01, 0.03, 0.02, 0.0]
+    assert fig.layout.xaxis.type == "category" and fig.layout.yaxis.title.text == "accuracy"
+
+
 def _sleep_and_report(seconds: float) -> int:
     import time
 
