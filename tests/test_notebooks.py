@@ -281,6 +281,30 @@ def test_random_lm_control_runs_on_other_weights(smoke_run):
         assert max(abs(a - b) for ra, rb in zip(*probs) for a, b in zip(ra, rb)) > 1e-3, task
 
 
+def test_learnable_verbalizer_runs_do_not_share_a_head(smoke_run, tmp_path):
+    """A learnable head trains in place and the task data (with their verbalizer) are cached per worker: a run
+    must train the same after other runs in its process as alone in a fresh one."""
+    import shutil
+
+    from spkit.recipes import prompting
+
+    run, _ = smoke_run
+    cfg = prompting.preset_config("smoke", verbalizer="learnable", jobs=1)
+    plan = {r.method: r for r in prompting.plan_runs(cfg) if r.task == "kws" and r.seed == 0}
+    first, second = plan["deep_prompt"], plan["deep_prompt_random_lm"]
+
+    def curve(folder, runs):
+        copy = tmp_path / folder  # another run folder: the worker's cache starts empty
+        shutil.copytree(run, copy, ignore=shutil.ignore_patterns("notebooks", "figures", "*.html", "prompts",
+                                                                 "results.*"))
+        prompting.run_experiments(copy, cfg, progress=False, only=runs)
+        ev = copy / "prompts" / "kws" / second.folder / "seed0" / "eval.json"
+        return [(e["train_loss"], e["valid_metric"]) for e in json.loads(ev.read_text())["log"]]
+
+    after_another = curve("both", [first, second])
+    assert after_another == curve("alone", [second])
+
+
 def test_prompting_settings_are_a_runs_identity(smoke_run, tmp_path):
     """Changing one setting retrains exactly the runs that use it (prompts, fine-tuning, downstream head:
     their saved state is not resumed) and their results change; unchanged settings reuse the saved results."""

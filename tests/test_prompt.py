@@ -456,8 +456,17 @@ def test_learnable_verbalizers_v2_linear_map_and_freqinit_variant():
     assert torch.equal(again.verbalizer.head.weight, head.weight)
     assert int((head.weight != 0).sum()) == head.weight.numel()
     w0 = head.weight.detach().clone()
+    fresh = model.verbalizer.fresh(3)  # what each training run takes: its own head, from its seed
     train(model, data, col, TrainConfig(max_epochs=3, patience=0, metric_every=0), progress=False)
     assert not torch.equal(w0, model.verbalizer.head.weight)
+    assert torch.equal(fresh.head.weight, w0) and fresh.head is not model.verbalizer.head
+    assert torch.equal(model.verbalizer.fresh(3).head.weight, w0)  # after training too: nothing carried over
+    assert not torch.equal(model.verbalizer.fresh(4).head.weight, w0)
+    assert fresh.codes == model.verbalizer.codes and fresh.kind == "learnable"
+    freq_fresh = freq_model.verbalizer.fresh(0)  # learnable_freqinit starts from the frequency choice again
+    assert torch.equal(freq_fresh.head.bias, torch.zeros(4))
+    assert freq_fresh.head is not freq_model.verbalizer.head
+    assert freq.fresh(5) is freq  # nothing trains in a frequency verbalizer
     # Both decoders agree for a learnable head: the argmax class (nothing to generate).
     ev = evaluate(model, data["test"][:32], col)
     assert ev["value"] == ev["constrained"]["value"]

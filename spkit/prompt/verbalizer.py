@@ -147,6 +147,15 @@ class Verbalizer(nn.Module):
         """Trainable parameters (the learnable head; 0 otherwise)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
+    def fresh(self, seed: int) -> Verbalizer:
+        """A copy whose learnable head is initialised anew from ``seed`` (``self`` is untouched); ``self``
+        for kinds with nothing to train. A head trains in place, so a training run takes a fresh one: a
+        verbalizer shared by runs (one cached per task) would carry one run's training into the next."""
+        if self.head is None:
+            return self
+        v = Verbalizer(self.kind, self.atoms, self.codes, self.vocab_size, self.head.out_features, seed)
+        return v.to(self.head.weight.device)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data (strings, ints, tensors) for the prompt file."""
         d: dict[str, Any] = {"kind": self.kind, "atoms": list(self.atoms),

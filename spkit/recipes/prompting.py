@@ -568,6 +568,9 @@ def train_one(
     if run.kind == "downstream":
         return _train_downstream(layout, run, config, lm, dictionary, cache, progress)
     data, collator = _task_data(layout, run, config, dictionary, lm, cache)
+    # The task data are cached per worker, a learnable verbalizer head trains in place: each run starts from
+    # its own head, drawn from its seed, whatever ran before it in this process.
+    collator = dataclasses.replace(collator, verbalizer=collator.verbalizer.fresh(run.seed))
     spec, verbalizer = collator.spec, collator.verbalizer
     fingerprints = {
         "kmeans": unit_model["kmeans_fingerprint"],
