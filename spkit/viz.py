@@ -192,8 +192,11 @@ def few_shot_figure(curves: Mapping[str, Sequence[tuple[str, float, float]]], ti
                                 mode="lines+markers",
                                 error_y={"type": "data", "array": [p[2] for p in pts], "visible": True})
                      for method, pts in curves.items()])
+    # one category order for every line: plotly would otherwise append an n only a later line has after `all`
+    ns = {str(p[0]) for pts in curves.values() for p in pts}
+    order = sorted((n for n in ns if n != "all"), key=int) + (["all"] if "all" in ns else [])
     fig.update_layout(title=title, xaxis_title="examples per class", xaxis_type="category",
-                      yaxis_title=metric, height=380)
+                      xaxis_categoryorder="array", xaxis_categoryarray=order, yaxis_title=metric, height=380)
     return fig
 
 

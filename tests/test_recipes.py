@@ -224,7 +224,7 @@ def test_few_shot_plan_and_subset():
 
 
 def test_few_shot_curves_and_figure():
-    """n ascending as numbers (10 after 5), ``all`` last, a single seed's std None drawn as 0."""
+    """n ascending as numbers (10 after 5), ``all`` last, on the axis too; one seed's std None drawn as 0."""
     from spkit import viz
 
     results = {"few_shot": {"kws": {
@@ -240,6 +240,8 @@ def test_few_shot_curves_and_figure():
     assert list(fig.data[0].x) == ["1", "5", "10", "all"]
     assert list(fig.data[0].error_y.array) == [0.01, 0.03, 0.02, 0.0]
     assert fig.layout.xaxis.type == "category" and fig.layout.yaxis.title.text == "accuracy"
+    # downstream's n=50 sits before `all` although the first line has no n=50
+    assert list(fig.layout.xaxis.categoryarray) == ["1", "5", "10", "50", "all"]
 
 
 def _sleep_and_report(seconds: float) -> int:
