@@ -19,14 +19,10 @@ from pathlib import Path
 from spkit.io import atomic_path
 from spkit.recipes.prompting import few_shot_curves
 from spkit.report import chromium_available
-from spkit.viz import few_shot_figure
+from spkit.viz import few_shot_figure, shots_order
 
 TITLES = {"kws": "Few-shot KWS, converged (3 seeds; all: seed 0)", "intent": "Few-shot IC, converged"}
 POINT = re.compile(r"(?P<method>\w+):(?P<n>\d+|all)=(?P<mean>[\d.]+)(\+-(?P<std>[\d.]+))?")
-
-
-def _order(n: str) -> float:
-    return float("inf") if n == "all" else int(n)
 
 
 def main() -> None:
@@ -45,7 +41,7 @@ def main() -> None:
         if not m:
             raise SystemExit(f"--point {item!r}: expected METHOD:N=MEAN[+-STD], e.g. downstream:5=30.4+-2.1")
         points.setdefault(m["method"], {}).setdefault(m["n"], (float(m["mean"]), float(m["std"] or 0.0)))
-    curves = {meth: [(n, *by_n[n]) for n in sorted(by_n, key=_order)] for meth, by_n in points.items()}
+    curves = {meth: [(n, *by_n[n]) for n in shots_order(by_n)] for meth, by_n in points.items()}
     if not chromium_available():
         raise SystemExit("no Chromium for the PNG export: run scripts/ensure_chromium.sh")
     fig = few_shot_figure(curves, TITLES.get(a.task, f"Few-shot {a.task}"), metric="test accuracy (%)")

@@ -7,7 +7,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +182,12 @@ def curves_figure(curves: Mapping[str, Sequence[float]], title: str, xaxis: str 
     return fig
 
 
+def shots_order(ns: Iterable[str]) -> list[str]:
+    """Few-shot sizes as they are read: numbers ascending (10 after 5), ``all`` last."""
+    ns = set(ns)
+    return sorted((n for n in ns if n != "all"), key=int) + (["all"] if "all" in ns else [])
+
+
 def few_shot_figure(curves: Mapping[str, Sequence[tuple[str, float, float]]], title: str,
                     metric: str = "accuracy") -> Any:
     """Few-shot curves: one line per method over examples per class (a category axis, ``all`` last), mean
@@ -193,8 +199,7 @@ def few_shot_figure(curves: Mapping[str, Sequence[tuple[str, float, float]]], ti
                                 error_y={"type": "data", "array": [p[2] for p in pts], "visible": True})
                      for method, pts in curves.items()])
     # one category order for every line: plotly would otherwise append an n only a later line has after `all`
-    ns = {str(p[0]) for pts in curves.values() for p in pts}
-    order = sorted((n for n in ns if n != "all"), key=int) + (["all"] if "all" in ns else [])
+    order = shots_order({str(p[0]) for pts in curves.values() for p in pts})
     fig.update_layout(title=title, xaxis_title="examples per class", xaxis_type="category",
                       xaxis_categoryorder="array", xaxis_categoryarray=order, yaxis_title=metric, height=380)
     return fig

@@ -63,6 +63,7 @@ from spkit.prompt.results import load_results, metric_name, run_result, update_r
 from spkit.prompt.train import TrainConfig, prepare_task, train, validation_decoder
 from spkit.units.encoder import SpeechEncoder
 from spkit.units.oracle import unit_model_summary
+from spkit.viz import shots_order
 
 log = logging.getLogger(__name__)
 
@@ -723,8 +724,7 @@ def few_shot_curves(results: dict[str, Any], task: str) -> dict[str, list[tuple[
     (std 0 with one seed)."""
     out: dict[str, list[tuple[str, float, float]]] = {}
     for method, by_n in (results.get("few_shot") or {}).get(task, {}).items():
-        ns = sorted((n for n in by_n if n != "all"), key=int) + (["all"] if "all" in by_n else [])
-        out[method] = [(n, by_n[n]["mean"], by_n[n]["std"] or 0.0) for n in ns]
+        out[method] = [(n, by_n[n]["mean"], by_n[n]["std"] or 0.0) for n in shots_order(by_n)]
     return out
 
 
