@@ -192,12 +192,13 @@ def few_shot_figure(curves: Mapping[str, Sequence[tuple[str, float, float]]], ti
                     metric: str = "accuracy") -> Any:
     """Few-shot curves: one line per method over examples per class (a category axis, ``all`` last), mean
     with ± std error bars. ``curves``: :func:`spkit.recipes.prompting.few_shot_curves`'s
-    ``{method: [(n, mean, std), ...]}``."""
+    ``{method: [(n, mean, std), ...]}``. Lines are in method-name order, so a method keeps its colour
+    across figures whatever order the results came in."""
     go = _go()
     fig = go.Figure([go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], name=method,
                                 mode="lines+markers",
                                 error_y={"type": "data", "array": [p[2] for p in pts], "visible": True})
-                     for method, pts in curves.items()])
+                     for method, pts in sorted(curves.items())])
     # one category order for every line: plotly would otherwise append an n only a later line has after `all`
     order = shots_order({str(p[0]) for pts in curves.values() for p in pts})
     fig.update_layout(title=title, xaxis_title="examples per class", xaxis_type="category",

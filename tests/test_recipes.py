@@ -242,6 +242,9 @@ def test_few_shot_curves_and_figure():
     assert fig.layout.xaxis.type == "category" and fig.layout.yaxis.title.text == "accuracy"
     # downstream's n=50 sits before `all` although the first line has no n=50
     assert list(fig.layout.xaxis.categoryarray) == ["1", "5", "10", "50", "all"]
+    # lines in method-name order whatever the results' order, so colours match across figures
+    flipped = viz.few_shot_figure(dict(reversed(list(curves.items()))), "kws few-shot", "accuracy")
+    assert [t.name for t in flipped.data] == ["deep_prompt", "downstream"]
 
 
 def _sleep_and_report(seconds: float) -> int:
