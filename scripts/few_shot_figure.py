@@ -21,7 +21,8 @@ from spkit.recipes.prompting import few_shot_curves
 from spkit.report import chromium_available
 from spkit.viz import few_shot_figure, shots_order
 
-TITLES = {"kws": "Few-shot KWS, converged (3 seeds; all: seed 0)", "intent": "Few-shot IC, converged (3 seeds; all: seed 0)"}
+TITLES = {"kws": "Few-shot KWS, converged (3 seeds; all: seed 0)",
+          "intent": "Few-shot IC, converged (3 seeds; all: seed 0)"}
 POINT = re.compile(r"(?P<method>\w+):(?P<n>\d+|all)=(?P<mean>[\d.]+)(\+-(?P<std>[\d.]+))?")
 
 
