@@ -17,9 +17,10 @@ import re
 from pathlib import Path
 
 from spkit.io import atomic_path
+from spkit.prompt.results import shots_order
 from spkit.recipes.prompting import few_shot_curves
 from spkit.report import chromium_available
-from spkit.viz import few_shot_figure, shots_order
+from spkit.viz import few_shot_figure
 
 TITLES = {"kws": "Few-shot KWS, converged (3 seeds; all: seed 0)",
           "intent": "Few-shot IC, converged (3 seeds; all: seed 0)"}

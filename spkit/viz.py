@@ -7,7 +7,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import torch
 import torchaudio
 
 from spkit.io import atomic_path, write_text
+from spkit.prompt.results import shots_order
 
 log = logging.getLogger(__name__)
 
@@ -180,12 +181,6 @@ def curves_figure(curves: Mapping[str, Sequence[float]], title: str, xaxis: str 
                      for k, v in curves.items()])
     fig.update_layout(title=title, xaxis_title=xaxis, yaxis_title=yaxis, height=350)
     return fig
-
-
-def shots_order(ns: Iterable[str]) -> list[str]:
-    """Few-shot sizes as they are read: numbers ascending (10 after 5), ``all`` last."""
-    ns = set(ns)
-    return sorted((n for n in ns if n != "all"), key=int) + (["all"] if "all" in ns else [])
 
 
 def few_shot_figure(curves: Mapping[str, Sequence[tuple[str, float, float]]], title: str,

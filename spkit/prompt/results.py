@@ -443,6 +443,12 @@ def _settings_cells(st: Mapping[str, Any]) -> str:
             f"({', '.join(str(x) for x in st.get('stop_reason', []))})")
 
 
+def shots_order(ns: Iterable[str]) -> list[str]:
+    """Few-shot sizes as they are read: numbers ascending (10 after 5), ``all`` last."""
+    ns = set(ns)
+    return sorted((n for n in ns if n != "all"), key=int) + (["all"] if "all" in ns else [])
+
+
 def _few_shot_markdown(results: Mapping[str, Any]) -> list[str]:
     few = results.get("few_shot") or {}
     if not few:
@@ -451,8 +457,7 @@ def _few_shot_markdown(results: Mapping[str, Any]) -> list[str]:
              "mean ± std over seeds (%); `all`: the main table's run on the whole training split."]
     for task in _ordered(few, tuple(TASK_COLUMNS)):
         methods = few[task]
-        ns = sorted({n for by_n in methods.values() for n in by_n if n != "all"}, key=int)
-        ns += ["all"] if any("all" in by_n for by_n in methods.values()) else []
+        ns = shots_order(n for by_n in methods.values() for n in by_n)
         lines += ["", f"### {TASK_COLUMNS.get(task, task.upper())} ({task})", "",
                   "| Method | " + " | ".join(f"n={n}" for n in ns) + " |", "|---|" + "---:|" * len(ns)]
         for m in _ordered(methods, METHOD_ORDER):

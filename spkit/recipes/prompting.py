@@ -59,11 +59,10 @@ from spkit.prompt.downstream import DownstreamSpec, LayerFeatureCache, train_dow
 from spkit.prompt.finetune import train_finetune
 from spkit.prompt.model import PromptConfig, activation_batch, build_prompted
 from spkit.prompt.random_lm import control_seed, random_ulm
-from spkit.prompt.results import load_results, metric_name, run_result, update_results
+from spkit.prompt.results import load_results, metric_name, run_result, shots_order, update_results
 from spkit.prompt.train import TrainConfig, prepare_task, train, validation_decoder
 from spkit.units.encoder import SpeechEncoder
 from spkit.units.oracle import unit_model_summary
-from spkit.viz import shots_order
 
 log = logging.getLogger(__name__)
 
