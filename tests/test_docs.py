@@ -14,7 +14,7 @@ VERB_MARK = "**IC with the learnable verbalizer**"
 
 def _tables(text: str) -> dict[tuple[str, str], str]:
     """``{(method, n): cell}`` of the markdown tables in ``text``: the method is the first cell's first word,
-    n the column header's ``n=...``."""
+    n the column header's ``n=...`` (or ``all``)."""
     cells: dict[tuple[str, str], str] = {}
     header: list[str] = []
     for line in text.splitlines():
@@ -23,7 +23,7 @@ def _tables(text: str) -> dict[tuple[str, str], str]:
             continue
         row = [c.strip() for c in line.strip().strip("|").split("|")]
         if row[0] == "Method":
-            header = [h.removeprefix("n=") for h in row[1:]]
+            header = [h.removeprefix("n=").split()[0] for h in row[1:]]  # "all (seed 0)" -> "all"
         elif header and not set(row[0]) <= {"-", ":"}:
             for n, cell in zip(header, row[1:]):
                 cells[(row[0].split()[0], n)] = cell
