@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -127,6 +128,37 @@ def test_make_targets_streaming_equals_in_memory():
     assert [len(y) for y in kept] == [(len(w) - 400) // 320 + 1 for w in waves]
 
 
+def test_pretrain_on_phone_targets_checks_them_and_records_their_kind(tmp_path):
+    from spkit.features.pretrain import pretrain
+    from spkit.features.tiny_hubert import TinyHubertConfig, load_tiny_hubert
+
+    g = torch.Generator().manual_seed(0)
+    waves = [torch.randn(int(n), generator=g) * 0.1 for n in (8000, 12000, 5000)]
+    frames = [(len(w) - 400) // 320 + 1 for w in waves]
+    targets = [torch.randint(0, 5, (n,), generator=g) for n in frames]
+    cfg = PretrainConfig(targets="phones", num_clusters=5, max_steps=3, batch_size=2, crop_seconds=0.5,
+                         warmup_steps=1, unmasked_weight=1.0)
+    mcfg = TinyHubertConfig(dim=16, layers=1, heads=2, ffn_dim=32)
+    with pytest.raises(ValueError, match="frame_targets"):  # one label sequence per clip
+        pretrain(waves, tmp_path / "a.pt", cfg, mcfg, frame_targets=targets[:2], progress=False)
+    with pytest.raises(ValueError, match=r"frame_targets\[1\]: .* labels for a clip of"):
+        pretrain(waves, tmp_path / "a.pt", cfg, mcfg, frame_targets=[targets[0], targets[0], targets[2]],
+                 progress=False)
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, 5\)"):
+        pretrain(waves, tmp_path / "a.pt", cfg, mcfg, frame_targets=[t + 5 for t in targets], progress=False)
+    with pytest.raises(ValueError, match="need frame_targets"):
+        pretrain(waves, tmp_path / "a.pt", cfg, mcfg, progress=False)
+    res = pretrain(waves, tmp_path / "a.pt", cfg, mcfg, frame_targets=targets, target_names=list("abcde"),
+                   progress=False)
+    assert res["finished"] and res["step"] == 3
+    _, ckpt = load_tiny_hubert(tmp_path / "a.pt")
+    assert ckpt["targets"]["kind"] == "phones" and ckpt["targets"]["names"] == list("abcde")
+    assert ckpt["train"]["targets"] == "phones"
+    # a resume with k-means targets is refused, naming the field
+    with pytest.raises(ValueError, match="cannot resume: targets="):
+        pretrain(waves, tmp_path / "a.pt", dataclasses.replace(cfg, targets="kmeans"), mcfg, progress=False)
+
+
 # ---------------------------------------------------------------------------------------- recipe
 @pytest.fixture(scope="module")
 def smoke_base(tmp_path_factory):
@@ -140,6 +172,7 @@ def smoke_base(tmp_path_factory):
 
 
 def test_pretrain_base_ships_every_file(smoke_base):
+    from spkit.features.tiny_hubert import load_tiny_hubert
     from spkit.recipes.spkit_base import load_base
 
     base = smoke_base / "base"
@@ -157,6 +190,16 @@ def test_pretrain_base_ships_every_file(smoke_base):
     best = max(sel["layers"], key=lambda r: r["phone_pnmi"])
     assert (sel["iteration"], sel["layer"]) == (best["iteration"], best["layer"])
     assert "Rebuild" in (base / "README.md").read_text()
+    # v2's iteration 1 predicts the synthesizer's phones, said on the card and in the model card
+    assert card["targets"] == "phone_alignment"
+    assert "phone labels" in (base / "README.md").read_text() and "not self-supervised" in (
+        base / "README.md").read_text()
+    inventory = json.loads((smoke_base / "base.work" / "phone_inventory.json").read_text())
+    _, it1 = load_tiny_hubert(smoke_base / "base.work" / "hubert" / "iter1.pt")
+    assert it1["targets"]["kind"] == "phones" and it1["targets"]["names"] == inventory["units"]
+    assert it1["targets"]["num_clusters"] == len(inventory["units"]) > 10
+    _, it2 = load_tiny_hubert(smoke_base / "base.work" / "hubert" / "iter2.pt")
+    assert it2["targets"]["kind"] == "tiny_hubert" and it2["targets"]["num_clusters"] == 20
     curves = json.loads((base / "curves.json").read_text())
     assert set(curves["hubert"]) == {"iter1", "iter2"} or sel["iteration"] == 1
     assert curves["ulm"] and curves["ulm"][-1]["valid_ppl"] > 1
@@ -209,6 +252,33 @@ def test_rerun_resumes_nothing_and_refuses_without_resume(smoke_base):
     after = json.loads((work / "state.json").read_text())
     assert after["stages"]["hubert1"] == json.loads(before)["stages"]["hubert1"]
     assert json.loads(r.stdout.strip().splitlines()[-1])["left"] == []
+
+
+def test_mfcc_kmeans_targets_stay_buildable(tmp_path, smoke_base):
+    """v1's recipe (`--targets mfcc_kmeans`): iteration 1 on MFCC k-means, at smoke size, to the end."""
+    from spkit.features.tiny_hubert import load_tiny_hubert
+
+    r = subprocess.run([sys.executable, "-m", "spkit", "pretrain-base", "--out", str(tmp_path / "base"),
+                        "--preset", "smoke", "--targets", "mfcc_kmeans",
+                        "--data-root", str(smoke_base / "data")],
+                       capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    _, it1 = load_tiny_hubert(tmp_path / "base.work" / "hubert" / "iter1.pt")
+    assert it1["targets"]["kind"] == "mfcc" and it1["train"]["targets"] == "kmeans"
+    card = json.loads((tmp_path / "base" / "spkit-base.json").read_text())
+    assert card["targets"] == "mfcc_kmeans" and card["recipe"]["targets"] == "mfcc_kmeans"
+    assert "self-supervised" in (tmp_path / "base" / "README.md").read_text()
+    assert not (tmp_path / "base.work" / "phone_inventory.json").exists()
+
+
+def test_v1_recipe_is_the_mfcc_kmeans_targets_of_the_default():
+    """The committed record of spkit-base v1 (docs/spkit-base-v1/) is what `--targets mfcc_kmeans` builds."""
+    from spkit.recipes.spkit_base import preset_recipe
+
+    v1 = json.loads((REPO / "docs" / "spkit-base-v1" / "spkit-base.json").read_text())["recipe"]
+    now = json.loads(json.dumps(dataclasses.asdict(preset_recipe("default", targets="mfcc_kmeans"))))
+    assert now.pop("targets") == "mfcc_kmeans"
+    assert {k: v for k, v in v1.items() if k != "threads"} == {k: v for k, v in now.items() if k != "threads"}
 
 
 def test_time_budget_pauses_and_resume_is_bit_identical(tmp_path, smoke_base):
@@ -374,17 +444,16 @@ def test_shipped_base_is_the_default_recipe_and_loads_strictly():
     """models/spkit-base (what the default preset prompts) is what the documented recipe builds: its card
     records today's `BaseRecipe` defaults, its parts match the card's fingerprints, and the uLM's curve ends
     at the card's perplexity (a part rebuilt without its card, or a recipe edit not rebuilt, fails)."""
-    import dataclasses
-
     from spkit.presets import SHIPPED_BASE
     from spkit.recipes.spkit_base import load_base, preset_recipe
     from spkit.ulm.fairseq_io import load_fairseq_ulm
     from spkit.units.encoder import SpeechEncoder
 
     card = load_base(SHIPPED_BASE)
-    recipe = json.loads(json.dumps(dataclasses.asdict(preset_recipe("default"))))
+    targets = card["recipe"].get("targets", "mfcc_kmeans")  # v1's card predates the field
+    recipe = json.loads(json.dumps(dataclasses.asdict(preset_recipe("default", targets=targets))))
     shipped = {k: v for k, v in card["recipe"].items() if k != "threads"}
-    assert shipped == {k: v for k, v in recipe.items() if k != "threads"}
+    assert shipped == {k: v for k, v in recipe.items() if k not in ("threads", "targets") or k in shipped}
     enc = SpeechEncoder.from_base(SHIPPED_BASE)
     assert enc.extractor.fingerprint == card["extractor_fingerprint"]
     assert enc.kmeans.fingerprint == card["kmeans_fingerprint"]

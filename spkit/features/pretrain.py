@@ -2,7 +2,10 @@
 
 Iteration 1 predicts k-means clusters of 39-dim MFCC features (13 + deltas + delta-deltas, CMVN per
 utterance) on masked frames; iteration 2 trains a fresh model on clusters of a middle layer of the
-iteration-1 model (``PretrainConfig.target_layer``). Loss: cross-entropy on masked frames, plus
+iteration-1 model (``PretrainConfig.target_layer``). With ``targets="phones"`` iteration 1 predicts
+given frame labels instead (``pretrain(..., frame_targets=...)``): the synthesizer's phone per 20 ms
+frame, the forced-alignment target topline of the HuBERT paper (Hsu et al. 2021, section V-D), which is
+supervised, not self-supervised. Loss: cross-entropy on masked frames, plus
 ``unmasked_weight`` times the cross-entropy on unmasked frames (HuBERT: 0).
 
 Training: random frame-aligned crops of ``crop_seconds`` (whole clip when shorter), AdamW with
@@ -63,6 +66,9 @@ class PretrainConfig:
     """Training settings (saved in the checkpoint; a resume must use the same ones)."""
 
     iteration: int = 1              # 1: MFCC k-means targets; 2+: k-means of the teacher's layer
+    # "kmeans": HuBERT's clustered targets (above); "phones": the frame labels handed to pretrain()
+    # (iteration 1 only; num_clusters is then the label inventory's size).
+    targets: str = "kmeans"
     num_clusters: int = 100         # HuBERT: 100 (iteration 1), 500 (iteration 2)
     target_layer: int | None = None  # teacher layer for iteration >= 2; None = middle layer
     target_cmvn: bool = False       # normalise the teacher's layer per clip before k-means (as the units are)
@@ -298,6 +304,19 @@ def _cached_targets(waves: Sequence[torch.Tensor], config: PretrainConfig,
     return labels, centers
 
 
+def _check_frame_targets(waves: Sequence[torch.Tensor], frame_targets: Sequence[torch.Tensor],
+                         num_clusters: int) -> None:
+    """Given targets must be one per clip, one per frame, with ids below ``num_clusters``."""
+    if len(frame_targets) != len(waves):
+        raise ValueError(f"frame_targets: {len(frame_targets)} sequences for {len(waves)} clips")
+    for i, (n, y) in enumerate(zip(clip_lengths(waves), frame_targets)):
+        if len(y) != num_frames(int(n)):
+            raise ValueError(f"frame_targets[{i}]: {len(y)} labels for a clip of {num_frames(int(n))} frames")
+        y = torch.as_tensor(y)
+        if len(y) and (int(y.max()) >= num_clusters or int(y.min()) < -100):
+            raise ValueError(f"frame_targets[{i}]: ids must lie in [0, {num_clusters}) (or -100)")
+
+
 def _normalization(waves: Sequence[torch.Tensor], model: TinyHubert) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
         mels = [model.logmel(w[None])[0] for w in waves[:2000]]
@@ -311,7 +330,9 @@ def pretrain(waves: Sequence[torch.Tensor], out: str | os.PathLike,
              config: PretrainConfig | None = None, model_config: TinyHubertConfig | None = None,
              teacher: str | os.PathLike | None = None, until_step: int | None = None,
              progress: bool = True, on_step: Callable[[int, float], None] | None = None,
-             targets_cache: str | os.PathLike | None = None) -> dict[str, Any]:
+             targets_cache: str | os.PathLike | None = None,
+             frame_targets: Sequence[torch.Tensor] | None = None,
+             target_names: Sequence[str] | None = None) -> dict[str, Any]:
     """Train (or resume) a tiny HuBERT on ``waves`` and write its checkpoint to ``out``.
 
     Args:
@@ -323,6 +344,8 @@ def pretrain(waves: Sequence[torch.Tensor], out: str | os.PathLike,
         until_step: stop after this global step (a chunk of a longer run), checkpointing.
         targets_cache: a file for the frame targets of ``waves`` (``.pt``): a resume loads them instead
             of running the target features over the whole corpus again (minutes at tens of hours).
+        frame_targets: with ``config.targets == "phones"``: one ``(num_frames(N_i),)`` int64 tensor per clip,
+            ids in ``[0, num_clusters)`` (-100: no target); ``target_names`` name the ids (saved).
         progress: show a tqdm bar; ``on_step(step, loss)`` is called after every step.
 
     Returns:
@@ -337,6 +360,12 @@ def pretrain(waves: Sequence[torch.Tensor], out: str | os.PathLike,
     if short:
         raise ValueError(f"clips {short[:5]} are shorter than 400 samples (25 ms)")
 
+    if config.targets not in ("kmeans", "phones"):
+        raise ValueError(f"targets must be 'kmeans' or 'phones', got {config.targets!r}")
+    if config.targets == "phones":
+        if config.iteration != 1 or frame_targets is None:
+            raise ValueError("phone targets are iteration 1's and need frame_targets (one tensor a clip)")
+        _check_frame_targets(waves, frame_targets, config.num_clusters)
     teacher_ext = None
     if config.iteration >= 2:
         if teacher is None:
@@ -354,9 +383,10 @@ def pretrain(waves: Sequence[torch.Tensor], out: str | os.PathLike,
     if out.exists():
         _, ckpt = load_tiny_hubert(out)
         saved = PretrainConfig.from_dict(ckpt["train"])
-        for key in ("iteration", "num_clusters", "target_layer", "target_cmvn", "init_from_teacher", "seed",
-                    "batch_size", "crop_seconds", "lr", "warmup_steps", "max_steps", "warp_range",
-                    "noise_prob", "noise_snr_db", "mix_prob", "mix_snr_db", "gain_db"):
+        for key in ("iteration", "targets", "num_clusters", "target_layer", "target_cmvn",
+                    "init_from_teacher", "seed", "batch_size", "crop_seconds", "lr", "warmup_steps",
+                    "max_steps", "warp_range", "noise_prob", "noise_snr_db", "mix_prob", "mix_snr_db",
+                    "gain_db"):
             if _plain(getattr(saved, key)) != _plain(getattr(config, key)):
                 raise ValueError(f"{out}: cannot resume: {key}={getattr(saved, key)!r} in the checkpoint, "
                                  f"{getattr(config, key)!r} now")
@@ -379,11 +409,17 @@ def pretrain(waves: Sequence[torch.Tensor], out: str | os.PathLike,
     else:
         model.set_normalization(*_normalization(waves, model))
 
-    labels, centers = _cached_targets(waves, config, teacher_ext, centers, progress, targets_cache)
-    target_info = {"kind": "mfcc" if config.iteration == 1 else "tiny_hubert",
-                   "num_clusters": config.num_clusters, "centers": centers,
-                   "teacher": None if teacher is None else str(teacher),
-                   "teacher_layer": None if teacher_ext is None else teacher_ext.layer}
+    if config.targets == "phones":
+        labels = [torch.as_tensor(y, dtype=torch.long) for y in frame_targets]
+        target_info = {"kind": "phones", "num_clusters": config.num_clusters, "centers": None,
+                       "names": None if target_names is None else list(target_names),
+                       "teacher": None, "teacher_layer": None}
+    else:
+        labels, centers = _cached_targets(waves, config, teacher_ext, centers, progress, targets_cache)
+        target_info = {"kind": "mfcc" if config.iteration == 1 else "tiny_hubert",
+                       "num_clusters": config.num_clusters, "centers": centers,
+                       "teacher": None if teacher is None else str(teacher),
+                       "teacher_layer": None if teacher_ext is None else teacher_ext.layer}
 
     def save() -> None:
         torch_save({"format": FORMAT, "version": VERSION, "config": dataclasses.asdict(model_config),

@@ -37,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="stop after this stage (corpus, pack, hubert, select, kmeans, units, ulm, export)",
     )
+    parser.add_argument(
+        "--targets",
+        choices=("phones", "mfcc_kmeans"),
+        default="phones",
+        help="iteration 1's targets: the synthesizer's phone labels per frame (v2, a supervised topline) or "
+        "k-means of MFCC features (v1, self-supervised)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the preset's)")
 
 
@@ -63,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    recipe = preset_recipe(args.preset)
+    recipe = preset_recipe(args.preset, targets=args.targets)
     if args.threads:
         recipe = dataclasses.replace(recipe, threads=args.threads)
     try:

@@ -7,9 +7,17 @@ task. spkit-base does the same at CPU scale (``spkit pretrain-base --out models/
    voices only, about 50 h at ``default``).
 2. ``pack``: its train/valid clips packed into one int16 file each (:mod:`spkit.data.packed`), so
    pretraining streams the audio instead of holding 11 GB of float32 in memory.
-3. ``hubert``: the tiny HuBERT, HuBERT's iterations (1: MFCC k-means targets; 2: k-means of iteration
-   1's middle layer), invariance augmentation as in the task presets, checkpointed every few hundred
-   steps; ``--max-seconds`` ends a call early and the next call resumes bit-identically.
+3. ``hubert``: the tiny HuBERT, invariance augmentation as in the task presets, checkpointed every few
+   hundred steps; ``--max-seconds`` ends a call early and the next call resumes bit-identically. Its
+   iteration-1 targets are ``BaseRecipe.targets``:
+
+   * ``"phones"`` (v2, the default): the synthesizer's phone label per 20 ms frame of the pretraining
+     corpus's training clips (``spkit/alignments.jsonl``; a :class:`~spkit.units.oracle.PhoneInventory`
+     built from those clips, all ten languages). This is the HuBERT paper's target-quality topline
+     (forced-aligned phone targets): a HuBERT trained on synthesizer phone labels, **not self-supervised**;
+     the kit's 2-core stand-in for a large self-supervised model.
+   * ``"mfcc_kmeans"`` (v1): HuBERT's own iteration 1, k-means of MFCC features; a later iteration
+     clusters the previous one's layer.
 4. ``select``: (iteration, layer) by phone PNMI of K=100 units on the KWS *validation* clips (k-means fit
    on the pretraining corpus), then K by a supervised probe on deduplicated units (trained on KWS train
    clips, epoch chosen on held-out training speakers, scored on KWS validation). Nothing sees test clips.
@@ -29,6 +37,7 @@ reuse.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -39,15 +48,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from spkit.analysis.probes import ProbeData, _pad, train_probe
 from spkit.data import load_corpus
-from spkit.data.base import Utterance
+from spkit.data.alignments import attach_alignments
+from spkit.data.base import DataError, Utterance
 from spkit.data.corpus import load_utterance
 from spkit.data.manifest import load_tsv_corpus
 from spkit.data.packed import pack_utterances
 from spkit.features import load_extractor
-from spkit.features.base import clip_cmvn
+from spkit.features.base import clip_cmvn, num_frames
 from spkit.features.pretrain import INVARIANCE_AUGMENTATION, PretrainConfig, pretrain
 from spkit.features.tiny_hubert import TinyHubertConfig, load_tiny_hubert
 from spkit.io import read_json, torch_save, write_json, write_text
@@ -59,6 +70,7 @@ from spkit.ulm.train import ULMTrainConfig, load_ulm, train
 from spkit.units.encoder import BASE_FORMAT, SpeechEncoder, dedup, read_base_card
 from spkit.units.kmeans import KMeansModel, fit_kmeans, fit_kmeans_on_corpus, sample_frames
 from spkit.units.metrics import alignments_by_uid, unit_report
+from spkit.units.oracle import PhoneInventory, clip_labels
 from spkit.units.quantize import quantize_corpus
 from spkit.viz import _go
 
@@ -67,16 +79,32 @@ log = logging.getLogger(__name__)
 FORMAT = BASE_FORMAT
 VERSION = 1
 
+TARGETS = ("phones", "mfcc_kmeans")
+"""What iteration 1 of the recipe predicts (``spkit pretrain-base --targets``)."""
+
+TARGET_NAMES = {"phones": "phone_alignment", "mfcc_kmeans": "mfcc_kmeans"}
+"""``results.json``'s ``units.targets`` for each kind of recipe targets."""
+
+TARGET_SENTENCES = {
+    "phone_alignment": "a tiny HuBERT trained on the synthesizer's phone labels (forced-alignment targets, "
+    "the HuBERT paper's topline), not self-supervised",
+    "mfcc_kmeans": "a tiny HuBERT trained self-supervised on k-means clusters of MFCC features "
+    "(HuBERT's first iteration)",
+}
+"""The one plain sentence that says what the encoder was trained on, wherever its units appear."""
+
 
 @dataclass
 class BaseRecipe:
     """Settings of :func:`pretrain_base` (a preset fills them).
 
     Attributes:
+        targets: iteration 1's targets (:data:`TARGETS`): the synthesizer's phone per frame, or MFCC k-means.
         corpus_preset, corpus_seed: the pretraining corpus (``spkit synth pretrain``).
         task_preset: the task corpora whose *validation* clips choose the layer and K (KWS).
         model: tiny HuBERT architecture (:class:`~spkit.features.tiny_hubert.TinyHubertConfig` fields).
-        iterations: one dict per HuBERT iteration: ``num_clusters`` (targets' K) and ``max_steps``.
+        iterations: one dict per HuBERT iteration: ``max_steps``, ``num_clusters`` (the targets' K; with phone
+            targets iteration 1's is the phone inventory's size) and further PretrainConfig fields.
         pretrain: further :class:`~spkit.features.pretrain.PretrainConfig` fields for every iteration.
         select_k: K candidates of the units; ``select_utts``: KWS validation clips for PNMI;
         probe_train: KWS training clips for the K probe; ``probe_epochs``.
@@ -88,6 +116,7 @@ class BaseRecipe:
         seed: every random choice.
     """
 
+    targets: str = "phones"
     corpus_preset: str = "default"
     corpus_seed: int = 0
     task_preset: str = "default"
@@ -98,13 +127,17 @@ class BaseRecipe:
     model: dict[str, Any] = field(
         default_factory=lambda: {"dim": 256, "layers": 6, "heads": 4, "ffn_dim": 1024, "utterance_cmvn": True}
     )
-    # HuBERT's iteration 1 only (MFCC k-means targets). Two second iterations were trained and measured on
-    # KWS *validation* clips (README "spkit-base", log.jsonl ``tried_not_shipped``): 2000 steps on K=500
-    # targets of iteration 1's layer 3 (phone PNMI 0.436 vs 0.431, probe 58.5 vs 62.5 %), and 6000 steps
-    # on K=500 per-clip-normalised targets of layer 1 (``target_layer=1, target_cmvn=True``; best PNMI
-    # 0.429 vs 0.431, probe 60.6 % at K=100): no gain, so the recipe keeps one iteration.
+    # v1 (``targets="mfcc_kmeans"``, :data:`MFCC_ITERATIONS`): HuBERT's iteration 1 only. Two second
+    # iterations were trained and measured on KWS *validation* clips (docs/spkit-base-v1/log.jsonl
+    # ``tried_not_shipped``): 2000 steps on K=500 targets of iteration 1's layer 3 (phone PNMI 0.436 vs
+    # 0.431, probe 58.5 vs 62.5 %), and 6000 steps on K=500 per-clip-normalised targets of layer 1
+    # (``target_layer=1, target_cmvn=True``; best PNMI 0.429 vs 0.431, probe 60.6 % at K=100): no gain.
+    # v2: one iteration on phone targets. Every frame is supervised (unmasked_weight 1): the units are read
+    # off unmasked input, so the frame's own phone must be in its features, and at CPU scale the masked
+    # frames alone (8 % spans, about half the frames) waste half the labels. 6000 steps: the feasibility
+    # check (STACK_NOTES) still rose at 1359 steps of a 2-layer GRU.
     iterations: list[dict[str, Any]] = field(
-        default_factory=lambda: [{"num_clusters": 100, "max_steps": 3000}]
+        default_factory=lambda: [{"max_steps": 6000, "unmasked_weight": 1.0}]
     )
     pretrain: dict[str, Any] = field(
         default_factory=lambda: {
@@ -148,7 +181,8 @@ PRESETS: dict[str, BaseRecipe] = {
         corpus_preset="smoke",
         task_preset="smoke",
         model={"dim": 32, "layers": 2, "heads": 2, "ffn_dim": 64, "utterance_cmvn": True},
-        iterations=[{"num_clusters": 20, "max_steps": 8}, {"num_clusters": 20, "max_steps": 6}],
+        # phone targets, then one k-means iteration of the phone-trained model (the optional second step)
+        iterations=[{"max_steps": 8, "unmasked_weight": 1.0}, {"num_clusters": 20, "max_steps": 6}],
         pretrain={
             "crop_seconds": 1.0,
             "batch_size": 4,
@@ -178,13 +212,30 @@ PRESETS: dict[str, BaseRecipe] = {
     "default": BaseRecipe(),
 }
 
+MFCC_ITERATIONS: dict[str, list[dict[str, Any]]] = {
+    "smoke": [{"num_clusters": 20, "max_steps": 8}, {"num_clusters": 20, "max_steps": 6}],
+    "default": [{"num_clusters": 100, "max_steps": 3000}],
+}
+"""v1's iterations (``targets="mfcc_kmeans"``): MFCC k-means targets, then k-means of the previous model."""
+
 STAGES = ("corpus", "pack", "hubert", "select", "kmeans", "units", "ulm", "export")
 
 
-def preset_recipe(preset: str, **overrides: Any) -> BaseRecipe:
+def preset_recipe(preset: str, targets: str = "phones", **overrides: Any) -> BaseRecipe:
+    """The recipe of ``preset`` with iteration-1 ``targets`` (:data:`TARGETS`), then ``overrides``."""
     if preset not in PRESETS:
         raise ValueError(f"unknown spkit-base preset {preset!r}; choose one of {sorted(PRESETS)}")
-    return dataclasses.replace(PRESETS[preset], **overrides)
+    if targets not in TARGETS:
+        raise ValueError(f"unknown targets {targets!r}; choose one of {TARGETS}")
+    recipe = PRESETS[preset]
+    if targets == "mfcc_kmeans":
+        recipe = dataclasses.replace(recipe, targets=targets, iterations=MFCC_ITERATIONS[preset])
+    return dataclasses.replace(recipe, **overrides)
+
+
+def recipe_targets(recipe: dict[str, Any]) -> str:
+    """``units.targets`` of a recipe as saved in a card (v1's cards predate the field: MFCC k-means)."""
+    return TARGET_NAMES[recipe.get("targets", "mfcc_kmeans")]
 
 
 # ------------------------------------------------------------------------------------------ state
@@ -223,7 +274,13 @@ def corpus_path(recipe: BaseRecipe, data_root: str | os.PathLike | None = None) 
 
 # ---------------------------------------------------------------------------------------- stages
 def _hubert_stage(
-    recipe: BaseRecipe, work: Path, packed: Any, max_seconds: float | None, progress: bool, state: _State
+    recipe: BaseRecipe,
+    work: Path,
+    packed: Any,
+    utterances: list[Utterance],
+    max_seconds: float | None,
+    progress: bool,
+    state: _State,
 ) -> dict[str, Any] | None:
     """Train the HuBERT iterations in turn; None when the time budget ran out first (resume later).
 
@@ -233,6 +290,7 @@ def _hubert_stage(
     started = time.monotonic()
     results, teacher = [], None
     for it, spec in enumerate(recipe.iterations, start=1):
+        phones = recipe.targets == "phones" and it == 1
         settings = {
             "model": recipe.model,
             "iteration": spec,
@@ -240,17 +298,24 @@ def _hubert_stage(
             "seed": recipe.seed,
             "teacher": teacher,
         }
+        if phones:
+            settings["targets"] = "phones"
         res = state.done(f"hubert{it}", settings)
         if res is None:
             left = None if max_seconds is None else max_seconds - (time.monotonic() - started)
             if left is not None and left <= 0:
                 return None
+            frame_targets, names, extra = None, None, {}
+            if phones:
+                frame_targets, inventory = phone_targets(packed, utterances, work, progress)
+                names, extra = inventory.names, {"targets": "phones", "num_clusters": inventory.n_units}
             pcfg = PretrainConfig(
                 **{
                     "seed": recipe.seed,
                     **INVARIANCE_AUGMENTATION,
                     **recipe.pretrain,
                     **spec,
+                    **extra,
                     "iteration": it,
                     "max_seconds": left,
                 }
@@ -264,6 +329,8 @@ def _hubert_stage(
                 teacher=teacher,
                 progress=progress,
                 targets_cache=work / "cache" / f"targets_iter{it}.pt",
+                frame_targets=frame_targets,
+                target_names=names,
             )
             state.log(
                 "hubert",
@@ -282,6 +349,55 @@ def _hubert_stage(
         results.append(res)
         teacher = res["path"]
     return {"iterations": results}
+
+
+def phone_targets(
+    packed: Any, utterances: list[Utterance], work: Path, progress: bool = True
+) -> tuple[list[torch.Tensor], PhoneInventory]:
+    """Iteration 1's phone targets: one unit id of a :class:`PhoneInventory` per 20 ms frame of every packed
+    clip (the phone holding the frame's centre, silence outside phones), and the inventory.
+
+    The inventory is built from these (training) clips only and kept in ``WORK/phone_inventory.json`` (small,
+    committed: a resume must map phones to the same ids); the labels are cached in ``WORK/cache``.
+    """
+    by_uid = {u.uid: u for u in utterances}
+    missing = [uid for uid in packed.uids if uid not in by_uid or "alignment" not in by_uid[uid].meta]
+    if missing:
+        raise DataError(
+            f"{packed.source}: {len(missing)} packed clips have no synthesizer alignment "
+            f"(first: {missing[0]}); phone targets need the pretraining corpus's spkit/alignments.jsonl"
+        )
+    clips = [by_uid[uid] for uid in packed.uids]
+    frames = [num_frames(int(n)) for n in packed.lengths]
+    inv_path = work / "phone_inventory.json"
+    cache = work / "cache" / "phone_targets.pt"
+    key = {"uids": hashlib.sha256("\n".join(packed.uids).encode()).hexdigest(), "frames": int(sum(frames))}
+    labels = None
+    if inv_path.is_file():
+        inventory = PhoneInventory.load(inv_path)
+        if cache.is_file():
+            saved = torch.load(cache, map_location="cpu", weights_only=True)
+            if saved["key"] == key and saved["inventory"] == inventory.fingerprint:
+                labels = list(torch.split(saved["labels"].long(), saved["counts"].tolist()))
+    if labels is None:
+        seqs = [
+            clip_labels(u, n)
+            for u, n in tqdm(zip(clips, frames), total=len(clips), desc="phone targets", disable=not progress)
+        ]
+        if not inv_path.is_file():
+            PhoneInventory.from_labels(seqs, [{"split": "train", "clips": len(clips)}]).save(inv_path)
+        inventory = PhoneInventory.load(inv_path)
+        labels = [torch.tensor(inventory.units(q), dtype=torch.long) for q in seqs]
+        torch_save(
+            {
+                "key": key,
+                "inventory": inventory.fingerprint,
+                "labels": torch.cat(labels).to(torch.int16),
+                "counts": torch.tensor([len(y) for y in labels]),
+            },
+            cache,
+        )
+    return labels, inventory
 
 
 def finalize_checkpoint(path: str | os.PathLike) -> None:
@@ -475,6 +591,8 @@ def pretrain_base(
     if stop_after("corpus"):
         return state.data
     splits = load_tsv_corpus(corpus, ("train", "valid"))
+    if recipe.targets == "phones":
+        splits = attach_alignments(splits, corpus)
     packed = pack_utterances(splits["train"], work / "audio" / "train.json", progress=progress)
     state.finish(
         "pack",
@@ -486,7 +604,7 @@ def pretrain_base(
 
     # 3. HuBERT iterations
     state.log("hubert_start", max_seconds=max_seconds)
-    hubert = _hubert_stage(recipe, work, packed, max_seconds, progress, state)
+    hubert = _hubert_stage(recipe, work, packed, splits["train"], max_seconds, progress, state)
     if hubert is None:
         state.log("paused", stage="hubert", seconds=round(time.perf_counter() - t0, 1))
         return state.data
@@ -639,6 +757,7 @@ def export_base(out: Path, work: Path, recipe: BaseRecipe, state: dict[str, Any]
     card = {
         "format": FORMAT,
         "version": VERSION,
+        "targets": TARGET_NAMES[recipe.targets],
         "recipe": dataclasses.asdict(recipe),
         "hubert": "hubert.pt",
         "layer": select["layer"],
@@ -654,7 +773,8 @@ def export_base(out: Path, work: Path, recipe: BaseRecipe, state: dict[str, Any]
         "corpus": stages["corpus"]["result"],
         "ulm_summary": stages["ulm"]["result"],
         "hubert_summary": [
-            {k: r[k] for k in ("step", "loss", "acc", "seconds", "audio_seconds")}
+            {k: r[k] for k in ("step", "loss", "acc", "seconds", "audio_seconds") if k in r}
+            | {"num_clusters": load_tiny_hubert(in_work(work, r["path"]))[1]["targets"]["num_clusters"]}
             for r in stages["hubert"]["result"]["iterations"]
         ],
     }
@@ -679,6 +799,8 @@ def model_card(card: dict[str, Any]) -> str:
         "`spkit pretrain-base` and loaded by `spkit run --preset default`.",
         "Generated by the recipe; do not edit.",
         "",
+        f"**The encoder is {TARGET_SENTENCES[recipe_targets(recipe)]}.**",
+        "",
         "## Data",
         "",
         "Pretraining corpus "
@@ -692,7 +814,7 @@ def model_card(card: dict[str, Any]) -> str:
         "",
         f"- `hubert.pt`: tiny HuBERT {recipe['model']}, iterations "
         + ", ".join(
-            f"{i + 1}: K={it['num_clusters']} targets, {h['step']} steps, "
+            f"{i + 1}: {_target_words(recipe, i, h)}, {h['step']} steps, "
             f"{h['seconds'] / 3600:.2f} h of training steps on 2 CPU cores, "
             f"masked acc {h['acc']:.3f}"
             for i, (it, h) in enumerate(zip(recipe["iterations"], hub))
@@ -719,11 +841,19 @@ def model_card(card: dict[str, Any]) -> str:
         "",
         "## Rebuild",
         "",
-        f"```\nspkit pretrain-base --out models/spkit-base --preset {recipe['corpus_preset']} --resume\n```",
+        f"```\nspkit pretrain-base --out models/spkit-base --preset {recipe['corpus_preset']} "
+        f"--targets {recipe.get('targets', 'mfcc_kmeans')} --resume\n```",
         "(resumable: `--max-seconds S` ends a call after S seconds of HuBERT training with a checkpoint).",
         "",
     ]
     return "\n".join(lines)
+
+
+def _target_words(recipe: dict[str, Any], i: int, summary: dict[str, Any]) -> str:
+    it = recipe["iterations"][i]
+    if i == 0 and recipe.get("targets") == "phones":
+        return f"{summary.get('num_clusters', '')} synthesizer phone labels (targets)".replace("  ", " ")
+    return f"K={it['num_clusters']} k-means targets"
 
 
 def load_base(folder: str | os.PathLike) -> dict[str, Any]:
