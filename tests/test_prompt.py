@@ -877,3 +877,52 @@ def test_loss_positions_speechprompt_label_eos_and_label():
     assert rows["label"].targets[0][rows["label"].label_mask[0]].tolist() == tok
     with pytest.raises(ValueError, match="loss_positions"):
         dataclasses.replace(col, loss_positions="all")
+
+
+def test_lr_schedule_warmup_then_decay_to_the_cap():
+    from spkit.prompt.train import lr_factor
+
+    assert [lr_factor(s, 100, warmup=4) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    assert lr_factor(60, 100, warmup=4, decay="none") == 1.0
+    assert lr_factor(52, 100, warmup=4, decay="linear") == pytest.approx(0.5)
+    assert lr_factor(52, 100, warmup=4, decay="cosine") == pytest.approx(0.5)
+    assert lr_factor(100, 100, warmup=4, decay="cosine", floor=0.1) == pytest.approx(0.1)
+    assert lr_factor(28, 100, warmup=4, decay="cosine") > lr_factor(28, 100, warmup=4, decay="linear")
+    with pytest.raises(ValueError, match="decay"):
+        TrainConfig(decay="step")
+
+
+def test_killed_run_with_a_schedule_resumes_to_the_uninterrupted_one(tmp_path, monkeypatch):
+    """The learning rate is a function of the global step, so a run killed after epoch 2 and resumed
+    follows the same warmup + cosine schedule (and the head's own rate) as an uninterrupted run."""
+    import sys
+
+    train_mod = sys.modules["spkit.prompt.train"]  # the package exports a function of the same name
+    cfg = TrainConfig(max_epochs=4, patience=0, metric_every=0, batch_size=16, warmup_steps=5, decay="cosine",
+                      min_lr_ratio=0.1)
+    data = toy_data(96)
+    a, col, _, _ = setup(data=data)
+    ra = train(a, data, col, cfg, progress=False)
+    real, calls = train_mod.validation_loss, []
+
+    def dies_in_epoch_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    b, col_b, _, _ = setup(data=data)
+    monkeypatch.setattr(train_mod, "validation_loss", dies_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(b, data, col_b, cfg, out_dir=tmp_path, progress=False)
+    monkeypatch.setattr(train_mod, "validation_loss", real)
+    b2, col_b2, _, _ = setup(data=data)
+    rb = train(b2, data, col_b2, cfg, out_dir=tmp_path, progress=False)
+    assert [e["train_loss"] for e in ra.log] == [e["train_loss"] for e in rb.log]
+    sa, sb = a.prompt_state(), b2.prompt_state()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    # without the schedule the run differs: the schedule is in effect
+    c, col_c, _, _ = setup(data=data)
+    rc = train(c, data, col_c, TrainConfig(**{**cfg.to_dict(), "warmup_steps": 0, "decay": "none"}),
+               progress=False)
+    assert [e["train_loss"] for e in rc.log] != [e["train_loss"] for e in ra.log]

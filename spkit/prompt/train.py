@@ -64,6 +64,20 @@ from spkit.prompt.verbalizer import build_verbalizer
 
 STATE_NAME = "train_state.pt"
 STOP_ON: tuple[str, ...] = ("valid_metric", "valid_loss")
+DECAYS: tuple[str, ...] = ("none", "linear", "cosine")
+
+
+def lr_factor(step: int, total: int, warmup: int = 0, decay: str = "none", floor: float = 0.0) -> float:
+    """The learning-rate multiplier of optimizer step ``step`` (0-based) of ``total``: linear warmup over
+    ``warmup`` steps, then constant (``none``) or a ``linear`` / ``cosine`` decay to ``floor`` at ``total``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if decay == "none":
+        return 1.0
+    span = max(1, total - warmup)
+    t = min(1.0, max(0.0, (step - warmup) / span))
+    shape = 1.0 - t if decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * t))
+    return floor + (1.0 - floor) * shape
 
 
 @dataclass
@@ -101,6 +115,13 @@ class TrainConfig:
             is cut into chunks of k batches, each chunk sorted by length before it is split, and the batches
             are shuffled (fairseq-style bucketing: a batch pads little, so an epoch costs less; see
             :func:`epoch_batches`).
+        warmup_steps: the learning rate rises linearly from ``lr / warmup_steps`` to ``lr`` over these steps
+            (0: none).
+        decay: after warmup, ``none`` keeps ``lr``; ``linear`` / ``cosine`` decay it to ``lr * min_lr_ratio``
+            at the cap (``max_epochs`` epochs), so a run stopped by patience stops with its lr part-way down.
+        min_lr_ratio: the decayed rate's floor, as a fraction of ``lr``.
+        head_lr_scale: learning-rate factor for a learnable verbalizer's head (a linear map over the vocabulary
+            whose best rate differs from the prompts').
     """
 
     lr: float = 5e-2
@@ -121,10 +142,16 @@ class TrainConfig:
     reparam_lr_scale: float = 0.1
     checkpoint_activations: bool = False
     length_buckets: int = 0
+    warmup_steps: int = 0
+    decay: str = "none"
+    min_lr_ratio: float = 0.0
+    head_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.stop_on not in STOP_ON:
             raise ValueError(f"TrainConfig: stop_on {self.stop_on!r} is not one of {STOP_ON}")
+        if self.decay not in DECAYS:
+            raise ValueError(f"TrainConfig: decay {self.decay!r} is not one of {DECAYS}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -367,11 +394,16 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
     if not params:
         raise ValueError("train: the model has no trainable parameters")
     named = model.named_trainable_parameters()
-    reparam = [p for n, p in named if n.startswith(("prompt.mlp.", "prompt.embedding"))]
-    direct = [p for n, p in named if not n.startswith(("prompt.mlp.", "prompt.embedding"))]
-    groups = [{"params": direct, "lr": cfg.lr}]
+    reparam_names, head_names = ("prompt.mlp.", "prompt.embedding"), ("verbalizer.head.",)
+    reparam = [p for n, p in named if n.startswith(reparam_names)]
+    head = [p for n, p in named if n.startswith(head_names)]
+    direct = [p for n, p in named if not n.startswith((*reparam_names, *head_names))]
+    groups = [{"params": direct, "lr": cfg.lr, "base_lr": cfg.lr}]
     if reparam:
-        groups.append({"params": reparam, "lr": cfg.lr * cfg.reparam_lr_scale})
+        groups.append({"params": reparam, "lr": cfg.lr * cfg.reparam_lr_scale,
+                       "base_lr": cfg.lr * cfg.reparam_lr_scale})
+    if head:
+        groups.append({"params": head, "lr": cfg.lr * cfg.head_lr_scale, "base_lr": cfg.lr * cfg.head_lr_scale})
     opt = torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay)
     result = TrainResult(num_trainable=model.num_trainable())
     best_state = model.prompt_state()
@@ -380,7 +412,9 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
     # The run's identity: a saved state made with any other setting is not resumed (json round trip: tuples
     # and lists compare equal after loading). The epoch cap is left out: the first epochs of a run do not
     # depend on it, so a state of epoch e <= max_epochs continues (a higher cap extends a finished run).
-    identity = json.loads(json.dumps({"config": {**cfg.to_dict(), "max_epochs": None},
+    # A decaying schedule is tied to the cap, so there the cap is part of the identity.
+    cap = None if cfg.decay == "none" else cfg.max_epochs
+    identity = json.loads(json.dumps({"config": {**cfg.to_dict(), "max_epochs": cap},
                                       "settings": dict(settings or {})}, sort_keys=True, default=str))
     on_metric = cfg.stop_on == "valid_metric"
     lower = model.spec.lower_is_better if on_metric else True
@@ -420,7 +454,12 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
             # run draws the same masks as an uninterrupted one.
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 torch.manual_seed(int(cfg.seed) * 1_000_003 + epoch + 17)
-                for idx in bar:
+                for k, idx in enumerate(bar):
+                    # the schedule is a function of the global step: a resumed run follows it exactly
+                    factor = lr_factor(epoch * steps_per_epoch + k, cfg.max_epochs * steps_per_epoch,
+                                       cfg.warmup_steps, cfg.decay, cfg.min_lr_ratio)
+                    for group in opt.param_groups:
+                        group["lr"] = group["base_lr"] * factor
                     batch = collator([train_set[i] for i in idx])
                     batch = batch.to(device)
                     with step_autocast(device, cfg):
