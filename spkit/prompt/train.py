@@ -69,7 +69,8 @@ DECAYS: tuple[str, ...] = ("none", "linear", "cosine")
 
 def lr_factor(step: int, total: int, warmup: int = 0, decay: str = "none", floor: float = 0.0) -> float:
     """The learning-rate multiplier of optimizer step ``step`` (0-based) of ``total``: linear warmup over
-    ``warmup`` steps, then constant (``none``) or a ``linear`` / ``cosine`` decay to ``floor`` at ``total``."""
+    ``warmup`` steps, then constant (``none``) or a ``linear`` / ``cosine`` decay to ``floor`` at
+    ``total``."""
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
     if decay == "none":
@@ -120,8 +121,8 @@ class TrainConfig:
         decay: after warmup, ``none`` keeps ``lr``; ``linear`` / ``cosine`` decay it to ``lr * min_lr_ratio``
             at the cap (``max_epochs`` epochs), so a run stopped by patience stops with its lr part-way down.
         min_lr_ratio: the decayed rate's floor, as a fraction of ``lr``.
-        head_lr_scale: learning-rate factor for a learnable verbalizer's head (a linear map over the vocabulary
-            whose best rate differs from the prompts').
+        head_lr_scale: learning-rate factor for a learnable verbalizer's head (a linear map over the
+            vocabulary, whose best rate differs from the prompts').
     """
 
     lr: float = 5e-2
@@ -403,7 +404,8 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
         groups.append({"params": reparam, "lr": cfg.lr * cfg.reparam_lr_scale,
                        "base_lr": cfg.lr * cfg.reparam_lr_scale})
     if head:
-        groups.append({"params": head, "lr": cfg.lr * cfg.head_lr_scale, "base_lr": cfg.lr * cfg.head_lr_scale})
+        rate = cfg.lr * cfg.head_lr_scale
+        groups.append({"params": head, "lr": rate, "base_lr": rate})
     opt = torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay)
     result = TrainResult(num_trainable=model.num_trainable())
     best_state = model.prompt_state()
