@@ -1,13 +1,13 @@
-"""Redraw a README few-shot figure from a few-shot record (a results.json, e.g.
-docs/results/few_shot_converged.json), as notebook 03 draws it (spkit.viz.few_shot_figure).
+"""Redraw a few-shot figure of docs/experiments/few-shot-converged.md from a few-shot record (a
+results.json, e.g. docs/results/few_shot_converged.json), as notebook 03 draws it (spkit.viz.few_shot_figure).
 
     .venv/bin/python scripts/few_shot_figure.py docs/results/few_shot_converged.json kws \\
         docs/few_shot_kws.png --point deep_prompt:all=63.8 --point downstream:5=30.4+-2.1 ...
 
 ``--point METHOD:N=MEAN[+-STD]`` (percent) adds a point the record does not hold: a run on every clip
-(``N=all``, one seed) or a cell measured before the record (README marks those †); the record's own entries
-win. The exact command behind docs/few_shot_kws.png is in README's *Few-shot, converged*. Needs Chromium for
-the PNG (kaleido; scripts/ensure_chromium.sh installs it).
+(``N=all``, one seed) or a cell measured before the record (the page marks those †); the record's own entries
+win. The exact command behind docs/few_shot_kws.png is in docs/experiments/few-shot-converged.md. Needs
+Chromium for the PNG (kaleido; scripts/ensure_chromium.sh installs it).
 """
 from __future__ import annotations
 

@@ -40,8 +40,9 @@ from spkit.audio import SAMPLE_RATE, AudioError, load_audio
 from spkit.errors import UserError
 from spkit.io import read_json, torch_save
 from spkit.layout import RunLayout
+from spkit.units.encoded import dedup
 from spkit.units.kmeans import KMeansModel
-from spkit.units.quantize import dedup, read_records, read_units
+from spkit.units.quantize import read_records, read_units
 
 FORMAT = "spkit.vocoder"
 VERSION = 1

@@ -100,6 +100,90 @@ def imports() -> dict[str, set[str]]:
     return out
 
 
+def module_graph(graph: dict[str, set[str]] | None = None) -> dict[str, set[str]]:
+    """``{module: spkit modules it imports}``: each imported name resolved to the longest module it names
+    (``spkit.prompt.tasks.TaskSpec`` -> ``spkit.prompt.tasks``; ``from spkit.prompt import tasks`` ->
+    ``spkit.prompt.tasks``; ``from spkit.prompt import Verbalizer`` -> the package ``spkit.prompt``). The
+    ``from`` part of ``from P import x`` is not an edge of its own: :func:`imports` lists ``P`` beside
+    ``P.x``, and ``P.x`` resolves to the submodule, or to ``P`` when ``x`` is a name defined there."""
+    graph = imports() if graph is None else graph
+    modules = set(graph)
+
+    def named(deps: set[str]) -> set[str]:
+        return {d for d in deps if not any(o.startswith(d + ".") for o in deps)}
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    return {m: {r for d in named(deps) if (r := resolve(d)) is not None and r != m}
+            for m, deps in graph.items()}
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The circles of ``graph`` (its strongly connected components of more than one module, or a module that
+    imports itself), each sorted, found by Tarjan's algorithm (iterative: no recursion limit)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    circles: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph.get(root, ()))))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1 or node in graph.get(node, ()):
+                    circles.append(sorted(component))
+    return sorted(circles)
+
+
+def test_no_import_circles():
+    """No two spkit modules import each other, directly or through others: the layer table is a picture
+    without a loop. Every import counts, function-level and ``TYPE_CHECKING`` ones included (a circle is
+    fixed by moving the shared code down into a module both can import, as spkit.prompt.spec and
+    spkit.units.encoded/unit_files were)."""
+    assert import_circles(module_graph()) == []
+
+
+def test_the_circle_finder_can_fail():
+    graph = {"spkit.a": {"spkit.b", "spkit.b.f"}, "spkit.b": {"spkit.c"}, "spkit.c": {"spkit.a"},
+             "spkit.d": {"spkit.a"}, "spkit.e": {"spkit.e.g"}, "spkit.p": {"spkit.p.x"},
+             "spkit.p.x": {"spkit.p", "spkit.p.Name"}, "spkit.p.y": {"spkit.p", "spkit.p.x"}}
+    resolved = module_graph(graph)
+    assert resolved["spkit.a"] == {"spkit.b"} and resolved["spkit.e"] == set()  # a name, and itself
+    assert resolved["spkit.p.y"] == {"spkit.p.x"}  # `from spkit.p import x`: the submodule only
+    assert import_circles(resolved) == [["spkit.a", "spkit.b", "spkit.c"], ["spkit.p", "spkit.p.x"]]
+    resolved["spkit.c"] = set()
+    assert import_circles(resolved) == [["spkit.p", "spkit.p.x"]]
+
+
 def test_the_import_parser_sees_function_level_imports():
     graph = imports()
     assert "spkit.recipes.prompting" in graph["spkit.recipes.analysis_prompts"]

@@ -9,6 +9,7 @@ This package imports torch; the CLI modules import it lazily.
 """
 
 from spkit.prompt.checkpoint import PromptFileError, load_prompt, save_prompt
+from spkit.prompt.classifier import PromptClassifier, prompt_classifier
 from spkit.prompt.decode import beam_decode, beam_search, evaluate, greedy_labels, score_labels
 from spkit.prompt.model import PromptConfig, PromptedULM, activation_batch, build_prompted
 from spkit.prompt.prompts import DeepPrompt, InputPrompt
@@ -26,8 +27,9 @@ from spkit.prompt.tasks import (
 from spkit.prompt.train import TrainConfig, TrainResult, prepare_task, train
 from spkit.prompt.verbalizer import Verbalizer, build_verbalizer
 
-__all__ = ["TASKS", "Collator", "DeepPrompt", "InputPrompt", "PromptBatch", "PromptConfig", "PromptFileError",
-           "PromptedULM", "TaskError", "TaskExample", "TaskSpec", "TrainConfig", "TrainResult", "Verbalizer",
-           "activation_batch", "beam_decode", "beam_search", "build_prompted", "build_spec",
-           "build_verbalizer", "check_labels", "evaluate", "greedy_labels", "load_prompt", "load_task",
-           "prepare_task", "save_prompt", "score_labels", "train"]
+__all__ = ["TASKS", "Collator", "DeepPrompt", "InputPrompt", "PromptBatch", "PromptClassifier",
+           "PromptConfig", "PromptFileError", "PromptedULM", "TaskError", "TaskExample", "TaskSpec",
+           "TrainConfig", "TrainResult", "Verbalizer", "activation_batch", "beam_decode", "beam_search",
+           "build_prompted", "build_spec", "build_verbalizer", "check_labels", "evaluate", "greedy_labels",
+           "load_prompt", "load_task", "prepare_task", "prompt_classifier", "save_prompt", "score_labels",
+           "train"]

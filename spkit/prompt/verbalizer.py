@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spkit.prompt.tasks import TaskError, TaskExample, TaskSpec
+from spkit.prompt.spec import TaskError, TaskExample, TaskSpec
 from spkit.ulm.dictionary import MADEUP, UnitDictionary
 
 KINDS: tuple[str, ...] = ("frequency", "random", "learnable", "learnable_freqinit")

@@ -234,21 +234,20 @@ PRESETS: dict[str, PromptingConfig] = {
     # What issues 11 and 13 ask of a run, without the main job's clock: every training and validation clip,
     # every method on every task under the one stopping rule with caps far past the measured curves (deep
     # prompts on the scratch units were still improving at epoch 24), the ablations and the whole few-shot
-    # sweep. Hours on 2 CPU cores; about as long as the default run on a GPU. Patience 10 for every method:
-    # a deep prompt's validation accuracy on every KWS clip rises slowly and noisily (spkit-base, seed 0:
-    # 18.9 % for 4 epochs, 25.7 at epoch 6, 20.0 and 20.8 after it, 25.1 at 9), so patience 3 stopped it at
-    # epoch 9 while it was still improving (measured).
-    # KWS prompts use SpeechPrompt v2's learnable verbalizer at lr 1e-2, chosen on KWS *validation* (2000
-    # training clips, 15 epochs, seed 0; README "Converged prompts"): deep prompts 40.7 % against 26.0 % with
-    # the frequency verbalizer (its best rate of 1e-2 and 5e-2), the control 37.3 % against 31.0 %. The other
-    # tasks keep the frequency verbalizer until measured; the verbalizer ablation then tries frequency and
-    # random beside it.
+    # sweep. Hours on 2 CPU cores; about as long as the default run on a GPU. Patience 10 for every method: a
+    # deep prompt's validation accuracy on every KWS clip rises slowly and noisily (spkit-base, seed 0: 18.9 %
+    # for 4 epochs, 25.7 at epoch 6, 20.0 and 20.8 after it, 25.1 at 9), so patience 3 stopped it at epoch 9
+    # while it was still improving (measured). KWS prompts use SpeechPrompt v2's learnable verbalizer at lr
+    # 1e-2, chosen on KWS *validation* (2000 training clips, 15 epochs, seed 0; docs/experiments/lr-sweep.md):
+    # deep prompts 40.7 % against 26.0 % with the frequency verbalizer (its best rate of 1e-2 and 5e-2), the
+    # control 37.3 % against 31.0 %. The other tasks keep the frequency verbalizer until measured; the
+    # verbalizer ablation then tries frequency and random beside it.
     "full": PromptingConfig(
         epochs=60, finetune_epochs=60, downstream_epochs=100, patience=10, jobs=2, cpu_bf16=True,
         few_shot_shots=(1, 5, 10, 50), ablation_verbalizers=("frequency", "random"),
         task_settings={"kws": {"verbalizer": "learnable", "lr": 1e-2}},
     ),
-    # SpeechPrompt's setting, setting by setting (README "The paper preset" has the table with sources).
+    # SpeechPrompt's setting, setting by setting (docs/real-data.md has the table with sources).
     "paper": PromptingConfig(
         tasks=("kws", "intent"), seeds=(100501, 100502, 100503), lr=5e-3, adam_betas=(0.9, 0.98),
         batch_size=32, epochs=300, patience=5, stop_on="valid_loss", prompt_init="random",

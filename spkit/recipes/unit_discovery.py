@@ -79,10 +79,11 @@ KWS_TEST = "kws_test"  # SUPERB's KS test folder, given beside kws (see load_cor
 
 
 # Invariance augmentation of the tiny HuBERT's input (ContentVec / WavLM style: targets stay those of the
-# unperturbed clip). Measured on the default KWS corpus, one seed (README "Unit discovery"): test phone PNMI
-# 0.439 -> 0.492 and the SUPERB-style downstream head 51.5 -> 60.6 % at 500 steps. 1000 steps then beat 500
-# (deep prompts 54.7 % at 12 epochs vs 45.3 % at 20), 2000 did not beat 1000 (48.3 %), and a second HuBERT
-# iteration scored below the first one's best layer. The settings: features.pretrain.INVARIANCE_AUGMENTATION.
+# unperturbed clip). Measured on the default KWS corpus, one seed (docs/units.md, "Invariance augmentation"):
+# test phone PNMI 0.439 -> 0.492 and the SUPERB-style downstream head 51.5 -> 60.6 % at 500 steps. 1000 steps
+# then beat 500 (deep prompts 54.7 % at 12 epochs vs 45.3 % at 20), 2000 did not beat 1000 (48.3 %), and a
+# second HuBERT iteration scored below the first one's best layer. The settings:
+# features.pretrain.INVARIANCE_AUGMENTATION.
 
 
 @dataclass

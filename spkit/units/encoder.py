@@ -27,9 +27,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -39,16 +38,10 @@ from spkit.features.base import FeatureExtractor, check_wave, num_frames
 from spkit.features.factory import load_extractor
 from spkit.io import read_json, write_json
 from spkit.layout import RunLayout
+from spkit.units.encoded import EncodedSpeech, encoded_speech
+from spkit.units.encoded import dedup as dedup  # re-exported: the encoder's deduplication
 from spkit.units.kmeans import KMeansModel
-
-if TYPE_CHECKING:
-    from spkit.units.oracle import OracleEncoder
-
-SAMPLE_RATE = 16_000
-"""The rate every encoder reads (:func:`spkit.audio.load_audio` resamples to it)."""
-
-FRAME_RATE = 50
-"""Units (frames) per second: HuBERT's 20 ms hop."""
+from spkit.units.oracle import ORACLE_KIND, OracleEncoder
 
 KMEANS_KIND = "ssl_kmeans"
 """``kind`` of a run's units made by an extractor and k-means (a ``unit_model.json`` without ``kind``); the
@@ -56,56 +49,6 @@ other kind is the oracle topline's, ``oracle_phones`` (:mod:`spkit.units.oracle`
 
 BASE_FORMAT = "spkit.base"
 """``format`` of an spkit-base folder's ``spkit-base.json`` (see :mod:`spkit.recipes.spkit_base`)."""
-
-
-def dedup(units: Sequence[int]) -> tuple[list[int], list[int]]:
-    """Collapse runs of repeats: ``[5, 5, 7, 5]`` -> ``([5, 7, 5], [2, 1, 1])`` (durations in frames)."""
-    out: list[int] = []
-    durations: list[int] = []
-    for u in units:
-        u = int(u)
-        if out and out[-1] == u:
-            durations[-1] += 1
-        else:
-            out.append(u)
-            durations.append(1)
-    return out, durations
-
-
-@dataclass
-class EncodedSpeech:
-    """Aligned streams of one clip.
-
-    Attributes:
-        units: ``(n,)`` int64 unit ids, deduplicated (with ``deduplicate=False``: one per 20 ms frame).
-        durations: ``(n,)`` int64 frames (20 ms each) covered by each unit; sums to the clip's frame count.
-        features: ``(frames, dim)`` float32 dense features the units were quantized from, or None.
-    """
-
-    units: Tensor
-    durations: Tensor
-    features: Tensor | None = None
-
-    @property
-    def frame_units(self) -> Tensor:
-        """``(frames,)`` one unit per 20 ms frame (``units`` repeated by ``durations``)."""
-        return self.units.repeat_interleave(self.durations)
-
-    @property
-    def n_frames(self) -> int:
-        return int(self.durations.sum())
-
-
-def encoded_speech(frame_units: Any, deduplicate: bool = True,
-                   features: Tensor | None = None) -> EncodedSpeech:
-    """Per-frame units ``(frames,)`` -> :class:`EncodedSpeech`: deduplicated with durations, or one frame
-    each. The one conversion every encoder (:class:`SpeechEncoder`, the oracle's) ends with."""
-    frame_units = torch.as_tensor(frame_units, dtype=torch.long).reshape(-1)
-    if not deduplicate:
-        return EncodedSpeech(frame_units, torch.ones_like(frame_units), features)
-    units, durations = dedup(frame_units.tolist())
-    return EncodedSpeech(torch.tensor(units, dtype=torch.long), torch.tensor(durations, dtype=torch.long),
-                         features)
 
 
 class SpeechEncoder:
@@ -270,8 +213,6 @@ class SpeechEncoder:
             raise DataError(f"{path}: no unit model in this run (run notebook 01 / unit discovery first)")
         rec = read_json(path)
         if rec.get("kind", KMEANS_KIND) != KMEANS_KIND:
-            from spkit.units.oracle import ORACLE_KIND, OracleEncoder  # lazy: oracle builds on this module
-
             if rec["kind"] != ORACLE_KIND:
                 raise DataError(f"{path}: unknown kind of units {rec['kind']!r}")
             return OracleEncoder.from_record(layout.root, rec, device=device, deduplicate=deduplicate)

@@ -25,7 +25,7 @@ import numpy as np
 from sklearn.metrics import mutual_info_score
 
 from spkit.data.alignments import frame_labels
-from spkit.units.quantize import dedup
+from spkit.units.encoded import dedup
 
 FRAME_RATE = 50  # units per second before deduplication (HuBERT's 20 ms hop)
 

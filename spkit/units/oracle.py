@@ -24,7 +24,7 @@ noise files (``meta["offset_s"]``), which carry no alignment and no speech: ever
 clip without an alignment is an :class:`OracleUnitsError` naming its file.
 
 :func:`quantize_oracle` writes a split's units in the kit's unit-file format (``<split>.txt``/``.jsonl``/
-``.errors.jsonl``/``.meta.json``, :mod:`spkit.units.quantize`), so the uLM trainer, prompting and the
+``.errors.jsonl``/``.meta.json``, :mod:`spkit.units.unit_files`), so the uLM trainer, prompting and the
 analyses read them unchanged; :func:`save_oracle_unit_model` writes ``RUN/units/unit_model.json`` with
 ``kind: "oracle_phones"``, for which :meth:`spkit.units.encoder.SpeechEncoder.from_run` returns an
 :class:`OracleEncoder`: it encodes clips whose alignment it can find (a file of a synthesized corpus) and
@@ -55,8 +55,8 @@ from spkit.features.base import num_frames
 from spkit.features.factory import load_extractor
 from spkit.io import atomic_path, read_json, write_json
 from spkit.layout import RunLayout
-from spkit.units.encoder import FRAME_RATE, SAMPLE_RATE, EncodedSpeech, encoded_speech
-from spkit.units.quantize import (
+from spkit.units.encoded import FRAME_RATE, SAMPLE_RATE, EncodedSpeech, encoded_speech
+from spkit.units.unit_files import (
     check_name,
     check_utterances,
     format_line,
