@@ -453,3 +453,13 @@ def test_feature_cache_reads_only_the_window_of_a_silence_clip(tmp_path):
     assert whole.shape[1] == 499 and window.shape[1] == 49
     ref = cache.extractor.inner.extract(torch.from_numpy(sf.read(path, dtype="float32")[0][32000:48000]))
     torch.testing.assert_close(window[0].float(), ref, atol=1e-2, rtol=1e-2)
+
+
+def test_results_md_says_what_the_units_were_trained_on():
+    """results.json's units.targets becomes one plain sentence at the top of results.md (issue: a HuBERT
+    trained on synthesizer phone labels is named as such, not as self-supervised)."""
+    md = render_markdown({"tasks": {}, "units": {"kind": "ssl_kmeans", "targets": "phone_alignment"}})
+    assert "trained on the synthesizer's phone labels" in md and "not self-supervised" in md
+    md = render_markdown({"tasks": {}, "units": {"kind": "ssl_kmeans", "targets": "mfcc_kmeans"}})
+    assert "self-supervised on k-means clusters of MFCC" in md
+    assert "**Units**" not in render_markdown({"tasks": {}, "units": {"kind": "ssl_kmeans"}})

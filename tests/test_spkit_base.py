@@ -200,6 +200,10 @@ def test_pretrain_base_ships_every_file(smoke_base):
     assert it1["targets"]["num_clusters"] == len(inventory["units"]) > 10
     _, it2 = load_tiny_hubert(smoke_base / "base.work" / "hubert" / "iter2.pt")
     assert it2["targets"]["kind"] == "tiny_hubert" and it2["targets"]["num_clusters"] == 20
+    # what results.json calls the units: k-means of a phone-trained model, through the teacher chain
+    from spkit.features.tiny_hubert import training_targets
+
+    assert training_targets(it1) == training_targets(it2) == "phone_alignment"
     curves = json.loads((base / "curves.json").read_text())
     assert set(curves["hubert"]) == {"iter1", "iter2"} or sel["iteration"] == 1
     assert curves["ulm"] and curves["ulm"][-1]["valid_ppl"] > 1
@@ -269,6 +273,9 @@ def test_mfcc_kmeans_targets_stay_buildable(tmp_path, smoke_base):
     assert card["targets"] == "mfcc_kmeans" and card["recipe"]["targets"] == "mfcc_kmeans"
     assert "self-supervised" in (tmp_path / "base" / "README.md").read_text()
     assert not (tmp_path / "base.work" / "phone_inventory.json").exists()
+    from spkit.features.tiny_hubert import training_targets
+
+    assert training_targets(it1) == "mfcc_kmeans"
 
 
 def test_v1_recipe_is_the_mfcc_kmeans_targets_of_the_default():
@@ -347,6 +354,7 @@ def test_notebooks_01_02_build_on_a_base_folder_and_train_nothing(tmp_path, smok
     unit_model = json.loads((run / "units" / "unit_model.json").read_text())
     assert unit_model["checkpoint"] == str(base / "hubert.pt") and unit_model["layer"] == card["layer"]
     assert unit_model["kmeans_fingerprint"] == card["kmeans_fingerprint"]
+    assert unit_model["targets"] == "phone_alignment"  # results.json's units.targets comes from here
     assert not (run / "hubert").exists()  # nothing pretrained in the run
     report = json.loads((run / "ulm" / "report.json").read_text())
     assert report["source"] == str(base / "ulm") and report["fingerprint"] == card["ulm_fingerprint"]

@@ -272,6 +272,30 @@ def load_tiny_hubert(path: str | os.PathLike, map_location: str | torch.device =
     return model.eval(), ckpt
 
 
+TARGET_SENTENCES = {
+    "phone_alignment": "a tiny HuBERT trained on the synthesizer's phone labels (forced-alignment targets, "
+    "the HuBERT paper's topline), not self-supervised",
+    "mfcc_kmeans": "a tiny HuBERT trained self-supervised on k-means clusters of MFCC features "
+    "(HuBERT's first iteration)",
+}
+"""The one plain sentence that says what the encoder was trained on, wherever its units appear (the model
+card, results.md, the report)."""
+
+
+def training_targets(ckpt: dict[str, Any]) -> str:
+    """What a checkpoint's model learned to predict, as results.json's ``units.targets`` names it:
+    ``phone_alignment`` (the synthesizer's phone labels: supervised, HuBERT's forced-alignment topline) or
+    ``mfcc_kmeans`` (HuBERT's self-supervised iterations starting from MFCC k-means), following the teacher
+    chain of a later iteration back to its first."""
+    targets = ckpt.get("targets") or {}
+    if targets.get("kind") == "phones":
+        return "phone_alignment"
+    teacher = targets.get("teacher")
+    if targets.get("kind") == "tiny_hubert" and teacher and Path(teacher).is_file():
+        return training_targets(torch.load(teacher, map_location="cpu", weights_only=True))
+    return "mfcc_kmeans"
+
+
 class TinyHubertExtractor:
     """Features of one layer of a tiny HuBERT: ``(samples,)`` 16 kHz -> ``(frames, dim)`` at 50 Hz."""
 
@@ -279,8 +303,10 @@ class TinyHubertExtractor:
     padding_invariant = True  # clips of any length may share a batch (see the module docstring)
 
     def __init__(self, model: TinyHubert, layer: int | None = None, *, source: str = "<model>",
-                 digest: str = "", device: str | torch.device = "cpu", cmvn: bool = False):
+                 digest: str = "", device: str | torch.device = "cpu", cmvn: bool = False,
+                 targets: str | None = None):
         self.model = model.to(device).eval()
+        self.targets = targets  # what the model was trained to predict (:func:`training_targets`)
         self.cmvn = bool(cmvn)  # per-clip mean/variance normalisation of the layer (see clip_cmvn)
         self.num_layers = model.config.layers
         # The middle layer by default: in HuBERT the middle layers carry the most phonetic content.
@@ -293,8 +319,9 @@ class TinyHubertExtractor:
     def from_checkpoint(cls, path: str | os.PathLike, layer: int | None = None,
                         device: str | torch.device = "cpu", cmvn: bool = False) -> TinyHubertExtractor:
         """Load a checkpoint written by :mod:`spkit.features.pretrain` (strict; safe unpickling)."""
-        model, _ = load_tiny_hubert(path)
-        return cls(model, layer, source=str(path), digest=state_digest(model), device=device, cmvn=cmvn)
+        model, ckpt = load_tiny_hubert(path)
+        return cls(model, layer, source=str(path), digest=state_digest(model), device=device, cmvn=cmvn,
+                   targets=training_targets(ckpt))
 
     @property
     def fingerprint(self) -> str:
@@ -303,7 +330,7 @@ class TinyHubertExtractor:
     def with_layer(self, layer: int) -> TinyHubertExtractor:
         """The same weights (shared), outputting ``layer``."""
         return TinyHubertExtractor(self.model, layer, source=self.source, digest=self.digest,
-                                   device=self.device, cmvn=self.cmvn)
+                                   device=self.device, cmvn=self.cmvn, targets=self.targets)
 
     def _run(self, waves: torch.Tensor, lengths: torch.Tensor | None, num_layers: int
              ) -> tuple[list[torch.Tensor], torch.Tensor]:

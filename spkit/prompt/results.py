@@ -76,6 +76,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spkit.features.tiny_hubert import TARGET_SENTENCES
 from spkit.io import read_json, write_json, write_text
 
 FORMAT = "spkit.results"
@@ -401,6 +402,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
                   "same recipe. Compare with a speech run to see how much of the gap is the units and how "
                   "much is prompting. The downstream baseline reads an SSL model's layers, not these units"
                   + (f" ({ssl_name})" if ssl_name else "") + ".", ""]
+    if units.get("targets") in TARGET_SENTENCES:
+        lines += [f"**Units**: k-means of {TARGET_SENTENCES[units['targets']]}.", ""]
     lines += [f"Test metrics in percent, mean ± {STD_NOTE}. ↑: higher is better, ↓: lower is better. "
               "Params: trainable parameters (a range when they differ between tasks).", ""]
     if not task_names:

@@ -60,7 +60,7 @@ from spkit.data.packed import pack_utterances
 from spkit.features import load_extractor
 from spkit.features.base import clip_cmvn, num_frames
 from spkit.features.pretrain import INVARIANCE_AUGMENTATION, PretrainConfig, pretrain
-from spkit.features.tiny_hubert import TinyHubertConfig, load_tiny_hubert
+from spkit.features.tiny_hubert import TARGET_SENTENCES, TinyHubertConfig, load_tiny_hubert
 from spkit.io import read_json, torch_save, write_json, write_text
 from spkit.layout import pretrain_corpus_dir
 from spkit.synth import synthesize_corpus
@@ -85,13 +85,6 @@ TARGETS = ("phones", "mfcc_kmeans")
 TARGET_NAMES = {"phones": "phone_alignment", "mfcc_kmeans": "mfcc_kmeans"}
 """``results.json``'s ``units.targets`` for each kind of recipe targets."""
 
-TARGET_SENTENCES = {
-    "phone_alignment": "a tiny HuBERT trained on the synthesizer's phone labels (forced-alignment targets, "
-    "the HuBERT paper's topline), not self-supervised",
-    "mfcc_kmeans": "a tiny HuBERT trained self-supervised on k-means clusters of MFCC features "
-    "(HuBERT's first iteration)",
-}
-"""The one plain sentence that says what the encoder was trained on, wherever its units appear."""
 
 
 @dataclass

@@ -248,6 +248,7 @@ def save_unit_model(run: str | os.PathLike, encoder: SpeechEncoder, features: st
         "features": features, "checkpoint": rel(checkpoint), "layer": encoder.layer,
         "kmeans": rel(layout.kmeans), "n_clusters": km.n_clusters, "dim": km.dim,
         "cmvn": bool(getattr(encoder.extractor, "cmvn", False)),
+        "targets": getattr(encoder.extractor, "targets", None),
         "extractor_fingerprint": encoder.extractor.fingerprint, "kmeans_fingerprint": km.fingerprint})
 
 

@@ -337,7 +337,7 @@ def unit_model_summary(record: Mapping[str, Any]) -> dict[str, Any]:
                                         if ssl else None)}
     return {"kind": "ssl_kmeans", "features": record.get("features"), "checkpoint": record.get("checkpoint"),
             "layer": record.get("layer"), "cmvn": record.get("cmvn"), "n_units": record.get("n_clusters"),
-            "fingerprint": record.get("kmeans_fingerprint")}
+            "targets": record.get("targets"), "fingerprint": record.get("kmeans_fingerprint")}
 
 
 # --------------------------------------------------------------------------------------------
