@@ -303,3 +303,32 @@ def finalize_run(run_dir: str | os.PathLike, summary: dict[str, Any] | None = No
     if summary is not None:
         write_json(layout.root / "run_summary.json", summary)
     return build_index(layout.root, summary)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run")
+
+
+def screenshot_report(run_dir: str | os.PathLike, out: str | os.PathLike, width: int = 1280,
+                      height: int = 1000, full_page: bool = False, timeout_s: float = 30.0) -> Path:
+    """Open ``RUN/index.html`` in Debian's Chromium (Playwright, offline), wait until the headline figure is
+    drawn, and save a screenshot of the first screen (``width`` x ``height``; ``full_page``: the whole page)
+    to ``out``. How ``docs/report.png`` is made (``scripts/report_screenshot.py``)."""
+    from playwright.sync_api import sync_playwright
+
+    index = RunLayout.at(run_dir).index_html
+    if not index.exists():
+        raise FileNotFoundError(f"{index}: no run report (spkit run writes it at the end)")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(index.as_uri())
+            page.wait_for_selector("#headline-figure .main-svg", timeout=timeout_s * 1000)
+            page.screenshot(path=str(out), full_page=full_page)
+        finally:
+            browser.close()
+    return out

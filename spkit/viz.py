@@ -17,7 +17,7 @@ import torchaudio
 
 from spkit.io import atomic_path, write_text
 from spkit.prompt.results import shots_order
-from spkit.prompt.verdict import HEADLINE_METHODS, headline_rows
+from spkit.prompt.verdict import HEADLINE_METHODS, flagged, headline_rows, run_warnings
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,9 @@ def headline_figure(results: Mapping[str, Any], title: str | None = None) -> Any
     """What the run shows, in one figure: per task (one panel each, its own metric) deep prompts, their
     random-uLM control, the downstream head and fine-tuning where run, mean ± std over seeds (error bars;
     the hover names the seeds and parameters), with the task's chance rate and the test split's
-    majority-class share as dashed lines (results.json ``class_rates``). From results.json alone."""
+    majority-class share as dashed lines (results.json ``class_rates``); a bar at that rate (a
+    ``near_chance`` warning of :func:`spkit.prompt.verdict.run_warnings`) is hatched. From results.json
+    alone."""
     from plotly.subplots import make_subplots
 
     go = _go()
@@ -237,11 +239,13 @@ def headline_figure(results: Mapping[str, Any], title: str | None = None) -> Any
                         subplot_titles=[f"{r['name']}: {r['metric']} % "
                                         f"({'lower' if r['lower_is_better'] else 'higher'} is better)"
                                         for r in rows])
+    near = {k for k, kinds in flagged(run_warnings(results)).items() if "near_chance" in kinds}
     shown: set[str] = set()
     for col, r in enumerate(rows, start=1):
         for b in r["bars"]:
             m = b["method"]
             fig.add_trace(go.Bar(
+                marker_pattern_shape="/" if (r["task"], m) in near else "",
                 x=[HEADLINE_SHORT.get(m, m)], y=[b["mean"]], name=HEADLINE_METHODS[m], legendgroup=m,
                 showlegend=m not in shown, marker_color=HEADLINE_COLORS.get(m),
                 error_y={"type": "data", "array": [b["std"]], "visible": True},
@@ -251,13 +255,14 @@ def headline_figure(results: Mapping[str, Any], title: str | None = None) -> Any
                                f"{b['params']:,} trainable parameters)<extra></extra>")),
                 row=1, col=col)
             shown.add(m)
-        for key, dash, color, label in (("chance", "dot", "#d62728", "chance"),
-                                        ("majority", "dash", "#8c564b", "majority class")):
+        for key, dash, color, label, where in (("chance", "dot", "#d62728", "chance", "bottom right"),
+                                               ("majority", "dash", "#8c564b", "majority", "top right")):
             if r[key] is None:
                 continue
             fig.add_hline(y=r[key], line_dash=dash, line_color=color, line_width=1.5, row=1, col=col,
-                          annotation_text=f"{label} {r[key]:.1f}", annotation_position="top left",
-                          annotation_font_size=10, annotation_font_color=color)
+                          annotation_text=f"{label} {r[key]:.1f}", annotation_position=where,
+                          annotation_font_size=10, annotation_font_color=color,
+                          annotation_bgcolor="rgba(255,255,255,0.85)")
         top = max([b["mean"] + b["std"] for b in r["bars"]] + [r["chance"] or 0, r["majority"] or 0])
         top = top * 1.15 + 5
         fig.update_yaxes(range=[0, top if r["lower_is_better"] else min(100.0, top)], row=1, col=col)
@@ -268,7 +273,8 @@ def headline_figure(results: Mapping[str, Any], title: str | None = None) -> Any
             fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=label,
                                      line={"dash": dash, "color": color}), row=1, col=1)
     fig.update_layout(
-        title=title or "What this run shows: test score per task, mean ± std over seeds",
+        title=title or ("Test score per task, mean ± std over seeds"
+                        + ("; hatched: at the chance or majority-class rate" if near else "")),
         barmode="overlay", height=430, margin={"l": 40, "r": 10, "t": 80, "b": 40},
         legend={"orientation": "h", "yanchor": "top", "y": -0.1, "x": 0})
     return fig

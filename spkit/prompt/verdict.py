@@ -54,6 +54,8 @@ HEADLINE_METHODS: dict[str, str] = {
 """The methods of the headline figure, in bar order, with the names the figure and sentences use."""
 
 CONTROL = "deep_prompt_random_lm"
+CLI_LIMIT = 6
+"""The CLI's warning lines name at most this many results each (the report and results.md name all)."""
 CLASSIFICATION_TASKS = ("kws", "intent", "lid")
 
 CAP_PARAMETER = {"prompt": "epochs", "finetune": "finetune_epochs", "downstream": "downstream_epochs"}
@@ -71,9 +73,12 @@ class RunWarning:
     advice: str
     keys: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
-    def text(self) -> str:
-        """One line: title, the runs, the advice."""
-        return f"{self.title}: {'; '.join(self.runs)}. {self.advice}"
+    def text(self, limit: int | None = None) -> str:
+        """One line: title, the runs (the first ``limit`` of them and how many more), the advice."""
+        runs = list(self.runs if limit is None else self.runs[:limit])
+        if len(runs) < len(self.runs):
+            runs.append(f"and {len(self.runs) - len(runs)} more (the report lists them)")
+        return f"{self.title}: {'; '.join(runs)}. {self.advice}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -336,7 +341,7 @@ def warnings_intro(warns: Sequence[RunWarning]) -> str:
 def cli_lines(results: Mapping[str, Any]) -> list[str]:
     """The last lines of ``spkit run``: the verdict, then one line per warning."""
     out = [f"[spkit run] {s}" for s in verdict_sentences(results)]
-    out += [f"[spkit run] WARNING {w.text()}" for w in run_warnings(results)]
+    out += [f"[spkit run] WARNING {w.text(limit=CLI_LIMIT)}" for w in run_warnings(results)]
     return out
 
 
