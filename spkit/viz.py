@@ -236,18 +236,19 @@ def headline_figure(results: Mapping[str, Any], title: str | None = None) -> Any
         fig.update_layout(title=title or "no results yet", height=200)
         return fig
     fig = make_subplots(rows=1, cols=len(rows), horizontal_spacing=0.06 if len(rows) > 2 else 0.1,
-                        subplot_titles=[f"{r['name']}: {r['metric']} % "
+                        subplot_titles=[f"<b>{r['name']}</b><br>{r['metric']} % "
                                         f"({'lower' if r['lower_is_better'] else 'higher'} is better)"
                                         for r in rows])
+    fig.update_annotations(font_size=12)  # the subplot titles (the line labels below are added later)
     near = {k for k, kinds in flagged(run_warnings(results)).items() if "near_chance" in kinds}
     shown: set[str] = set()
     for col, r in enumerate(rows, start=1):
         for b in r["bars"]:
             m = b["method"]
             fig.add_trace(go.Bar(
-                marker_pattern_shape="/" if (r["task"], m) in near else "",
+                marker_pattern_shape="/" if (r["task"], m) in near else "", showlegend=False,
                 x=[HEADLINE_SHORT.get(m, m)], y=[b["mean"]], name=HEADLINE_METHODS[m], legendgroup=m,
-                showlegend=m not in shown, marker_color=HEADLINE_COLORS.get(m),
+                marker_color=HEADLINE_COLORS.get(m),
                 error_y={"type": "data", "array": [b["std"]], "visible": True},
                 text=[f"{b['mean']:.1f}"], textposition="outside", cliponaxis=False,
                 hovertemplate=(f"{r['name']} {HEADLINE_METHODS[m]}: %{{y:.1f}} ± {b['std']:.1f} % "
@@ -266,7 +267,12 @@ def headline_figure(results: Mapping[str, Any], title: str | None = None) -> Any
         top = max([b["mean"] + b["std"] for b in r["bars"]] + [r["chance"] or 0, r["majority"] or 0])
         top = top * 1.15 + 5
         fig.update_yaxes(range=[0, top if r["lower_is_better"] else min(100.0, top)], row=1, col=col)
-    # dashed-line legend entries (add_hline draws shapes, which have none)
+    # legend entries: one plain square per method (a bar's own would show its hatching) and the dashed lines
+    # (add_hline draws shapes, which have none)
+    for m in [m for m in HEADLINE_METHODS if m in shown]:
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=HEADLINE_METHODS[m], legendgroup=m,
+                                 marker={"symbol": "square", "size": 12, "color": HEADLINE_COLORS.get(m)}),
+                      row=1, col=1)
     for key, dash, color, label in (("chance", "dot", "#d62728", "chance (1 / classes)"),
                                     ("majority", "dash", "#8c564b", "majority-class share of test")):
         if any(r[key] is not None for r in rows):
@@ -275,6 +281,6 @@ def headline_figure(results: Mapping[str, Any], title: str | None = None) -> Any
     fig.update_layout(
         title=title or ("Test score per task, mean ± std over seeds"
                         + ("; hatched: at the chance or majority-class rate" if near else "")),
-        barmode="overlay", height=430, margin={"l": 40, "r": 10, "t": 80, "b": 40},
+        barmode="overlay", height=430, margin={"l": 40, "r": 10, "t": 75, "b": 40},
         legend={"orientation": "h", "yanchor": "top", "y": -0.1, "x": 0})
     return fig

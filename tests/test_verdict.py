@@ -137,7 +137,8 @@ def test_sentences_from_the_record(tmp_path):
     assert s[0].startswith("Deep prompts reach 0.75 of the downstream head's score on KWS (61.0 vs 81.0 % "
                            "accuracy) with 1/3 of its parameters and 0.58 on LID (52.0 vs 90.0 %, 1/3)")
     assert "+20.0 points on KWS (61.0 vs 41.0 %)" in s[1] and "+22.0 points on LID" in s[1]
-    assert s[2].startswith("Fine-tuning every uLM weight reaches 71.0 % on KWS with 12.0M")
+    assert s[2] == ("Fine-tuning every uLM weight (12.0M trainable parameters) reaches 71.0 % on KWS (deep "
+                    "prompts 61.0 %, head 81.0 %).")
     assert verdict_sentences(load_results(tmp_path / "nothing.json")) == []
 
 

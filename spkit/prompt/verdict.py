@@ -177,7 +177,7 @@ def verdict_sentences(results: Mapping[str, Any]) -> list[str]:
     tasks = results.get("tasks", {})
     vs_head: list[str] = []
     vs_control: list[str] = []
-    vs_finetune: list[str] = []
+    vs_finetune: list[tuple[str, int]] = []
     for t in _ordered_tasks(results):
         info = tasks[t]
         ms = info.get("methods", {})
@@ -190,22 +190,21 @@ def verdict_sentences(results: Mapping[str, Any]) -> list[str]:
                 vs_head.append(f"a {metric} of {_pct(dp['mean'])} on {name} against the head's "
                                f"{_pct(ds['mean'])} ({share})")
             else:
-                ratio = dp["mean"] / ds["mean"] if ds["mean"] else float("nan")
+                ratio = f"{dp['mean'] / ds['mean']:.2f}" if ds["mean"] else "no share (the head scores 0)"
                 pair = f"{100 * dp['mean']:.1f} vs {_pct(ds['mean'])}"
                 if not vs_head:
-                    vs_head.append(f"{ratio:.2f} of the downstream head's score on {name} ({pair} {metric}) "
+                    vs_head.append(f"{ratio} of the downstream head's score on {name} ({pair} {metric}) "
                                    f"with {share}")
                 else:
                     short = share.replace(" of its parameters", "").replace(" its parameters", "")
-                    vs_head.append(f"{ratio:.2f} on {name} ({pair}, {short})")
+                    vs_head.append(f"{ratio} on {name} ({pair}, {short})")
         if dp and rc:
             diff = 100 * (rc["mean"] - dp["mean"] if low else dp["mean"] - rc["mean"])
             vs_control.append(f"{diff:+.1f} points on {name} ({100 * dp['mean']:.1f} vs {_pct(rc['mean'])})")
         if ft and (dp or ds):
-            ref = ([f"deep prompts' {_pct(dp['mean'])}"] if dp else []) + \
-                  ([f"the head's {_pct(ds['mean'])}"] if ds else [])
-            vs_finetune.append(f"{_pct(ft['mean'])} on {name} with {format_params(ft['trainable_params'])} "
-                               f"trainable parameters (against {' and '.join(ref)})")
+            ref = ([f"deep prompts {_pct(dp['mean'])}"] if dp else []) + \
+                  ([f"head {_pct(ds['mean'])}"] if ds else [])
+            vs_finetune.append((f"{_pct(ft['mean'])} on {name} ({', '.join(ref)})", ft["trainable_params"]))
     out = []
     if vs_head:
         out.append("Deep prompts reach " + _and(vs_head) + ".")
@@ -213,7 +212,11 @@ def verdict_sentences(results: Mapping[str, Any]) -> list[str]:
         out.append("Against their control, the same prompts on a randomly initialised uLM, deep prompts "
                    "score " + _and(vs_control) + ": what pretraining the uLM adds.")
     if vs_finetune:
-        out.append("Fine-tuning every uLM weight reaches " + _and(vs_finetune) + ".")
+        params = sorted({p for _, p in vs_finetune})
+        count = format_params(params[0]) if len(params) == 1 else \
+            f"{format_params(params[0])}–{format_params(params[-1])}"
+        out.append(f"Fine-tuning every uLM weight ({count} trainable parameters) reaches "
+                   + _and([s for s, _ in vs_finetune]) + ".")
     if not out and tasks:
         best = []
         for t in _ordered_tasks(results):
