@@ -87,7 +87,7 @@ STYLE = ("body{font-family:sans-serif;max-width:1180px;margin:1.5em auto;padding
          ".oracle{background:#fff3cd;padding:8px}.verdict{font-size:16px}"
          ".warnings{background:#fdecea;border-left:5px solid #d93025;padding:6px 12px}"
          ".warning{margin:6px 0}.checks-ok{background:#e6f4ea;border-left:5px solid #188038;padding:6px 12px}"
-         "#headline-figure{width:100%;min-height:430px}")
+         "#headline-figure{width:100%;min-height:450px}")
 
 
 def backfill_class_rates(run_dir: str | os.PathLike) -> dict[str, Any] | None:
@@ -188,11 +188,14 @@ def _figure_cards(figs: list[Path], root: Path) -> str:
 
 
 def build_index(run_dir: str | os.PathLike, summary: dict[str, Any] | None = None) -> Path:
-    """Write ``RUN/index.html``. First what the run shows (the headline figure, the verdict sentences and
+    """Write ``RUN/index.html`` (``summary``: the stage timings, default ``RUN/run_summary.json``). First
+    what the run shows (the headline figure, the verdict sentences and
     the warnings, all from results.json), then the convergence and few-shot figures, the tables per task,
     the other figures, the notebooks and reports, and the stage timings last."""
     layout = RunLayout.at(run_dir)
     root = layout.root
+    if summary is None and (root / "run_summary.json").is_file():  # a rebuilt report keeps the run's timings
+        summary = read_json(root / "run_summary.json")
     parts = [f"<h1>spkit run: {html.escape(root.name)}</h1>",
              f"<p>written {time.strftime('%Y-%m-%d %H:%M:%S')}"
              + (f", preset <b>{html.escape(str(summary.get('preset')))}</b>" if summary else "") + "</p>"]

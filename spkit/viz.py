@@ -281,6 +281,6 @@ def headline_figure(results: Mapping[str, Any], title: str | None = None) -> Any
     fig.update_layout(
         title=title or ("Test score per task, mean ± std over seeds"
                         + ("; hatched: at the chance or majority-class rate" if near else "")),
-        barmode="overlay", height=430, margin={"l": 40, "r": 10, "t": 75, "b": 40},
+        barmode="overlay", height=450, margin={"l": 40, "r": 10, "t": 100, "b": 40},
         legend={"orientation": "h", "yanchor": "top", "y": -0.1, "x": 0})
     return fig
