@@ -88,16 +88,15 @@ from pathlib import Path
 from typing import Any
 
 from spkit.io import read_json, write_json, write_text
+from spkit.prompt.names import METHOD_ORDER, TASK_COLUMNS, format_params
+from spkit.prompt.verdict import summary_markdown
+
+# METHOD_ORDER, TASK_COLUMNS and format_params are used here and importable from here (their former home).
 
 FORMAT = "spkit.results"
 VERSION = 1
 STD_NOTE = "sample standard deviation over seeds (ddof=1); null with a single seed"
 
-# Column order and headers of the combined table (the paper's Table: KWS | IC | LID | ASR).
-TASK_COLUMNS: dict[str, str] = {"kws": "KWS", "intent": "IC", "lid": "LID", "asr": "ASR", "sf": "SF"}
-# Row order: prompt methods first, then their control, then the baselines.
-METHOD_ORDER: tuple[str, ...] = ("input_prompt", "deep_prompt", "deep_prompt_tied", "prefix_prompt",
-                                 "deep_prompt_random_lm", "downstream", "finetune")
 LOWER_IS_BETTER_MARK = "(lower is better)"
 ORACLE_UNITS = "oracle_phones"  # results.json ``units.kind`` of the oracle topline (spkit.units.oracle)
 
@@ -382,15 +381,6 @@ def format_cell(entry: Mapping[str, Any]) -> str:
     return f"{_pct(entry['mean'])} ± {_pct(entry['std'])}"
 
 
-def format_params(n: int) -> str:
-    """Human-readable parameter count: 151.2M, 24.6K, 980."""
-    if n >= 1_000_000:
-        return f"{n / 1e6:.1f}M"
-    if n >= 1_000:
-        return f"{n / 1e3:.1f}K"
-    return str(n)
-
-
 def _ordered(names: Iterable[str], order: Sequence[str]) -> list[str]:
     names = list(names)
     return [n for n in order if n in names] + sorted(n for n in names if n not in order)
@@ -406,7 +396,6 @@ def render_markdown(results: Mapping[str, Any], figure: str | None = None, summa
     """``results.md``: what the run shows (the headline ``figure`` when given, the verdict sentences and the
     warnings: :func:`spkit.prompt.verdict.summary_markdown`; left out with ``summary=False``), the combined
     table (paper's shape) and one detailed table per task."""
-    from spkit.prompt.verdict import summary_markdown  # lazy: verdict imports this module
 
     tasks = results["tasks"]
     task_names = _ordered(tasks, tuple(TASK_COLUMNS))

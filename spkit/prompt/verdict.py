@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from spkit.artifacts import TASK_CORPUS
-from spkit.prompt.results import METHOD_ORDER, TASK_COLUMNS, format_params
+from spkit.prompt.names import METHOD_ORDER, TASK_COLUMNS, format_params
 from spkit.prompt.tasks import build_spec, load_task
 
 NEAR_POINTS = 1.0
