@@ -32,6 +32,8 @@ from spkit.presets import (
     corpus_preset,
     uses_oracle_units,
 )
+from spkit.prompt.results import load_results
+from spkit.prompt.verdict import cli_lines
 from spkit.report import finalize_run
 from spkit.synth import synthesize_corpus
 from spkit.ulm.dictionary import UnitDictionary, check_unit_vocabulary
@@ -334,7 +336,16 @@ def main(args: argparse.Namespace) -> int:
                                     "seconds": round(total, 1)})
     print(f"[spkit run] complete in {total:.1f} s -> {args.out} (report: {index})")
     _print_corpora_summary(stages)
+    _print_verdict(args.out)
     return 0
+
+
+def _print_verdict(run_dir: Path) -> None:
+    """The last lines: what the run shows and its warnings (:func:`spkit.prompt.verdict.cli_lines`)."""
+    path = Path(run_dir) / "results.json"
+    if path.exists():
+        for line in cli_lines(load_results(path)):
+            print(line)
 
 
 def _print_corpora_summary(stages: list[Stage]) -> None:

@@ -17,6 +17,7 @@ import torchaudio
 
 from spkit.io import atomic_path, write_text
 from spkit.prompt.results import shots_order
+from spkit.prompt.verdict import HEADLINE_METHODS, flagged, headline_rows, run_warnings
 
 log = logging.getLogger(__name__)
 
@@ -209,4 +210,77 @@ def heatmap_figure(z: np.ndarray, x: Sequence[str], y: Sequence[str], title: str
                                text=np.round(z, 2) if text_auto else None,
                                texttemplate="%{text}" if text_auto else None))
     fig.update_layout(title=title, height=max(300, 28 * len(y) + 120), yaxis={"autorange": "reversed"})
+    return fig
+
+
+HEADLINE_COLORS = {"deep_prompt": "#1f77b4", "deep_prompt_random_lm": "#9e9e9e", "downstream": "#ff7f0e",
+                   "finetune": "#2ca02c"}
+
+HEADLINE_SHORT = {"deep_prompt": "prompts", "deep_prompt_random_lm": "control", "downstream": "head",
+                  "finetune": "fine-tune"}
+
+
+def headline_figure(results: Mapping[str, Any], title: str | None = None) -> Any:
+    """What the run shows, in one figure: per task (one panel each, its own metric) deep prompts, their
+    random-uLM control, the downstream head and fine-tuning where run, mean ± std over seeds (error bars;
+    the hover names the seeds and parameters), with the task's chance rate and the test split's
+    majority-class share as dashed lines (results.json ``class_rates``); a bar at that rate (a
+    ``near_chance`` warning of :func:`spkit.prompt.verdict.run_warnings`) is hatched. From results.json
+    alone."""
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    rows = headline_rows(results)
+    if not rows:
+        fig = go.Figure()
+        fig.update_layout(title=title or "no results yet", height=200)
+        return fig
+    fig = make_subplots(rows=1, cols=len(rows), horizontal_spacing=0.06 if len(rows) > 2 else 0.1,
+                        subplot_titles=[f"<b>{r['name']}</b><br>{r['metric']} % "
+                                        f"({'lower' if r['lower_is_better'] else 'higher'} is better)"
+                                        for r in rows])
+    fig.update_annotations(font_size=12)  # the subplot titles (the line labels below are added later)
+    near = {k for k, kinds in flagged(run_warnings(results)).items() if "near_chance" in kinds}
+    shown: set[str] = set()
+    for col, r in enumerate(rows, start=1):
+        for b in r["bars"]:
+            m = b["method"]
+            fig.add_trace(go.Bar(
+                marker_pattern_shape="/" if (r["task"], m) in near else "", showlegend=False,
+                x=[HEADLINE_SHORT.get(m, m)], y=[b["mean"]], name=HEADLINE_METHODS[m], legendgroup=m,
+                marker_color=HEADLINE_COLORS.get(m),
+                error_y={"type": "data", "array": [b["std"]], "visible": True},
+                text=[f"{b['mean']:.1f}"], textposition="outside", cliponaxis=False,
+                hovertemplate=(f"{r['name']} {HEADLINE_METHODS[m]}: %{{y:.1f}} ± {b['std']:.1f} % "
+                               f"({b['n_seeds']} seed{'s' if b['n_seeds'] != 1 else ''}, "
+                               f"{b['params']:,} trainable parameters)<extra></extra>")),
+                row=1, col=col)
+            shown.add(m)
+        for key, dash, color, label, where in (("chance", "dot", "#d62728", "chance", "bottom right"),
+                                               ("majority", "dash", "#8c564b", "majority", "top right")):
+            if r[key] is None:
+                continue
+            fig.add_hline(y=r[key], line_dash=dash, line_color=color, line_width=1.5, row=1, col=col,
+                          annotation_text=f"{label} {r[key]:.1f}", annotation_position=where,
+                          annotation_font_size=10, annotation_font_color=color,
+                          annotation_bgcolor="rgba(255,255,255,0.85)")
+        top = max([b["mean"] + b["std"] for b in r["bars"]] + [r["chance"] or 0, r["majority"] or 0])
+        top = top * 1.15 + 5
+        fig.update_yaxes(range=[0, top if r["lower_is_better"] else min(100.0, top)], row=1, col=col)
+    # legend entries: one plain square per method (a bar's own would show its hatching) and the dashed lines
+    # (add_hline draws shapes, which have none)
+    for m in [m for m in HEADLINE_METHODS if m in shown]:
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=HEADLINE_METHODS[m], legendgroup=m,
+                                 marker={"symbol": "square", "size": 12, "color": HEADLINE_COLORS.get(m)}),
+                      row=1, col=1)
+    for key, dash, color, label in (("chance", "dot", "#d62728", "chance (1 / classes)"),
+                                    ("majority", "dash", "#8c564b", "majority-class share of test")):
+        if any(r[key] is not None for r in rows):
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=label,
+                                     line={"dash": dash, "color": color}), row=1, col=1)
+    fig.update_layout(
+        title=title or ("Test score per task, mean ± std over seeds"
+                        + ("; hatched: at the chance or majority-class rate" if near else "")),
+        barmode="overlay", height=450, margin={"l": 40, "r": 10, "t": 100, "b": 40},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.1, "x": 0})
     return fig

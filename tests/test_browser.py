@@ -1,5 +1,16 @@
 """Notebook 06 in a real browser: JupyterLab (token, 127.0.0.1) + Debian's Chromium driven by Playwright;
-and the demo's widget logic (:mod:`spkit.demo`) driven from Python on the same smoke run.
+the demo's widget logic (:mod:`spkit.demo`) driven from Python on the same smoke run; and the run report
+(``RUN/index.html``) in the same browser: its first screen draws the headline figure and the verdict, a run
+with results at the majority-class rate or stopped at their cap shows those warnings, and a run without them
+shows none (small synthetic records, tests/report_records.py; and the smoke run's own report).
+
+``docs/report.png`` is the first screen of a real run's report (for now a smoke run; the default run's
+replaces it)::
+
+    .venv/bin/python scripts/report_screenshot.py runs/default docs/report.png
+
+or, from this test on the session's smoke run (or ``$SPKIT_DEMO_RUN``),
+``SPKIT_REPORT_SCREENSHOT=docs/report.png pytest -p no:hydra_pytest tests/test_browser.py -k smoke_report``.
 
 Opens a copy of the demo notebook whose parameters point at the session's smoke run, waits for the kernel
 to be idle, runs all cells from the Run menu, and checks that the widgets (a dropdown, an ``<audio>``
@@ -283,3 +294,110 @@ def test_app_updates_on_widget_changes(demo_run):
     bad = {**item, "name": "broken.wav", "content": memoryview(b"not audio")}
     app.upload.value = (bad,)
     assert "broken.wav" in app.prediction.value and app.last.name == "mine.wav"  # error shown, last kept
+
+
+# ------------------------------------------------------------------------------------------------
+# The run report (index.html) in Chromium: what the run shows first, and its warnings
+# ------------------------------------------------------------------------------------------------
+
+REPORT_VIEWPORT = {"width": 1280, "height": 1000}
+
+
+def open_report(browser, run: Path):
+    """A page at 1280 px showing ``run``'s index.html once the headline figure is drawn."""
+    page = browser.new_page(viewport=REPORT_VIEWPORT)
+    page.goto((run / "index.html").as_uri())
+    page.wait_for_selector("#headline-figure .main-svg", timeout=30_000)
+    return page
+
+
+def check_report_layout(page) -> None:
+    """The headline figure and the verdict on the first screen, in that order; headings unique; every table
+    inside the page at 1280 px (no horizontal scrolling)."""
+    fig = page.locator("#headline-figure").bounding_box()
+    verdict = page.locator(".verdict").bounding_box()
+    assert fig["y"] < verdict["y"] and verdict["y"] + min(verdict["height"], 60) < REPORT_VIEWPORT["height"]
+    assert page.locator("#headline-figure .barlayer .point").count() >= 3  # bars drawn, not an empty svg
+    headings = page.locator("h1, h2, h3, h4").all_inner_texts()
+    assert len(headings) == len(set(headings)), headings
+    widths = page.evaluate("Array.from(document.querySelectorAll('table'), "
+                           "t => t.getBoundingClientRect().right)")
+    assert widths and max(widths) <= REPORT_VIEWPORT["width"], widths
+    assert page.evaluate("document.documentElement.scrollWidth") <= REPORT_VIEWPORT["width"]
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_report_in_chromium(tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+    from report_records import meaningless_runs, sound_runs, write_run
+
+    from spkit.report import finalize_run
+
+    summary = {"preset": "synthetic", "stages": {"03_prompt_training": {"status": "done", "seconds": 1.0}},
+               "seconds": 1.0}
+    bad, good = tmp_path / "bad", tmp_path / "good"
+    write_run(bad, meaningless_runs())
+    write_run(good, sound_runs())
+    for run in (bad, good):
+        finalize_run(run, summary)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = open_report(browser, bad)
+            check_report_layout(page)
+            # 4 + 3 + 3 bars (KWS with fine-tuning, IC, LID); a chance and a majority line per task
+            expect(page.locator("#headline-figure .barlayer .point")).to_have_count(10)
+            expect(page.locator("#headline-figure .shapelayer path")).to_have_count(6)
+            expect(page.locator("#headline-figure")).to_contain_text("majority 19.1")
+            warnings = page.locator("#warnings")
+            expect(warnings).to_be_visible()
+            expect(warnings.locator("li.warning")).to_have_count(4)
+            near = warnings.locator("li[data-kind=near_chance]")
+            expect(near).to_contain_text("KWS deep_prompt_random_lm 19.1 % (at the majority class rate "
+                                         "19.1 %)")
+            expect(near).to_contain_text("IC deep_prompt 0.0 % (below")
+            capped = warnings.locator("li[data-kind=capped]")
+            expect(capped).to_contain_text("KWS deep_prompt (seeds 0, 1, 2 of 3 at cap 4)")
+            expect(capped).to_contain_text("PRESET=full")
+            page.screenshot(path=str(tmp_path / "bad.png"))
+
+            page = open_report(browser, good)
+            check_report_layout(page)
+            expect(page.locator("#headline-figure .barlayer .point")).to_have_count(7)
+            expect(page.locator(".warning")).to_have_count(0)
+            expect(page.locator("#warnings")).to_have_count(0)
+            expect(page.locator(".checks-ok")).to_contain_text("No warnings")
+            page.screenshot(path=str(tmp_path / "good.png"))
+        finally:
+            browser.close()
+    assert (tmp_path / "bad.png").stat().st_size > 10_000
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@needs_chromium
+def test_smoke_report_in_chromium(demo_run, tmp_path):
+    """The smoke run's own report: one seed and two epochs, so it warns (single seed, capped runs); its first
+    screen is what ``docs/report.png`` shows (``$SPKIT_REPORT_SCREENSHOT`` saves it there)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from spkit.report import finalize_run
+
+    finalize_run(demo_run)
+    shot = tmp_path / "report.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = open_report(browser, demo_run)
+            check_report_layout(page)
+            expect(page.locator("li.warning[data-kind=single_seed]")).to_contain_text("KWS deep_prompt")
+            expect(page.locator("li.warning[data-kind=capped]")).to_be_visible()
+            page.screenshot(path=str(shot))
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 10_000
+    target = os.environ.get("SPKIT_REPORT_SCREENSHOT")
+    if target:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        Path(target).write_bytes(shot.read_bytes())

@@ -39,6 +39,17 @@ units are: ``{"kind": "ssl_kmeans", "features", "layer", "n_units", ...}`` for a
 "oracle_phones", "label": "oracle topline (synthesizer phone labels, not a speech system)", ...}`` for the
 oracle topline, whose ``results.md`` opens with that label.
 
+A top-level ``class_rates`` (added by the prompting recipe; an older record lacks it and the run report fills
+it in from the run's unit files) holds each classification task's chance rate (1 / classes of the training
+label set) and the test split's majority-class share, which the report's headline figure draws and its
+warnings compare results with (:mod:`spkit.prompt.verdict` documents the fields)::
+
+    "class_rates": {"kws": {"n_classes": 12, "chance": 0.0833, "test_n": 780, "majority": 0.191,
+                            "majority_label": "_unknown_", "test_counts": {...}, "from": "..."}}
+
+``results.md`` opens with what the run shows (:func:`spkit.prompt.verdict.summary_markdown`: the headline
+figure where the run report made one, the verdict sentences and the warnings), then the tables.
+
 ``settings`` (per method) holds the settings every seed shares (``runs[].extra.settings`` of each run:
 prompt form, length, learning rate, epoch cap, patience, stopping criterion, verbalizer, ...), the test's
 ``decoder`` and the validation's ``valid_decoder``, and per seed the epochs run and the stop reason
@@ -78,16 +89,15 @@ from typing import Any
 
 from spkit.features.tiny_hubert import TARGET_SENTENCES
 from spkit.io import read_json, write_json, write_text
+from spkit.prompt.names import METHOD_ORDER, TASK_COLUMNS, format_params
+from spkit.prompt.verdict import summary_markdown
+
+# METHOD_ORDER, TASK_COLUMNS and format_params are used here and importable from here (their former home).
 
 FORMAT = "spkit.results"
 VERSION = 1
 STD_NOTE = "sample standard deviation over seeds (ddof=1); null with a single seed"
 
-# Column order and headers of the combined table (the paper's Table: KWS | IC | LID | ASR).
-TASK_COLUMNS: dict[str, str] = {"kws": "KWS", "intent": "IC", "lid": "LID", "asr": "ASR", "sf": "SF"}
-# Row order: prompt methods first, then their control, then the baselines.
-METHOD_ORDER: tuple[str, ...] = ("input_prompt", "deep_prompt", "deep_prompt_tied", "prefix_prompt",
-                                 "deep_prompt_random_lm", "downstream", "finetune")
 LOWER_IS_BETTER_MARK = "(lower is better)"
 ORACLE_UNITS = "oracle_phones"  # results.json ``units.kind`` of the oracle topline (spkit.units.oracle)
 
@@ -330,14 +340,18 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def update_results(path: str | os.PathLike, runs: Iterable[RunResult],
-                   md_path: str | os.PathLike | None = None, units: Mapping[str, Any] | None = None
+                   md_path: str | os.PathLike | None = None, units: Mapping[str, Any] | None = None,
+                   class_rates: Mapping[str, Any] | None = None, figure: str | None = None
                    ) -> dict[str, Any]:
     """Merge ``runs`` into the ``results.json`` at ``path`` and rewrite it (and ``results.md``) atomically.
 
     ``md_path`` defaults to ``results.md`` beside ``path``. ``units``: what the run's units are (results.json
     ``units``, e.g. ``{"kind": "oracle_phones", "label": ...}``, see
-    :func:`spkit.units.oracle.unit_model_summary`), set when given. Safe against concurrent writers on
-    one machine (a lock file serialises the read-modify-write). Returns the merged results.
+    :func:`spkit.units.oracle.unit_model_summary`), set when given. ``class_rates``: per task chance and
+    majority rates (:func:`spkit.prompt.verdict.class_rates_from_units`), merged into results.json
+    ``class_rates`` when given. ``figure``: the headline figure results.md shows (relative to it). Safe
+    against concurrent writers on one machine (a lock file serialises the read-modify-write). Returns the
+    merged results.
     """
     path = Path(path)
     md_path = Path(md_path) if md_path is not None else path.with_name("results.md")
@@ -346,8 +360,10 @@ def update_results(path: str | os.PathLike, runs: Iterable[RunResult],
         merged = merge_runs(load_results(path), runs, str(path))
         if units is not None:
             merged["units"] = dict(units)
+        if class_rates:
+            merged["class_rates"] = {**(merged.get("class_rates") or {}), **class_rates}
         write_json(path, merged)
-        write_text(md_path, render_markdown(merged))
+        write_text(md_path, render_markdown(merged, figure=figure))
     return merged
 
 
@@ -366,15 +382,6 @@ def format_cell(entry: Mapping[str, Any]) -> str:
     return f"{_pct(entry['mean'])} ± {_pct(entry['std'])}"
 
 
-def format_params(n: int) -> str:
-    """Human-readable parameter count: 151.2M, 24.6K, 980."""
-    if n >= 1_000_000:
-        return f"{n / 1e6:.1f}M"
-    if n >= 1_000:
-        return f"{n / 1e3:.1f}K"
-    return str(n)
-
-
 def _ordered(names: Iterable[str], order: Sequence[str]) -> list[str]:
     names = list(names)
     return [n for n in order if n in names] + sorted(n for n in names if n not in order)
@@ -386,8 +393,11 @@ def _column_header(task: str, info: Mapping[str, Any]) -> str:
     return f"{TASK_COLUMNS.get(task, task.upper())} {metric} % {arrow}"
 
 
-def render_markdown(results: Mapping[str, Any]) -> str:
-    """``results.md``: the combined table (paper's shape) and one detailed table per task."""
+def render_markdown(results: Mapping[str, Any], figure: str | None = None, summary: bool = True) -> str:
+    """``results.md``: what the run shows (the headline ``figure`` when given, the verdict sentences and the
+    warnings: :func:`spkit.prompt.verdict.summary_markdown`; left out with ``summary=False``), the combined
+    table (paper's shape) and one detailed table per task."""
+
     tasks = results["tasks"]
     task_names = _ordered(tasks, tuple(TASK_COLUMNS))
     methods = _ordered({m for t in tasks.values() for m in t["methods"]}, METHOD_ORDER)
@@ -404,6 +414,10 @@ def render_markdown(results: Mapping[str, Any]) -> str:
                   + (f" ({ssl_name})" if ssl_name else "") + ".", ""]
     if units.get("targets") in TARGET_SENTENCES:
         lines += [f"**Units**: k-means of {TARGET_SENTENCES[units['targets']]}.", ""]
+    if summary:
+        lines += summary_markdown(results, figure)
+    if task_names:
+        lines += ["## All methods", ""]
     lines += [f"Test metrics in percent, mean ± {STD_NOTE}. ↑: higher is better, ↓: lower is better. "
               "Params: trainable parameters (a range when they differ between tasks).", ""]
     if not task_names:
@@ -461,7 +475,7 @@ def _few_shot_markdown(results: Mapping[str, Any]) -> list[str]:
     for task in _ordered(few, tuple(TASK_COLUMNS)):
         methods = few[task]
         ns = shots_order(n for by_n in methods.values() for n in by_n)
-        lines += ["", f"### {TASK_COLUMNS.get(task, task.upper())} ({task})", "",
+        lines += ["", f"### Few-shot {TASK_COLUMNS.get(task, task.upper())} ({task})", "",
                   "| Method | " + " | ".join(f"n={n}" for n in ns) + " |", "|---|" + "---:|" * len(ns)]
         for m in _ordered(methods, METHOD_ORDER):
             cells = [format_cell(methods[m][n]) if n in methods[m] else "–" for n in ns]

@@ -23,13 +23,14 @@ Few-shot (:func:`plan_few_shot`): on ``few_shot_tasks`` the ``few_shot_methods``
 validation split stays whole, the same for every method), into ``results.json`` ``few_shot.<task>.<method>.
 <n>``; ``all`` is the main run of the same method.
 
-``RUN/results.json`` records what the units are (``units``: :func:`spkit.units.oracle.unit_model_summary` of
-``RUN/units/unit_model.json``; the oracle topline's results.md opens with its label). Each finished run is
-merged into ``RUN/results.json`` and ``RUN/results.md`` at once, with its settings
-(``runs[].extra.settings``; ``runs[].extra.settings_key`` hashes them with the uLM and unit model): a rerun
-skips only runs already there with the same settings, and a run's saved training state is resumed only when
-it was made with the same settings. Prompt files land in ``RUN/prompts/<task>/<method>/seed<N>/prompt.pt``
-(few-shot runs: method folder ``<method>-shots<n>``).
+``RUN/results.json`` records each classification task's chance and majority-class rates (``class_rates``:
+:func:`spkit.prompt.verdict.class_rates_from_units`) and what the units are (``units``:
+:func:`spkit.units.oracle.unit_model_summary` of ``RUN/units/unit_model.json``; the oracle topline's
+results.md opens with its label). Each finished run is merged into ``RUN/results.json`` and ``RUN/results.md``
+at once, with its settings (``runs[].extra.settings``; ``runs[].extra.settings_key`` hashes them with the uLM
+and unit model): a rerun skips only runs already there with the same settings, and a run's saved training
+state is resumed only when it was made with the same settings. Prompt files land in
+``RUN/prompts/<task>/<method>/seed<N>/prompt.pt`` (few-shot runs: method folder ``<method>-shots<n>``).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from spkit.prompt.model import PromptConfig, activation_batch, build_prompted
 from spkit.prompt.random_lm import control_seed, random_ulm
 from spkit.prompt.results import load_results, metric_name, run_result, shots_order, update_results
 from spkit.prompt.train import TrainConfig, prepare_task, train, validation_decoder
+from spkit.prompt.verdict import class_rates_from_units
 from spkit.units.encoder import SpeechEncoder
 from spkit.units.oracle import unit_model_summary
 
@@ -423,8 +425,11 @@ def run_experiments(
     # results.json says what the units are (the oracle topline's results.md opens with its label)
     units = unit_model_summary(read_json(layout.units / "unit_model.json"))
     results = load_results(layout.results_json)
-    if results.get("units") != units:
-        results = update_results(layout.results_json, [], units=units)
+    # ... and each classification task's chance and majority-class rates (the report's lines and warnings)
+    rates = class_rates_from_units(layout.root, config.tasks)
+    if results.get("units") != units or any((results.get("class_rates") or {}).get(t) != r
+                                            for t, r in rates.items()):
+        results = update_results(layout.results_json, [], units=units, class_rates=rates)
     todo = []
     for run in runs:
         key = _settings_key(run, config.for_task(run.task), ulm_fp, units_fp)
