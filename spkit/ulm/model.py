@@ -581,11 +581,13 @@ class UnitLM(nn.Module):
                 past_v.append(_batched(pv, B, 4).to(x.dtype))
             if deep_prompts is not None:
                 dp = deep_prompts[i]
+                # A prompt shared by the batch is projected once and broadcast (not B identical copies).
                 if isinstance(dp, (tuple, list)):  # separate key and value inputs (SpeechPrompt)
-                    dk = block.attn.project(_batched(dp[0], B, 3).to(x.dtype), "k")
-                    dv = block.attn.project(_batched(dp[1], B, 3).to(x.dtype), "v")
+                    dk = _batched(block.attn.project(_unbatched(dp[0], B).to(x.dtype), "k"), B, 4)
+                    dv = _batched(block.attn.project(_unbatched(dp[1], B).to(x.dtype), "v"), B, 4)
                 else:  # one input feeds both projections (tied)
-                    dk, dv = block.attn.project_kv(_batched(dp, B, 3).to(x.dtype))
+                    kv = block.attn.project_kv(_unbatched(dp, B).to(x.dtype))
+                    dk, dv = (_batched(t, B, 4) for t in kv)
                 past_k.append(dk)
                 past_v.append(dv)
             pk_all = torch.cat(past_k, dim=2) if past_k else None
@@ -713,6 +715,15 @@ class UnitLM(nn.Module):
             kth = logits.topk(top_k, dim=-1).values[:, -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))
         return torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+
+
+def _unbatched(t: Tensor, B: int) -> Tensor:
+    """A (L, d) or (1|B, L, d) prompt input as (1|B, L, d), checked against batch B."""
+    t = t.unsqueeze(0) if t.dim() == 2 else t
+    if t.dim() != 3 or t.shape[0] not in (1, B):
+        raise ValueError(f"UnitLM: prompt tensor of shape {tuple(t.shape)} does not fit batch {B} "
+                         "(3 dims with the batch)")
+    return t
 
 
 def _batched(t: Tensor, B: int, ndim: int) -> Tensor:
