@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from spkit.features.tiny_hubert import TARGET_SENTENCES
 from spkit.io import read_json, write_json, write_text
 from spkit.layout import RunLayout
 from spkit.prompt.results import load_results, update_results
@@ -200,6 +201,10 @@ def build_index(run_dir: str | os.PathLike, summary: dict[str, Any] | None = Non
              f"<p>written {time.strftime('%Y-%m-%d %H:%M:%S')}"
              + (f", preset <b>{html.escape(str(summary.get('preset')))}</b>" if summary else "") + "</p>"]
     unit_model = layout.units / "unit_model.json"
+    targets = read_json(unit_model).get("targets") if unit_model.is_file() else None
+    if targets in TARGET_SENTENCES:  # what the encoder learned to predict, in one plain sentence
+        sentence = html.escape(TARGET_SENTENCES[targets])
+        parts.append(f"<p class='units'><b>Units</b>: k-means of {sentence}.</p>")
     if unit_model.is_file() and read_json(unit_model).get("kind") == ORACLE_KIND:
         label = html.escape(ORACLE_LABEL[0].upper() + ORACLE_LABEL[1:])
         parts.append(f"<p class='oracle'><b>{label}</b>: the units of this run are the synthesizer's phone "

@@ -253,3 +253,9 @@ def test_report_leads_with_the_figure_and_the_warnings(tmp_path):
     write_run(tmp_path / "good", sound_runs())
     good = build_index(tmp_path / "good").read_text()
     assert "class='warning'" not in good and "class='checks-ok'" in good
+    assert "class='units'" not in good  # no unit model recorded: no sentence about it
+    # the page says what the units' encoder was trained on (results.json units.targets' sentence)
+    (tmp_path / "good" / "units").mkdir(exist_ok=True)
+    (tmp_path / "good" / "units" / "unit_model.json").write_text('{"targets": "phone_alignment"}')
+    good = build_index(tmp_path / "good").read_text()
+    assert "trained on the synthesizer&#x27;s phone labels" in good and "not self-supervised" in good
