@@ -184,6 +184,23 @@ def curves_figure(curves: Mapping[str, Sequence[float]], title: str, xaxis: str 
     return fig
 
 
+def convergence_figure(record: Mapping[str, Any], task: str, title: str | None = None) -> Any:
+    """Validation metric (%) against optimizer steps, one line per recipe of a convergence record
+    (``docs/results/prompt_convergence.json``: ``runs[]`` with ``name``, ``task``, ``seed``,
+    ``steps_per_epoch`` and ``curve`` = ``[[epoch, valid_metric, train_loss], ...]``), the seed in the name
+    when there are several."""
+    go = _go()
+    runs = [r for r in record.get("runs", []) if r.get("task") == task]
+    seeds = {r["seed"] for r in runs}
+    fig = go.Figure([
+        go.Scatter(x=[c[0] * r["steps_per_epoch"] for c in r["curve"]], y=[100 * c[1] for c in r["curve"]],
+                   mode="lines+markers", name=r["name"] + (f" (seed {r['seed']})" if len(seeds) > 1 else ""))
+        for r in sorted(runs, key=lambda r: (r["name"], r["seed"]))])
+    fig.update_layout(title=title or f"{task}: validation accuracy by training step, per prompt recipe",
+                      xaxis_title="optimizer steps", yaxis_title="validation %", height=380)
+    return fig
+
+
 def few_shot_figure(curves: Mapping[str, Sequence[tuple[str, float, float]]], title: str,
                     metric: str = "accuracy") -> Any:
     """Few-shot curves: one line per method over examples per class (a category axis, ``all`` last), mean

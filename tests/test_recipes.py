@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -298,3 +299,22 @@ def test_pool_workers_end_with_their_parent(tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_convergence_figure_plots_validation_by_step_per_recipe(tmp_path):
+    """notebook 03's convergence figure: x = epoch x steps per epoch, y in percent, one line per recipe of
+    the task; the record is read from the repository when present."""
+    from spkit import viz
+    from spkit.recipes.prompting import convergence_record
+
+    record = {"runs": [
+        {"name": "old", "task": "kws", "seed": 0, "steps_per_epoch": 16,
+         "curve": [[1, 0.1, 2.0], [2, 0.2, 1.5]]},
+        {"name": "new", "task": "kws", "seed": 0, "steps_per_epoch": 16, "curve": [[1, 0.5, 1.0]]},
+        {"name": "new", "task": "intent", "seed": 0, "steps_per_epoch": 8, "curve": [[1, 0.3, 1.0]]}]}
+    fig = viz.convergence_figure(record, "kws")
+    assert [t.name for t in fig.data] == ["new", "old"]
+    assert list(fig.data[1].x) == [16, 32] and list(fig.data[1].y) == pytest.approx([10.0, 20.0])
+    assert convergence_record(tmp_path / "missing.json") is None
+    (tmp_path / "r.json").write_text(json.dumps(record))
+    assert convergence_record(tmp_path / "r.json") == record

@@ -46,6 +46,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -700,6 +701,17 @@ def _train_downstream(
     out = layout.prompt_dir(run.task, run.folder, run.seed)
     write_json(out / "eval.json", {"metric": res.metric, "value": res.value, "log": res.log, **res.extra})
     return res.to_run()
+
+
+CONVERGENCE_RECORD = Path(__file__).resolve().parents[2] / "docs" / "results" / "prompt_convergence.json"
+"""The committed record of the prompt-recipe convergence study (scripts/prompt_convergence.py), which notebook
+03 draws beside the run's own curves."""
+
+
+def convergence_record(path: str | os.PathLike | None = None) -> dict[str, Any] | None:
+    """The convergence study's record (:data:`CONVERGENCE_RECORD` by default), or None when it is absent."""
+    p = Path(path) if path is not None else CONVERGENCE_RECORD
+    return read_json(p) if p.is_file() else None
 
 
 def training_curves(run_dir: str | os.PathLike, task: str, key: str = "valid_metric"
