@@ -14,6 +14,12 @@ from typing import Any
 
 import torch
 
+from spkit.errors import UserError
+
+
+class JSONFileError(UserError, ValueError):
+    """A JSON file that is not valid JSON (truncated, damaged); the message names the file."""
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -59,7 +65,8 @@ def read_json(path: str | os.PathLike) -> Any:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
+        raise JSONFileError(f"{path}: not valid JSON ({e}); the file is damaged: restore it, or delete it "
+                            "to make it again") from e
 
 
 def torch_save(obj: Any, path: str | os.PathLike) -> Path:

@@ -76,6 +76,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spkit.errors import UserError
 from spkit.io import read_json, write_json, write_text
 
 FORMAT = "spkit.results"
@@ -91,7 +92,7 @@ LOWER_IS_BETTER_MARK = "(lower is better)"
 ORACLE_UNITS = "oracle_phones"  # results.json ``units.kind`` of the oracle topline (spkit.units.oracle)
 
 
-class ResultsError(ValueError):
+class ResultsError(UserError, ValueError):
     """A results file or run record that cannot be merged; the message names the file and the problem."""
 
 
