@@ -23,7 +23,7 @@ from typing import Any
 
 from spkit.artifacts import TASK_CORPUS
 from spkit.errors import UserError
-from spkit.io import read_json, write_json
+from spkit.io import read_json, sweep_temporaries, write_json
 from spkit.layout import REPO_ROOT, corpus_dir, default_data_root, pretrain_corpus_dir
 from spkit.presets import (
     PRETRAIN_CORPUS,
@@ -331,13 +331,16 @@ def _task_parameters(nb: Path, tasks: tuple[str, ...], narrowed: bool, given: di
 
 
 def execute(stages: list[Stage], run_dir: Path, *, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run ``stages`` in order, skipping those already complete with the same parameters.
+    """Run ``stages`` in order, skipping those already complete with the same parameters (a killed run's
+    temporaries in ``run_dir`` are removed first: :func:`spkit.io.sweep_temporaries`).
 
     Returns a summary ``{stage: {"status": "done"|"skipped", "seconds": float}}``; raises
     :class:`StageFailed` at the first failure (later stages do not run).
     """
     marks = run_dir / ".stages"
     marks.mkdir(parents=True, exist_ok=True)
+    for tmp in sweep_temporaries(run_dir):  # a killed run's half-written files, never renamed into place
+        log(f"[spkit run] removed {tmp.relative_to(run_dir)}, left by an interrupted write")
     summary: dict[str, Any] = {}
     invalidated = False  # once a stage reruns, every later stage reruns too
     for stage in stages:
@@ -433,6 +436,7 @@ def main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     stages = plan(args.preset, args.out, seed=args.seed, data_root=args.data_root, timeout_s=args.timeout,
                   corpora=_pairs(args.corpus, "--corpus"), params=notebook_params(args), log=print)
+    check_run_files(args.out)
 
     try:
         summary = execute(stages, args.out.resolve())
@@ -445,6 +449,24 @@ def main(args: argparse.Namespace) -> int:
     print(f"[spkit run] complete in {total:.1f} s -> {args.out} (report: {index})")
     _print_corpora_summary(stages)
     return 0
+
+
+def check_run_files(run_dir: Path) -> None:
+    """Refuse to resume a run folder whose ``results.json`` or a ``prompt.pt`` is damaged (one line naming
+    the file, before anything runs) rather than fail inside a notebook minutes later. spkit writes both
+    atomically, so a killed run never leaves them half-written; this catches damage from elsewhere."""
+    run_dir = Path(run_dir)
+    results = run_dir / "results.json"
+    prompts = run_dir / "prompts"
+    if not results.exists() and not prompts.is_dir():
+        return
+    from spkit.prompt.checkpoint import read_prompt_file  # lazy: torch
+    from spkit.prompt.results import load_results
+
+    if results.exists():
+        load_results(results)
+    for prompt in sorted(prompts.glob("*/*/seed*/prompt.pt")):
+        read_prompt_file(prompt)
 
 
 def _print_corpora_summary(stages: list[Stage]) -> None:
