@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
-
-psutil = pytest.importorskip("psutil")
 
 pytestmark = pytest.mark.slow
 
