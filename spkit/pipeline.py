@@ -23,7 +23,7 @@ from typing import Any
 
 from spkit.artifacts import TASK_CORPUS
 from spkit.errors import UserError
-from spkit.io import read_json, write_json
+from spkit.io import read_json, sweep_temporaries, write_json
 from spkit.layout import REPO_ROOT, corpus_dir, default_data_root, pretrain_corpus_dir
 from spkit.presets import (
     PRETRAIN_CORPUS,
@@ -49,15 +49,72 @@ SHIPPED_MODEL_PRESETS = ("default", "oracle")
 tasks they prompt (:func:`corpus_kinds`)."""
 
 
-def corpus_kinds(preset: str) -> tuple[str, ...]:
+def corpus_kinds(preset: str, tasks: tuple[str, ...] | None = None) -> tuple[str, ...]:
     """The task corpora a run of ``preset`` synthesizes: all of them where the run trains its units and uLM on
     them (``smoke``, ``scratch``) or prompts every task (``full``); the prompted tasks' corpora where the
-    models are shipped and the main job leaves tasks out (``default`` and ``oracle``: no ASR)."""
+    models are shipped and the main job leaves tasks out (``default`` and ``oracle``: no ASR). ``tasks``: the
+    run's tasks where they are not the preset's (``--param tasks=...``)."""
     if preset not in SHIPPED_MODEL_PRESETS:
         return CORPUS_KINDS
-    from spkit.recipes.prompting import PRESETS  # lazy: pulls torch, and `spkit --help` imports this module
-    used = {TASK_CORPUS[t] for t in PRESETS[preset].tasks}
+    used = {TASK_CORPUS[t] for t in (tasks if tasks is not None else preset_tasks(preset))}
     return tuple(k for k in CORPUS_KINDS if k in used)
+
+
+def preset_tasks(preset: str) -> tuple[str, ...]:
+    """The tasks notebook 03 prompts at ``preset`` when no ``tasks`` parameter is given."""
+    from spkit.recipes.prompting import PRESETS  # lazy: pulls torch, and `spkit --help` imports this module
+    return tuple(PRESETS[preset].tasks)
+
+
+CLASSIFICATION_TASKS = ("kws", "intent", "lid")
+NOTEBOOK_TASKS = {"04_verbalizer_analysis": CLASSIFICATION_TASKS,
+                  "05_attention_visualization": (*CLASSIFICATION_TASKS, "sf")}
+"""The tasks a notebook with a single ``task`` parameter can show (04 compares label classes; 05 also draws
+SF's generated slots); any other notebook declaring ``task`` takes every task."""
+
+
+def explicit_tasks(params: dict[str, Any] | None) -> tuple[str, ...] | None:
+    """The ``tasks`` notebook parameter as a tuple of task names (``--param tasks=kws,intent`` or
+    ``--param "tasks=['kws']"``); None when it is not given. Unknown names are a :class:`RunRequestError`."""
+    value = (params or {}).get("tasks")
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [t.strip() for t in value.split(",") if t.strip()]
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(t, str) for t in value):
+        raise RunRequestError(f"--param tasks={value!r}: give task names, e.g. --param tasks=kws,intent")
+    unknown = [t for t in value if t not in TASK_CORPUS]
+    if unknown:
+        raise RunRequestError(f"--param tasks: unknown task(s) {', '.join(unknown)}; choose from "
+                              f"{', '.join(TASK_CORPUS)}")
+    return tuple(dict.fromkeys(value))
+
+
+def run_tasks(preset: str, corpora: dict[str, str], params: dict[str, Any] | None = None
+              ) -> tuple[tuple[str, ...], dict[str, str]]:
+    """``(tasks, skipped)``: the tasks a run prompts and, for each preset task left out, why.
+
+    The tasks are ``--param tasks`` when given (every one must have its corpus, else a
+    :class:`RunRequestError` before anything runs), else the preset's tasks whose corpus the run has
+    (``corpora``: given with ``--corpus`` or synthesized); the others are skipped, and no task at all is an
+    error. ``--param task=...`` (notebooks 04-06) must name a task of the run too."""
+    explicit = explicit_tasks(params)
+    wanted = explicit if explicit is not None else preset_tasks(preset)
+    missing = [t for t in wanted if TASK_CORPUS[t] not in corpora]
+    hint = " ".join(f"--corpus {TASK_CORPUS[t]}=DIR" for t in missing)
+    if explicit is not None and missing:
+        raise RunRequestError(f"--param tasks asks for {', '.join(missing)} but the run has no "
+                              f"{', '.join(TASK_CORPUS[t] for t in missing)} corpus: give {hint}, or leave "
+                              "the task out")
+    tasks = tuple(t for t in wanted if t not in missing)
+    if not tasks:
+        raise RunRequestError(f"none of the {preset} preset's tasks ({', '.join(wanted)}) has a corpus in "
+                              f"this run: give at least one of {hint}")
+    task = (params or {}).get("task")
+    if task is not None and task not in tasks:
+        raise RunRequestError(f"--param task={task}: not a task of this run (it runs {', '.join(tasks)}"
+                              + (f"; give --corpus {TASK_CORPUS[task]}=DIR)" if task in TASK_CORPUS else ")"))
+    return tasks, {t: f"no {TASK_CORPUS[t]} corpus" for t in missing}
 
 
 def notebooks_dir() -> Path:
@@ -93,11 +150,17 @@ RUN_PARAMETERS = ("preset", "run_dir", "seed", "corpora")
 
 def notebook_parameters(nb: Path) -> list[str]:
     """The names a notebook's ``parameters`` cell assigns (the ones papermill can override), in order."""
+    return list(notebook_defaults(nb))
+
+
+def notebook_defaults(nb: Path) -> dict[str, Any]:
+    """``{name: default}`` of a notebook's ``parameters`` cell, in order (a default that is not a Python
+    literal reads as None)."""
     try:
         cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
     except (OSError, ValueError, KeyError) as e:
         raise RunRequestError(f"{nb}: not a readable notebook ({e})") from None
-    names: list[str] = []
+    defaults: dict[str, Any] = {}
     for cell in cells:
         if "parameters" not in cell.get("metadata", {}).get("tags", []):
             continue
@@ -105,8 +168,13 @@ def notebook_parameters(nb: Path) -> list[str]:
         for node in ast.parse(src).body:
             targets = node.targets if isinstance(node, ast.Assign) else (
                 [node.target] if isinstance(node, ast.AnnAssign) else [])
-            names += [t.id for t in targets if isinstance(t, ast.Name) and t.id not in names]
-    return names
+            for t in targets:
+                if isinstance(t, ast.Name) and t.id not in defaults:
+                    try:
+                        defaults[t.id] = ast.literal_eval(node.value) if node.value is not None else None
+                    except ValueError:
+                        defaults[t.id] = None
+    return defaults
 
 
 def check_parameters(params: dict[str, Any], notebooks: list[Path]) -> None:
@@ -152,7 +220,8 @@ def _file_sha(path: Path) -> str:
 
 def plan(preset: str, run_dir: Path, *, seed: int = 0, data_root: Path | None = None,
          kinds: tuple[str, ...] | None = None, timeout_s: int | None = None,
-         corpora: dict[str, str] | None = None, params: dict[str, Any] | None = None) -> list[Stage]:
+         corpora: dict[str, str] | None = None, params: dict[str, Any] | None = None,
+         log: Callable[[str], None] | None = None) -> list[Stage]:
     """The stages of the main job for ``preset``, in order.
 
     ``corpora`` (``{name: folder}``, names among :data:`CORPUS_KINDS` plus ``kws_test``, SUPERB's KS test
@@ -164,7 +233,13 @@ def plan(preset: str, run_dir: Path, *, seed: int = 0, data_root: Path | None = 
     With oracle units (preset ``oracle``, or ``params={"units": "oracle"}`` at any synthesized size) the
     pretraining corpus (``spkit synth pretrain`` at the preset's size, the seed spkit-base used) is
     synthesized too and passed as ``corpora["pretrain"]`` (``--corpus pretrain=DIR`` gives another one).
+
+    The run prompts the tasks of :func:`run_tasks`: with corpora given, the preset's tasks whose corpus is
+    among them (``log`` gets one line naming the skipped ones and why); notebook 03 gets them as its
+    ``tasks`` parameter and notebooks 04-05 a ``task`` of the run (a notebook with no task of the run to
+    show is left out, with a line to ``log``). Every check happens here, before anything runs.
     """
+    log = log or (lambda _: None)
     if preset not in PRESETS:
         raise RunRequestError(f"unknown preset {preset!r}; choose one of {PRESETS}")
     try:
@@ -175,6 +250,7 @@ def plan(preset: str, run_dir: Path, *, seed: int = 0, data_root: Path | None = 
         raise RunRequestError("units=oracle needs the synthesizer's phone alignments; the paper preset reads "
                               "real data sets, which have none (use --preset oracle, or smoke with "
                               "units=oracle)")
+    explicit = explicit_tasks(params)
     data_root = (data_root or default_data_root()).resolve()
     run_dir = run_dir.resolve()
     stages: list[Stage] = []
@@ -201,7 +277,7 @@ def plan(preset: str, run_dir: Path, *, seed: int = 0, data_root: Path | None = 
     else:
         corpora = {}
         size = corpus_preset(preset)
-        for kind in kinds or corpus_kinds(preset):
+        for kind in kinds or corpus_kinds(preset, explicit):
             out = corpus_dir(data_root, kind, size, seed)
             corpora[kind] = str(out)
             stages.append(synth_stage(kind, out, size, seed))
@@ -215,21 +291,58 @@ def plan(preset: str, run_dir: Path, *, seed: int = 0, data_root: Path | None = 
     notebooks = sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
     if params:
         check_parameters(params, notebooks)
+    tasks, skipped = run_tasks(preset, corpora, params)
+    if skipped:
+        log(f"[spkit run] tasks: {', '.join(tasks)}; skipped: "
+            + ", ".join(f"{t} ({why})" for t, why in skipped.items())
+            + f" (give {' '.join(f'--corpus {TASK_CORPUS[t]}=DIR' for t in skipped)} to run them)")
     nb_params = {"preset": preset, "run_dir": str(run_dir), "seed": seed, "corpora": corpora,
                  **(params or {})}
+    if explicit is not None:
+        nb_params["tasks"] = list(explicit)
     for nb in notebooks:
-        stages.append(notebook_stage(nb, run_dir, nb_params, timeout_s))
+        extra = _task_parameters(nb, tasks, narrowed=bool(skipped), given=params or {})
+        if extra is None:
+            log(f"[spkit run] {nb.stem}: left out (none of this run's tasks, {', '.join(tasks)}, is one it "
+                f"shows: {', '.join(NOTEBOOK_TASKS[nb.stem])})")
+            continue
+        stages.append(notebook_stage(nb, run_dir, {**nb_params, **extra}, timeout_s))
     return stages
 
 
+def _task_parameters(nb: Path, tasks: tuple[str, ...], narrowed: bool, given: dict[str, Any]
+                     ) -> dict[str, Any] | None:
+    """The task parameters that make notebook ``nb`` follow the run's ``tasks``: ``tasks`` where the
+    preset's list was narrowed to the corpora given, ``task`` where its default task is not run (the run's
+    first one the notebook can show). None: the notebook shows none of the run's tasks. Nothing is added
+    where the notebook already follows (the stage's parameters, so its resume key, stay as they were)."""
+    try:
+        defaults = notebook_defaults(nb)
+    except RunRequestError:
+        return {}  # not a notebook with cells: papermill says so when the stage runs
+    extra: dict[str, Any] = {}
+    if narrowed and "tasks" in defaults and "tasks" not in given:
+        extra["tasks"] = list(tasks)
+    default = defaults.get("task")
+    if "task" in defaults and "task" not in given and default is not None and default not in tasks:
+        shown = [t for t in tasks if t in NOTEBOOK_TASKS.get(nb.stem, tuple(TASK_CORPUS))]
+        if not shown:
+            return None
+        extra["task"] = shown[0]
+    return extra
+
+
 def execute(stages: list[Stage], run_dir: Path, *, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run ``stages`` in order, skipping those already complete with the same parameters.
+    """Run ``stages`` in order, skipping those already complete with the same parameters (a killed run's
+    temporaries in ``run_dir`` are removed first: :func:`spkit.io.sweep_temporaries`).
 
     Returns a summary ``{stage: {"status": "done"|"skipped", "seconds": float}}``; raises
     :class:`StageFailed` at the first failure (later stages do not run).
     """
     marks = run_dir / ".stages"
     marks.mkdir(parents=True, exist_ok=True)
+    for tmp in sweep_temporaries(run_dir):  # a killed run's half-written files, never renamed into place
+        log(f"[spkit run] removed {tmp.relative_to(run_dir)}, left by an interrupted write")
     summary: dict[str, Any] = {}
     invalidated = False  # once a stage reruns, every later stage reruns too
     for stage in stages:
@@ -324,7 +437,8 @@ def check_quantizer_matches_ulm(kmeans: Path, ulm: Path) -> None:
 def main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     stages = plan(args.preset, args.out, seed=args.seed, data_root=args.data_root, timeout_s=args.timeout,
-                  corpora=_pairs(args.corpus, "--corpus"), params=notebook_params(args))
+                  corpora=_pairs(args.corpus, "--corpus"), params=notebook_params(args), log=print)
+    check_run_files(args.out)
 
     try:
         summary = execute(stages, args.out.resolve())
@@ -346,6 +460,24 @@ def _print_verdict(run_dir: Path) -> None:
     if path.exists():
         for line in cli_lines(load_results(path)):
             print(line)
+
+
+def check_run_files(run_dir: Path) -> None:
+    """Refuse to resume a run folder whose ``results.json`` or a ``prompt.pt`` is damaged (one line naming
+    the file, before anything runs) rather than fail inside a notebook minutes later. spkit writes both
+    atomically, so a killed run never leaves them half-written; this catches damage from elsewhere."""
+    run_dir = Path(run_dir)
+    results = run_dir / "results.json"
+    prompts = run_dir / "prompts"
+    if not results.exists() and not prompts.is_dir():
+        return
+    from spkit.prompt.checkpoint import read_prompt_file  # lazy: torch
+    from spkit.prompt.results import load_results
+
+    if results.exists():
+        load_results(results)
+    for prompt in sorted(prompts.glob("*/*/seed*/prompt.pt")):
+        read_prompt_file(prompt)
 
 
 def _print_corpora_summary(stages: list[Stage]) -> None:

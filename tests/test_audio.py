@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import soundfile as sf
 import torch
 
 from spkit.audio import SAMPLE_RATE, AudioError, load_audio, save_audio, validate
-from spkit.io import atomic_path, read_json, torch_save, write_json
+from spkit.io import atomic_path, read_json, sweep_temporaries, torch_save, write_json
 
 
 def tone(seconds: float, sr: int, freq: float = 440.0) -> np.ndarray:
@@ -104,3 +105,28 @@ def test_json_roundtrip_and_errors(tmp_path):
         read_json(tmp_path / "bad.json")
     with pytest.raises(FileNotFoundError, match=r"none\.json: no such file"):
         read_json(tmp_path / "none.json")
+
+
+def test_a_killed_writers_temporaries_are_swept_and_a_live_ones_kept(tmp_path):
+    """A SIGKILL between mkstemp and the rename leaves ``.NAME.PID-XXXXXXXX.tmpSUFFIX``; the sweep at the
+    start of a resumed job removes those of dead writers only."""
+    import subprocess
+    import sys
+
+    from spkit.errors import UserError
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    pid = int(dead.stdout)
+    (tmp_path / "sub").mkdir()
+    orphan = tmp_path / "sub" / f".results.json.{pid}-ab12_x9z.tmp.json"
+    orphan.write_text('{"half": ')
+    with atomic_path(tmp_path / "ckpt.pt") as live:  # this process's temporary, mid-write
+        live.write_bytes(b"partial")
+        assert live.name.startswith(f".ckpt.pt.{os.getpid()}-") and live.name.endswith(".tmp.pt")
+        assert sweep_temporaries(tmp_path) == [orphan]
+        assert live.exists() and not orphan.exists()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["ckpt.pt", "sub"]
+    (tmp_path / "bad.json").write_text("{oops")
+    with pytest.raises(UserError, match=r"bad\.json: not valid JSON"):  # the CLI: one line, exit 2
+        read_json(tmp_path / "bad.json")

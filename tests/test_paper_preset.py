@@ -117,5 +117,44 @@ def test_paper_preset_runs_on_real_formats(real_files, capsys):
     assert (run / "index.html").exists()
 
 
+def test_paper_preset_with_one_corpus_runs_that_task(real_files, capsys):
+    """A researcher with one data set: ``--corpus kws=...`` alone runs KWS end to end (every notebook, the
+    report and results.json follow the task list), and says in one line that IC is skipped and why."""
+    run = real_files["root"] / "run_kws_only"
+    argv = ["run", "--preset", "paper", "--out", str(run), "--corpus", f"kws={real_files['kws']}",
+            "--hubert", str(real_files["hubert"]), "--layer", "2", "--kmeans", str(real_files["km"]),
+            "--ulm", str(real_files["ulm"]), "--param", "seeds=[0]", "--param", "epochs=2"]
+    rc = spkit_main(argv)
+    out = capsys.readouterr()
+    assert rc == 0, out.err[-3000:]
+    skip = [ln for ln in out.out.splitlines() if "skipped:" in ln]
+    assert skip == ["[spkit run] tasks: kws; skipped: intent (no intent corpus) (give --corpus intent=DIR "
+                    "to run them)"], out.out[-2000:]
+    results = json.loads((run / "results.json").read_text())
+    assert set(results["tasks"]) == {"kws"}
+    assert {"deep_prompt", "downstream", "finetune"} <= set(results["tasks"]["kws"]["methods"])
+    assert sorted(p.name for p in (run / "units").iterdir() if p.is_dir() and p.name != "cache") == ["kws"]
+    assert sorted(p.name for p in (run / "prompts").iterdir() if p.name != "feature_cache") == ["kws"]
+    stage = json.loads((run / ".stages" / "03_prompt_training.json").read_text())
+    assert stage["params"]["tasks"] == ["kws"]
+    assert len(list((run / "notebooks").glob("0[1-6]_*.ipynb"))) == 6
+    assert "IC" not in (run / "results.md").read_text() and (run / "index.html").exists()
+
+
+def test_paper_preset_refuses_an_explicit_task_without_its_corpus(real_files, capsys):
+    run = real_files["root"] / "run_refused"
+    argv = ["run", "--preset", "paper", "--out", str(run), "--corpus", f"kws={real_files['kws']}",
+            "--hubert", str(real_files["hubert"]), "--kmeans", str(real_files["km"]),
+            "--ulm", str(real_files["ulm"]), "--param", "tasks=kws,intent"]
+    assert spkit_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert "--param tasks asks for intent" in err and "--corpus intent=DIR" in err, err
+    assert not run.exists()  # refused before anything ran
+    assert spkit_main([*argv[:-1], "tasks=['kws']", "--param", "task=intent"]) == 2
+    assert "--param task=intent: not a task of this run" in capsys.readouterr().err
+    assert not run.exists()
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-p", "no:hydra_pytest"]))

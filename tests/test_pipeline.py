@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from spkit.errors import UserError
 from spkit.pipeline import Stage, StageFailed, execute, plan
 
 
@@ -83,3 +85,69 @@ def test_shipped_model_presets_synthesize_only_the_prompted_tasks_corpora(tmp_pa
 def test_unknown_preset(tmp_path: Path):
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         plan("huge", tmp_path)
+
+
+def _notebook(path: Path, parameters: str) -> None:
+    cell = {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": parameters, "outputs": []}
+    path.write_text(json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+
+
+@pytest.fixture
+def task_notebooks(tmp_path: Path, monkeypatch) -> Path:
+    """Stand-ins of the notebook sequence's parameters cells, as far as tasks go."""
+    nbdir = tmp_path / "nbs"
+    nbdir.mkdir()
+    _notebook(nbdir / "01_unit_discovery.ipynb", "corpora = {}\nseeds = None")
+    _notebook(nbdir / "03_prompt_training.ipynb", "corpora = {}\ntasks = None\nseeds = None")
+    _notebook(nbdir / "04_verbalizer_analysis.ipynb", 'corpora = {}\ntask = "kws"')
+    _notebook(nbdir / "05_attention_visualization.ipynb", 'corpora = {}\ntask = "kws"')
+    _notebook(nbdir / "06_audio_demo.ipynb", "corpora = {}\ntask = None")
+    monkeypatch.setenv("SPKIT_NOTEBOOKS", str(nbdir))
+    return nbdir
+
+
+def test_given_corpora_narrow_the_tasks_and_every_notebook_follows(tmp_path: Path, task_notebooks):
+    lines: list[str] = []
+    corpora = {"intent": str(tmp_path), "sf": str(tmp_path)}
+    stages = {s.name: s for s in plan("smoke", tmp_path / "run", corpora=corpora, log=lines.append)}
+    assert lines == ["[spkit run] tasks: intent, sf; skipped: kws (no kws corpus), lid (no lid corpus), asr "
+                     "(no asr corpus) (give --corpus kws=DIR --corpus lid=DIR --corpus asr=DIR to run them)"]
+    assert stages["03_prompt_training"].params["tasks"] == ["intent", "sf"]
+    assert stages["04_verbalizer_analysis"].params["task"] == "intent"
+    assert stages["05_attention_visualization"].params["task"] == "intent"
+    assert "task" not in stages["06_audio_demo"].params  # it picks a task of the run's prompts itself
+    assert "tasks" not in stages["01_unit_discovery"].params
+    # only a sequence task: the verbalizer analysis (label classes) has nothing to show and is left out
+    lines.clear()
+    stages = {s.name: s for s in plan("smoke", tmp_path / "run", corpora={"sf": str(tmp_path)},
+                                      log=lines.append)}
+    assert "04_verbalizer_analysis" not in stages
+    assert stages["05_attention_visualization"].params["task"] == "sf"
+    assert len(lines) == 2 and "04_verbalizer_analysis: left out" in lines[1]
+
+
+def test_every_corpus_given_changes_no_stage(tmp_path: Path, task_notebooks):
+    """With every task's corpus the stages (and their resume keys) are what they were before task lists."""
+    corpora = {k: str(tmp_path) for k in ("kws", "intent", "lid", "asr", "sf")}
+    lines: list[str] = []
+    stages = plan("smoke", tmp_path / "run", corpora=corpora, log=lines.append)
+    assert lines == []
+    for s in stages:
+        assert "tasks" not in s.params and "task" not in s.params
+
+
+def test_explicit_tasks_need_their_corpora(tmp_path: Path, task_notebooks):
+    with pytest.raises(UserError, match=r"--param tasks asks for lid but the run has no lid corpus: give "
+                                        r"--corpus lid=DIR"):
+        plan("smoke", tmp_path / "run", corpora={"kws": str(tmp_path)}, params={"tasks": "kws,lid"})
+    with pytest.raises(UserError, match="unknown task"):
+        plan("smoke", tmp_path / "run", corpora={"kws": str(tmp_path)}, params={"tasks": ["kwz"]})
+    with pytest.raises(UserError, match="none of the paper preset's tasks"):
+        plan("paper", tmp_path / "run", corpora={"lid": str(tmp_path)})
+    with pytest.raises(UserError, match="--param task=intent: not a task of this run"):
+        plan("smoke", tmp_path / "run", corpora={"kws": str(tmp_path)}, params={"task": "intent"})
+    assert not (tmp_path / "run").exists()
+    # a preset that synthesizes only its prompted tasks' corpora synthesizes the explicit tasks' ones
+    stages = plan("default", tmp_path / "run", data_root=tmp_path / "data", params={"tasks": "kws,asr"})
+    assert [s.name for s in stages][:2] == ["synth_kws", "synth_asr"]
+    assert stages[2].params["tasks"] == ["kws", "asr"]

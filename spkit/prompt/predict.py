@@ -67,10 +67,10 @@ class PredictError(UserError, ValueError):
 def _best_seed(layout: RunLayout, task: str, method: str, seeds: list[int]) -> int:
     """The seed with the best *validation* metric in results.json (``runs[].extra.valid``: no test score
     chooses anything), else the lowest available."""
-    try:
+    try:  # a missing results.json is an empty one; a damaged one is named, not silently ignored
         info = load_results(layout.results_json)["tasks"].get(task) or {}
-    except (ValueError, OSError):
-        info = {}
+    except (ValueError, OSError) as e:
+        raise PredictError(f"{e} (results.json chooses the seed; --seed N picks one without it)") from None
     runs = [r for r in (info.get("methods", {}).get(method) or {}).get("runs", [])
             if r["seed"] in seeds and isinstance(r.get("extra", {}).get("valid"), (int, float))
             and r["extra"]["valid"] == r["extra"]["valid"]]  # NaN: no validation split

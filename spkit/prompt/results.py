@@ -87,6 +87,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spkit.errors import UserError
 from spkit.features.tiny_hubert import TARGET_SENTENCES
 from spkit.io import read_json, write_json, write_text
 from spkit.prompt.names import METHOD_ORDER, TASK_COLUMNS, format_params
@@ -102,7 +103,7 @@ LOWER_IS_BETTER_MARK = "(lower is better)"
 ORACLE_UNITS = "oracle_phones"  # results.json ``units.kind`` of the oracle topline (spkit.units.oracle)
 
 
-class ResultsError(ValueError):
+class ResultsError(UserError, ValueError):
     """A results file or run record that cannot be merged; the message names the file and the problem."""
 
 

@@ -56,6 +56,7 @@ from torch.utils._pytree import tree_flatten
 from tqdm.auto import tqdm
 
 from spkit.data.speech_commands import class_balanced_draws
+from spkit.errors import CheckpointError
 from spkit.io import torch_save
 from spkit.prompt.decode import evaluate
 from spkit.prompt.model import PromptedULM
@@ -422,7 +423,13 @@ def train(model: PromptedULM, data: Mapping[str, Sequence[TaskExample]], collato
     lower = model.spec.lower_is_better if on_metric else True
 
     if state_path is not None and resume and state_path.is_file():
-        st = torch.load(state_path, map_location=device, weights_only=True)
+        try:
+            st = torch.load(state_path, map_location=device, weights_only=True)
+        except Exception as e:  # truncated or damaged: say which file, not a pickle traceback
+            raise CheckpointError(state_path, f"not a readable training state ({type(e).__name__}: {e}); "
+                                  "delete it to train this run again") from None
+        if not isinstance(st, dict):
+            raise CheckpointError(state_path, "not an spkit training state (expected a dict)")
         if st.get("ulm_fingerprint") != model.ulm_fingerprint():
             raise ValueError(f"{state_path}: made for the uLM {st.get('ulm_fingerprint')}, this model's uLM "
                              f"is {model.ulm_fingerprint()}; use another out_dir or resume=False")

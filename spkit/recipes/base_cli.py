@@ -52,6 +52,7 @@ def main(args: argparse.Namespace) -> int:
     import json
 
     from spkit.data.base import DataError
+    from spkit.io import sweep_temporaries
     from spkit.recipes.spkit_base import STAGES, preset_recipe, pretrain_base
     from spkit.synth.corpora import SynthError
     from spkit.synth.pretrain_text import TextSourceError
@@ -70,6 +71,9 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    for folder in (work, args.out):  # a killed build's half-written files, never renamed into place
+        for tmp in sweep_temporaries(folder):
+            print(f"spkit pretrain-base: removed {tmp}, left by an interrupted write", file=sys.stderr)
     recipe = preset_recipe(args.preset, targets=args.targets)
     if args.threads:
         recipe = dataclasses.replace(recipe, threads=args.threads)

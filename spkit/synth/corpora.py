@@ -472,6 +472,12 @@ def build_corpus(kind: str, out: str | os.PathLike, preset: str = "smoke", seed:
                             "background": {"names": list(texts.BACKGROUND_NOISES),
                                            "seconds": cfg["background_s"], "tag": _BACKGROUND_TAG},
                             "kind_code": _KIND_CODE[kind], "marker": str(bg_marker), "augment": AUGMENT})
+    # A run killed after a shard's marker was written but before its worker's log was removed leaves that
+    # log behind; the shard is done, so its log says nothing.
+    running = {job["name"] for job in todo}
+    for stale in shard_dir.glob("*.log") if shard_dir.is_dir() else ():
+        if stale.stem not in running:
+            stale.unlink(missing_ok=True)
     corpus_file = meta_dir / "corpus.json"
     if not todo and corpus_file.is_file() and (meta_dir / "alignments.jsonl").is_file():
         return BuildReport(root, len(shards) + bool(background), 0, len(clips), noop=True)

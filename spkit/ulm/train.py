@@ -247,6 +247,7 @@ def train(
     )
 
     torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)  # its state is checkpointed: seeded, two runs' checkpoints are bit-identical
     model_cfg = CONFIGS[cfg.model](len(dictionary), **cfg.model_overrides)
     model = UnitLM(model_cfg).to(device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
