@@ -40,20 +40,25 @@ from spkit.ulm.model import CONFIGS, UnitLM
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def measure(args: argparse.Namespace) -> dict[str, Any]:
-    torch.set_num_threads(args.threads)
+def kws_shaped_task(config: str, units: int, tokens: int, batch_size: int) -> tuple[Any, ...]:
+    """A random uLM of size ``config`` over ``units`` units and one KWS-shaped batch (``batch_size`` sequences
+    of ``tokens`` tokens: ``[</s>, units, <sep>, label]``, 12 classes): ``(lm, spec, verbalizer, batch)``."""
     torch.manual_seed(0)
-    dictionary = UnitDictionary.from_units(range(args.units))
-    lm = UnitLM(CONFIGS[args.config](len(dictionary)))
+    dictionary = UnitDictionary.from_units(range(units))
+    lm = UnitLM(CONFIGS[config](len(dictionary)))
     g = torch.Generator().manual_seed(0)
     labels = [f"w{i}" for i in range(12)]
     examples = [TaskExample(f"u{i}", "", "train", "s",
-                            torch.randint(0, args.units, (args.tokens - 3,), generator=g).tolist(),
-                            labels[i % 12])
-                for i in range(args.batch)]
+                            torch.randint(0, units, (tokens - 3,), generator=g).tolist(), labels[i % 12])
+                for i in range(batch_size)]
     spec = build_spec("lid", {"train": examples})  # plain single-label classification
     verb = build_verbalizer("frequency", spec, dictionary, examples)
-    batch = Collator(spec, verb, dictionary, max_len=lm.cfg.max_positions)(examples)
+    return lm, spec, verb, Collator(spec, verb, dictionary, max_len=lm.cfg.max_positions)(examples)
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(args.threads)
+    lm, spec, verb, batch = kws_shaped_task(args.config, args.units, args.tokens, args.batch)
     model = build_prompted(lm, spec, verb, PromptConfig(method="deep_prompt", length=args.prompt_length,
                                                         init="random"), seed=0)
     model.train()

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -39,11 +40,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from spkit.io import write_json
 from spkit.prompt.finetune import build_finetune
 from spkit.prompt.model import PromptConfig, build_prompted
-from spkit.prompt.tasks import Collator, TaskExample, build_spec
 from spkit.prompt.train import TrainConfig, cpu_has_native_bf16, epoch_batches, step_autocast
-from spkit.prompt.verbalizer import build_verbalizer
-from spkit.ulm.dictionary import UnitDictionary
-from spkit.ulm.model import CONFIGS, UnitLM
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from prompt_step_bf16 import kws_shaped_task
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,18 +73,7 @@ def padding_share(lengths: list[int], batch: int, buckets: int) -> float:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    dictionary = UnitDictionary.from_units(range(args.units))
-    lm = UnitLM(CONFIGS[args.config](len(dictionary)))
-    g = torch.Generator().manual_seed(0)
-    labels = [f"w{i}" for i in range(12)]
-    examples = [TaskExample(f"u{i}", "", "train", "s",
-                            torch.randint(0, args.units, (args.tokens - 3,), generator=g).tolist(),
-                            labels[i % 12])
-                for i in range(args.batch)]
-    spec = build_spec("lid", {"train": examples})  # plain single-label classification
-    verb = build_verbalizer("frequency", spec, dictionary, examples)
-    batch = Collator(spec, verb, dictionary, max_len=lm.cfg.max_positions)(examples)
+    lm, spec, verb, batch = kws_shaped_task(args.config, args.units, args.tokens, args.batch)
     bf16 = cpu_has_native_bf16()
     prompted = build_prompted(lm, spec, verb, PromptConfig(method="deep_prompt", length=args.prompt_length,
                                                            init="random"), seed=0)
