@@ -472,7 +472,6 @@ def check_run_files(run_dir: Path) -> None:
     if not results.exists() and not prompts.is_dir():
         return
     from spkit.prompt.checkpoint import read_prompt_file  # lazy: torch
-    from spkit.prompt.results import load_results
 
     if results.exists():
         load_results(results)
