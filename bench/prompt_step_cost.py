@@ -2,9 +2,11 @@
 
 Claims checked (one run, one thread, as a main-job worker trains):
 
-* a deep-prompt step of spkit-base's uLM size (``ulm_small``, d=256 x 6, K=200) costs less than a full
-  fine-tuning step of the same uLM on the same batch (the reference): the frozen weights need no weight
-  gradients and no Adam update;
+* what a deep-prompt step of spkit-base's uLM size (``ulm_small``, d=256 x 6, K=200) costs against a full
+  fine-tuning step of the same uLM on the same batch (the reference). The frozen weights need no weight
+  gradients and no Adam update, but the gradient must still flow back through every layer to reach the
+  first layer's prompts, and the prompt keys/values lengthen every attention: measured, the prompt step is
+  *not* cheaper (1.13-1.23x the fine-tuning step, 43 vs 47 GFLOP; bench/results/prompt_step_cost.json);
 * the step's FLOPs (counted by ``torch.utils.flop_counter``) over its time, against the core's measured
   matmul peak (a 1024^3 matmul in the step's precision), says how much a faster kernel could still buy:
   the step is not far from the peak, so fewer steps (the recipe), not cheaper ones, decide a prompt run's
@@ -41,6 +43,7 @@ from spkit.io import write_json
 from spkit.prompt.finetune import build_finetune
 from spkit.prompt.model import PromptConfig, build_prompted
 from spkit.prompt.train import TrainConfig, cpu_has_native_bf16, epoch_batches, step_autocast
+from spkit.units.encoded import dedup
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prompt_step_bf16 import kws_shaped_task
@@ -109,7 +112,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     peak = matmul_peak(bf16)
     med = {k: statistics.median(v) for k, v in times.items()}
     if args.units_file:
-        lengths = [len(line.split("|", 1)[1].split()) + 3 for line in
+        # the trainer's sequences are deduplicated units (+ </s>, <sep>, label)
+        lengths = [len(dedup([int(u) for u in line.split("|", 1)[1].split()])[0]) + 3 for line in
                    Path(args.units_file).read_text().splitlines() if "|" in line]
         source = str(args.units_file)
     else:
