@@ -200,12 +200,13 @@ def build_index(run_dir: str | os.PathLike, summary: dict[str, Any] | None = Non
     parts = [f"<h1>spkit run: {html.escape(root.name)}</h1>",
              f"<p>written {time.strftime('%Y-%m-%d %H:%M:%S')}"
              + (f", preset <b>{html.escape(str(summary.get('preset')))}</b>" if summary else "") + "</p>"]
-    unit_model = layout.units / "unit_model.json"
-    targets = read_json(unit_model).get("targets") if unit_model.is_file() else None
+    unit_path = layout.units / "unit_model.json"
+    unit_model = read_json(unit_path) if unit_path.is_file() else {}
+    targets = unit_model.get("targets")
     if targets in TARGET_SENTENCES:  # what the encoder learned to predict, in one plain sentence
         sentence = html.escape(TARGET_SENTENCES[targets])
         parts.append(f"<p class='units'><b>Units</b>: k-means of {sentence}.</p>")
-    if unit_model.is_file() and read_json(unit_model).get("kind") == ORACLE_KIND:
+    if unit_model.get("kind") == ORACLE_KIND:
         label = html.escape(ORACLE_LABEL[0].upper() + ORACLE_LABEL[1:])
         parts.append(f"<p class='oracle'><b>{label}</b>: the units of this run are the synthesizer's phone "
                      "labels per 20 ms frame, not the output of a speech model; its numbers are a topline "

@@ -809,9 +809,9 @@ def model_card(card: dict[str, Any]) -> str:
         f"- `hubert.pt`: tiny HuBERT {recipe['model']}, iterations "
         + ", ".join(
             f"{i + 1}: {_target_words(recipe, i, h)}, {h['step']} steps, "
-            f"{h['seconds'] / 3600:.2f} h of training steps on 2 CPU cores, "
+            f"{h['seconds'] / 3600:.2f} h of training steps on {recipe.get('threads', 2)} CPU threads, "
             f"masked acc {h['acc']:.3f}"
-            for i, (it, h) in enumerate(zip(recipe["iterations"], hub))
+            for i, h in enumerate(hub)
         )
         + ".",
         f"- units: iteration {sel['iteration']}, layer {sel['layer']} (per-clip CMVN), "
@@ -844,10 +844,10 @@ def model_card(card: dict[str, Any]) -> str:
 
 
 def _target_words(recipe: dict[str, Any], i: int, summary: dict[str, Any]) -> str:
-    it = recipe["iterations"][i]
+    """What iteration ``i`` (0-based) predicted, for the model card."""
     if i == 0 and recipe.get("targets") == "phones":
-        return f"{summary.get('num_clusters', '')} synthesizer phone labels (targets)".replace("  ", " ")
-    return f"K={it['num_clusters']} k-means targets"
+        return f"{summary['num_clusters']} synthesizer phone labels (targets)"
+    return f"K={summary['num_clusters']} k-means targets"
 
 
 def load_base(folder: str | os.PathLike) -> dict[str, Any]:
